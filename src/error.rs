@@ -1,0 +1,103 @@
+//! The one place that maps request-time failures to HTTP statuses and JSON error bodies (SPEC §3).
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde_json::json;
+
+use crate::worker::Phase;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidJson { message: String, field: Option<String> },
+    #[error("{message}")]
+    InvalidRequest { message: String, field: String },
+    #[error("{message}")]
+    RepoUrlNotAllowed { message: String, field: String },
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("the worker is {}; retry on a new connection", phase.as_str())]
+    Busy { phase: Phase, retry_after_seconds: u64 },
+    #[error("events before {first_available} were evicted from memory; read them from persistence")]
+    EventsEvicted { first_available: u64 },
+    #[error("no job has run on this worker yet")]
+    NoJob,
+    #[error("no job is running")]
+    NotRunning,
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            field: field.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson { .. } => "invalid_json",
+            ApiError::InvalidRequest { .. } => "invalid_request",
+            ApiError::RepoUrlNotAllowed { .. } => "repo_url_not_allowed",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Busy { .. } => "busy",
+            ApiError::EventsEvicted { .. } => "events_evicted",
+            ApiError::NoJob => "no_job",
+            ApiError::NotRunning => "not_running",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest { .. } | ApiError::RepoUrlNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::EventsEvicted { .. } => StatusCode::GONE,
+            ApiError::NoJob => StatusCode::NOT_FOUND,
+            ApiError::NotRunning => StatusCode::CONFLICT,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        match self {
+            ApiError::InvalidJson { field: Some(field), .. }
+            | ApiError::InvalidRequest { field, .. }
+            | ApiError::RepoUrlNotAllowed { field, .. } => {
+                error["field"] = json!(field);
+            }
+            ApiError::EventsEvicted { first_available } => error["firstAvailable"] = json!(first_available),
+            _ => {}
+        }
+        let mut body = json!({ "error": error });
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Busy {
+                phase,
+                retry_after_seconds,
+            } => {
+                body["status"] = json!(phase.as_str());
+                // Swarm's mesh balances per connection: closing it makes the client's retry land on another replica.
+                response
+                    .insert_header(("Retry-After", retry_after_seconds.to_string()))
+                    .insert_header(("Connection", "close"));
+                response.force_close();
+            }
+            ApiError::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
+        }
+        response.json(body)
+    }
+}

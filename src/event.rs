@@ -1,0 +1,289 @@
+//! The one normalized event schema every provider is translated into (SPEC §4).
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// What happened, without the envelope (`seq`, `jobId`, `ts`) that the event log adds on append.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventKind {
+    #[serde(rename_all = "camelCase")]
+    Connected {
+        worker_id: String,
+        provider: String,
+        version: String,
+    },
+    Message {
+        text: String,
+        level: Level,
+    },
+    GithubPullProgress(PullProgress),
+    #[serde(rename_all = "camelCase")]
+    Session {
+        session_id: String,
+    },
+    AssistantMessage {
+        text: String,
+    },
+    Thinking {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    #[serde(rename_all = "camelCase")]
+    ToolResult {
+        tool_use_id: String,
+        output: String,
+        is_error: bool,
+    },
+    Log {
+        stream: StreamName,
+        text: String,
+    },
+    GitChanges(Changes),
+    GitPush {
+        branch: String,
+        commit: String,
+        remote: String,
+    },
+    PullRequest(PullRequestRef),
+    Completed(Box<Completed>),
+    Error(Box<Failure>),
+}
+
+impl EventKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::Connected { .. } => "connected",
+            EventKind::Message { .. } => "message",
+            EventKind::GithubPullProgress(_) => "github_pull_progress",
+            EventKind::Session { .. } => "session",
+            EventKind::AssistantMessage { .. } => "assistant_message",
+            EventKind::Thinking { .. } => "thinking",
+            EventKind::ToolUse { .. } => "tool_use",
+            EventKind::ToolResult { .. } => "tool_result",
+            EventKind::Log { .. } => "log",
+            EventKind::GitChanges(_) => "git_changes",
+            EventKind::GitPush { .. } => "git_push",
+            EventKind::PullRequest(_) => "pull_request",
+            EventKind::Completed(_) => "completed",
+            EventKind::Error(_) => "error",
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventKind::Completed(_) | EventKind::Error(_))
+    }
+
+    pub fn info(text: impl Into<String>) -> Self {
+        EventKind::Message {
+            text: text.into(),
+            level: Level::Info,
+        }
+    }
+
+    pub fn warn(text: impl Into<String>) -> Self {
+        EventKind::Message {
+            text: text.into(),
+            level: Level::Warn,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamName {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullProgress {
+    pub phase: PullPhase,
+    pub received_objects: u64,
+    pub total_objects: u64,
+    pub indexed_deltas: u64,
+    pub total_deltas: u64,
+    pub received_bytes: u64,
+    pub percent: u8,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPhase {
+    #[default]
+    Connecting,
+    Receiving,
+    Resolving,
+    Checkout,
+    Done,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changes {
+    pub files_changed: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+    pub files: Vec<FileChange>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FileChange {
+    pub path: String,
+    pub status: String,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PullRequestRef {
+    pub url: String,
+    pub number: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_creation_tokens: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completed {
+    pub session_id: Option<String>,
+    pub result: Option<String>,
+    pub duration_ms: u64,
+    pub num_turns: u64,
+    pub cost_usd: Option<f64>,
+    pub usage: Usage,
+    pub changes: Option<Changes>,
+    pub pull_request: Option<PullRequestRef>,
+}
+
+/// Terminal error codes of SPEC §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    CloneFailed,
+    CheckoutFailed,
+    AuthFailed,
+    RateLimited,
+    ProviderNotInstalled,
+    ProviderFailed,
+    Timeout,
+    IdleTimeout,
+    Cancelled,
+    Shutdown,
+    PushFailed,
+    PullRequestFailed,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether the same request may succeed if sent again (possibly to another replica).
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorCode::RateLimited | ErrorCode::Shutdown)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            retryable: code.retryable(),
+            exit_code: None,
+            stderr_tail: None,
+            session_id: None,
+        }
+    }
+}
+
+impl From<Failure> for EventKind {
+    fn from(f: Failure) -> Self {
+        EventKind::Error(Box::new(f))
+    }
+}
+
+/// An event with its envelope, as it goes on the wire.
+#[derive(Serialize)]
+pub struct Envelope<'a> {
+    #[serde(rename = "type")]
+    pub kind_name: &'static str,
+    pub seq: u64,
+    #[serde(rename = "jobId")]
+    pub job_id: &'a str,
+    pub ts: String,
+    #[serde(flatten)]
+    pub kind: &'a EventKind,
+}
+
+pub fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_puts_type_first_and_uses_camel_case() {
+        let kind = EventKind::ToolResult {
+            tool_use_id: "t1".into(),
+            output: "ok".into(),
+            is_error: false,
+        };
+        let env = Envelope {
+            kind_name: kind.type_name(),
+            seq: 7,
+            job_id: "j",
+            ts: "T".into(),
+            kind: &kind,
+        };
+        assert_eq!(
+            serde_json::to_string(&env).unwrap(),
+            r#"{"type":"tool_result","seq":7,"jobId":"j","ts":"T","toolUseId":"t1","output":"ok","isError":false}"#
+        );
+    }
+
+    #[test]
+    fn error_omits_unknown_details() {
+        let kind: EventKind = Failure::new(ErrorCode::Cancelled, "cancelled by client").into();
+        let v = serde_json::to_value(&kind).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"code":"cancelled","message":"cancelled by client","retryable":false})
+        );
+    }
+}

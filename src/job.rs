@@ -1,0 +1,244 @@
+//! The life of one job, top to bottom: connected → workspace → provider run → terminal event → drain → exit.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use crate::{
+    event::{Completed, ErrorCode, EventKind, Failure},
+    process::{Next, OutputLine, ProviderProcess},
+    provider::{self, JobContext, Outcome},
+    request::JobRequest,
+    worker::{CancelReason, JobHandle, Worker},
+};
+
+pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest) {
+    let workdir = worker.settings.workspace_dir.join(&request.workspace);
+    let terminal = Pipeline {
+        worker: &worker,
+        job: &job,
+        request: &request,
+        workdir: workdir.clone(),
+    }
+    .run()
+    .await;
+    let code = match &terminal {
+        EventKind::Error(f) => Some(f.code),
+        _ => None,
+    };
+    job.log.append(terminal);
+    tracing::info!(job_id = %job.id, error = ?code, "job ended");
+    worker.enter_draining();
+
+    if !worker.settings.keep_workspace
+        && let Err(e) = tokio::fs::remove_dir_all(&workdir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "could not remove the workspace");
+    }
+    // A client that lost its connection near the end can still reconnect and read the terminal event.
+    if worker.settings.exit_after_job && !worker.is_shutting_down() {
+        tokio::select! {
+            _ = job.log.terminal_delivered() => {}
+            _ = tokio::time::sleep(worker.settings.linger) => {
+                tracing::info!("no client read the terminal event within LINGER_SECONDS");
+            }
+            _ = worker.shutting_down() => {}
+        }
+    }
+    worker.finish_job();
+}
+
+struct Pipeline<'a> {
+    worker: &'a Worker,
+    job: &'a JobHandle,
+    request: &'a JobRequest,
+    workdir: PathBuf,
+}
+
+impl Pipeline<'_> {
+    fn emit(&self, kind: EventKind) {
+        self.job.log.append(kind);
+    }
+
+    async fn run(&self) -> EventKind {
+        let settings = &self.worker.settings;
+        self.emit(EventKind::Connected {
+            worker_id: settings.worker_id.clone(),
+            provider: self.request.provider.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        });
+        let deadline = Instant::now() + self.request.timeout;
+        if let Err(e) = tokio::fs::create_dir_all(&self.workdir).await {
+            return Failure::new(ErrorCode::Internal, format!("could not create the workspace: {e}")).into();
+        }
+        let provider = match provider::build(self.request.provider, settings) {
+            Ok(p) => p,
+            Err(f) => return f.into(),
+        };
+        let ctx = JobContext {
+            settings,
+            request: self.request,
+            workdir: &self.workdir,
+        };
+        let outcome = match provider.prepare(&ctx).await {
+            Ok(plan) => self.run_process(plan, provider.parser(), deadline).await,
+            Err(failure) => Outcome::Failed(failure),
+        };
+        provider.cleanup().await;
+        match outcome {
+            Outcome::Completed(run) => EventKind::Completed(Box::new(Completed {
+                session_id: run.session_id,
+                result: run.result,
+                duration_ms: run.duration_ms,
+                num_turns: run.num_turns,
+                cost_usd: run.cost_usd,
+                usage: run.usage,
+                changes: None,
+                pull_request: None,
+            })),
+            Outcome::Failed(failure) => failure.into(),
+        }
+    }
+
+    async fn run_process(
+        &self,
+        plan: provider::CommandPlan,
+        mut parser: Box<dyn provider::OutputParser>,
+        deadline: Instant,
+    ) -> Outcome {
+        let settings = &self.worker.settings;
+        if let Some(reason) = self.job.cancel_reason() {
+            return Outcome::Failed(cancelled(reason));
+        }
+        let program = plan.program.clone();
+        let mut process = match ProviderProcess::spawn(plan, settings.max_line_bytes, settings.kill_grace) {
+            Ok(p) => p,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Outcome::Failed(Failure::new(
+                    ErrorCode::ProviderNotInstalled,
+                    format!(
+                        "{} could not be started ({e}); install it or set its *_BIN variable",
+                        program.display()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Outcome::Failed(Failure::new(
+                    ErrorCode::Internal,
+                    format!("could not start the provider: {e}"),
+                ));
+            }
+        };
+        tracing::info!(job_id = %self.job.id, program = %program.display(), "provider started");
+
+        let idle = settings.idle_timeout;
+        let mut last_output = Instant::now();
+        // Re-armed only when it fires, not on every line: at 100k lines/s the timer wheel would dominate.
+        let idle_timer = tokio::time::sleep_until(last_output + idle);
+        tokio::pin!(idle_timer);
+        let total_timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(total_timer);
+
+        let stop = loop {
+            tokio::select! {
+                biased;
+                _ = self.job.cancelled() => break cancelled(self.job.cancel_reason().unwrap_or(CancelReason::Requested)),
+                _ = &mut total_timer => break Failure::new(
+                    ErrorCode::Timeout,
+                    format!("the job exceeded its time limit of {}", seconds(self.request.timeout)),
+                ),
+                _ = &mut idle_timer => {
+                    if last_output.elapsed() >= idle {
+                        break Failure::new(
+                            ErrorCode::IdleTimeout,
+                            format!("the provider produced no output for {}", seconds(idle)),
+                        );
+                    }
+                    idle_timer.as_mut().reset(last_output + idle);
+                }
+                next = process.next() => match next {
+                    Next::Line(line) => {
+                        last_output = Instant::now();
+                        self.handle_line(line, parser.as_mut());
+                    }
+                    Next::Exited(exit) => return parser.finish(&exit),
+                },
+            }
+        };
+        let exit = process.terminate().await;
+        tracing::info!(job_id = %self.job.id, code = ?stop.code, exit = %exit.describe(), "provider stopped");
+        let mut failure = exit.annotate(stop);
+        failure.session_id = parser.session_id().map(String::from);
+        Outcome::Failed(failure)
+    }
+
+    fn handle_line(&self, line: OutputLine, parser: &mut dyn provider::OutputParser) {
+        match line {
+            OutputLine::Stdout {
+                text,
+                original_len,
+                truncated,
+            } => {
+                if truncated {
+                    self.emit(EventKind::warn(format!(
+                        "a provider output line of {original_len} bytes was truncated to MAX_LINE_BYTES ({})",
+                        self.worker.settings.max_line_bytes
+                    )));
+                }
+                for event in parser.push_line(&text) {
+                    self.emit(self.truncate_tool_output(event));
+                }
+            }
+            OutputLine::Stderr(text) => self.emit(EventKind::Log {
+                stream: crate::event::StreamName::Stderr,
+                text,
+            }),
+        }
+    }
+
+    fn truncate_tool_output(&self, event: EventKind) -> EventKind {
+        let max = self.worker.settings.tool_output_max_bytes;
+        match event {
+            EventKind::ToolResult {
+                tool_use_id,
+                mut output,
+                is_error,
+            } if output.len() > max => {
+                let total = output.len();
+                let mut cut = max;
+                while !output.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                output.truncate(cut);
+                output.push_str(&format!("\n[truncated: {total} bytes in total]"));
+                EventKind::ToolResult {
+                    tool_use_id,
+                    output,
+                    is_error,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+fn cancelled(reason: CancelReason) -> Failure {
+    match reason {
+        CancelReason::Requested => Failure::new(ErrorCode::Cancelled, "the job was cancelled (POST /cancel)"),
+        CancelReason::ClientGone => Failure::new(
+            ErrorCode::Cancelled,
+            "the client disconnected and asked for cancelOnDisconnect",
+        ),
+        CancelReason::Shutdown => Failure::new(ErrorCode::Shutdown, "the worker is shutting down (SIGTERM)"),
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}

@@ -1,0 +1,19 @@
+//! unified-worker: runs one coding-assistant job per process and streams it as Server-Sent Events.
+
+pub mod auth;
+pub mod error;
+pub mod event;
+pub mod event_log;
+pub mod healthcheck;
+pub mod job;
+pub mod process;
+pub mod provider;
+pub mod request;
+pub mod routes;
+pub mod secret;
+pub mod settings;
+pub mod sse;
+pub mod startup;
+pub mod telemetry;
+pub mod url_policy;
+pub mod worker;

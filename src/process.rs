@@ -1,0 +1,329 @@
+//! The one process runner every provider shares: own process group, prompt on stdin then closed, stdout as
+//! capped lines, stderr kept as a tail, and SIGTERM-then-SIGKILL to the whole group so no process of a job survives.
+
+use std::{
+    collections::VecDeque,
+    io,
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{Child, Command},
+    sync::mpsc,
+    time::Instant,
+};
+
+use crate::provider::{CommandPlan, ExitInfo};
+
+const STDERR_TAIL_BYTES: usize = 4096;
+const STDERR_LINE_MAX: usize = 64 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub enum OutputLine {
+    /// `original_len` is larger than `text.len()` when the line was cut at `MAX_LINE_BYTES`.
+    Stdout {
+        text: String,
+        original_len: usize,
+        truncated: bool,
+    },
+    Stderr(String),
+}
+
+#[derive(Debug)]
+pub enum Next {
+    Line(OutputLine),
+    Exited(ExitInfo),
+}
+
+pub struct ProviderProcess {
+    child: Child,
+    pgid: i32,
+    lines: mpsc::Receiver<OutputLine>,
+    pipes_open: bool,
+    status: Option<ExitStatus>,
+    /// After the leader exits, stragglers holding the pipes get this long before they are killed.
+    pipe_deadline: Option<Instant>,
+    grace: Duration,
+    stderr_tail: Arc<Mutex<Tail>>,
+}
+
+impl ProviderProcess {
+    pub fn spawn(plan: CommandPlan, max_line_bytes: usize, grace: Duration) -> io::Result<Self> {
+        let mut child = Command::new(&plan.program)
+            .args(&plan.args)
+            .env_clear()
+            .envs(plan.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&plan.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so that one signal reaches the CLI and every tool process it started.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pgid = child.id().map(|id| id as i32).unwrap_or(0);
+        let (tx, lines) = mpsc::channel(256);
+        let stderr_tail = Arc::new(Mutex::new(Tail::default()));
+
+        if let Some(mut stdin) = child.stdin.take() {
+            let prompt = plan.stdin;
+            tokio::spawn(async move {
+                // A CLI that exits without reading its prompt closes the pipe; that is its failure to report,
+                // not ours. Dropping stdin closes it, which some CLIs wait for before starting.
+                let _ = stdin.write_all(prompt.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
+        }
+        if let Some(stdout) = child.stdout.take() {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
+                let mut buf = Vec::new();
+                while let Ok(Some(len)) = read_line_capped(&mut reader, max_line_bytes, &mut buf).await {
+                    let text = into_text(&mut buf);
+                    let line = OutputLine::Stdout {
+                        truncated: len > max_line_bytes,
+                        original_len: len,
+                        text,
+                    };
+                    if tx.send(line).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stderr);
+                let mut buf = Vec::new();
+                while let Ok(Some(_)) = read_line_capped(&mut reader, STDERR_LINE_MAX, &mut buf).await {
+                    let text = into_text(&mut buf);
+                    tail.lock().unwrap_or_else(|e| e.into_inner()).push(&text);
+                    if tx.send(OutputLine::Stderr(text)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(ProviderProcess {
+            child,
+            pgid,
+            lines,
+            pipes_open: true,
+            status: None,
+            pipe_deadline: None,
+            grace,
+            stderr_tail,
+        })
+    }
+
+    /// The next line of output, or the exit once the process has ended and its output is read.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if let (Some(status), false) = (self.status, self.pipes_open) {
+                self.reap_group().await;
+                return Next::Exited(self.exit_info(status));
+            }
+            let deadline = self.pipe_deadline;
+            tokio::select! {
+                line = self.lines.recv(), if self.pipes_open => match line {
+                    Some(line) => return Next::Line(line),
+                    None => self.pipes_open = false,
+                },
+                status = self.child.wait(), if self.status.is_none() => {
+                    let status = status.unwrap_or_else(|_| exit_status_unknown());
+                    self.status = Some(status);
+                    // The CLI is done; whatever it left running belongs to the job and goes with it.
+                    self.signal_group(libc::SIGTERM);
+                    self.pipe_deadline = Some(Instant::now() + self.grace);
+                }
+                _ = sleep_until_opt(deadline), if deadline.is_some() && self.pipes_open => {
+                    self.signal_group(libc::SIGKILL);
+                    // A process that left the group can hold the pipe forever; stop waiting for it.
+                    self.pipes_open = false;
+                }
+            }
+        }
+    }
+
+    /// Stops the whole group: SIGTERM, then SIGKILL after the grace period. Returns how the CLI ended.
+    pub async fn terminate(&mut self) -> ExitInfo {
+        self.signal_group(libc::SIGTERM);
+        let status = match self.status {
+            Some(status) => status,
+            None => match tokio::time::timeout(self.grace, self.child.wait()).await {
+                Ok(Ok(status)) => status,
+                _ => {
+                    self.signal_group(libc::SIGKILL);
+                    self.child.wait().await.unwrap_or_else(|_| exit_status_unknown())
+                }
+            },
+        };
+        self.status = Some(status);
+        self.reap_group().await;
+        self.exit_info(status)
+    }
+
+    fn exit_info(&self, status: ExitStatus) -> ExitInfo {
+        use std::os::unix::process::ExitStatusExt;
+        ExitInfo {
+            code: status.code(),
+            signal: status.signal(),
+            stderr_tail: self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner()).text(),
+        }
+    }
+
+    fn signal_group(&self, signal: i32) {
+        if self.pgid > 0 {
+            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory-safety preconditions.
+            unsafe {
+                libc::kill(-self.pgid, signal);
+            }
+        }
+    }
+
+    fn group_alive(&self) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        self.pgid > 0 && unsafe { libc::kill(-self.pgid, 0) } == 0
+    }
+
+    /// Waits for the rest of the group to go after the leader ended, then kills what remains.
+    async fn reap_group(&mut self) {
+        let deadline = Instant::now() + self.grace;
+        while self.group_alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.group_alive() {
+            self.signal_group(libc::SIGKILL);
+        }
+    }
+}
+
+fn exit_status_unknown() -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    ExitStatus::from_raw(255 << 8)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Provider output is not guaranteed to be UTF-8; invalid bytes become U+FFFD instead of failing the job.
+fn into_text(buf: &mut Vec<u8>) -> String {
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    match String::from_utf8(std::mem::take(buf)) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Reads one line into `out`, keeping at most `cap` bytes of it; returns the line's full length (without the
+/// newline) or `None` at end of input. A line longer than the cap is consumed whole, so the next line starts clean.
+pub async fn read_line_capped<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    cap: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
+    out.clear();
+    let mut total = 0usize;
+    let mut seen_any = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(seen_any.then_some(total));
+        }
+        seen_any = true;
+        let (chunk, found) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        total += chunk.len();
+        let consumed = chunk.len() + usize::from(found);
+        reader.consume(consumed);
+        if found {
+            return Ok(Some(total));
+        }
+    }
+}
+
+/// The last few KiB of stderr, for error events.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        let line = truncate_front(line, STDERR_TAIL_BYTES);
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line.to_string());
+        while self.bytes > STDERR_TAIL_BYTES {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.len() + 1,
+                None => break,
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+}
+
+fn truncate_front(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_capped_and_the_next_line_starts_clean() {
+        let input = format!("{}\nshort\r\nlast", "x".repeat(100));
+        let mut reader = BufReader::with_capacity(16, input.as_bytes());
+        let mut buf = Vec::new();
+        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), Some(100));
+        assert_eq!(buf, b"xxxxxxxxxx");
+        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), Some(6));
+        assert_eq!(into_text(&mut buf), "short");
+        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), Some(4));
+        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), None);
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement_characters() {
+        let mut buf = vec![b'a', 0xff, b'b'];
+        assert_eq!(into_text(&mut buf), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_bytes() {
+        let mut tail = Tail::default();
+        for i in 0..2000 {
+            tail.push(&format!("line {i}"));
+        }
+        let text = tail.text();
+        assert!(text.len() <= STDERR_TAIL_BYTES && text.ends_with("line 1999"));
+    }
+}

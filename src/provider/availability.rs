@@ -1,0 +1,138 @@
+//! Whether each provider's CLI can run here, and its version, for `GET /health`. Probed once in the background
+//! so that start-up and health checks never wait for a CLI to boot.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use super::ProviderKind;
+use crate::settings::Settings;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderStatus {
+    pub available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Availability {
+    binaries: Vec<(ProviderKind, PathBuf)>,
+    probed: Arc<RwLock<HashMap<ProviderKind, ProviderStatus>>>,
+}
+
+impl Availability {
+    pub fn new(settings: &Settings) -> Self {
+        Availability {
+            binaries: ProviderKind::ALL
+                .iter()
+                .map(|k| (*k, k.binary(settings).to_path_buf()))
+                .collect(),
+            probed: Arc::default(),
+        }
+    }
+
+    /// Runs `<cli> --version` for every provider, once.
+    pub async fn probe(&self) {
+        for (kind, bin) in &self.binaries {
+            let status = probe_one(*kind, bin).await;
+            self.probed
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*kind, status);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(ProviderKind, ProviderStatus)> {
+        let probed = self.probed.read().unwrap_or_else(|e| e.into_inner());
+        self.binaries
+            .iter()
+            .map(|(kind, bin)| {
+                let status = probed.get(kind).cloned().unwrap_or_else(|| match resolve(bin) {
+                    Some(_) if kind.is_built() => ProviderStatus {
+                        available: true,
+                        version: None,
+                        reason: None,
+                    },
+                    _ => unavailable(*kind, bin),
+                });
+                (*kind, status)
+            })
+            .collect()
+    }
+}
+
+fn unavailable(kind: ProviderKind, bin: &Path) -> ProviderStatus {
+    let reason = if !kind.is_built() {
+        "not supported by this version of the worker".to_string()
+    } else {
+        format!("{} not found", bin.display())
+    };
+    ProviderStatus {
+        available: false,
+        version: None,
+        reason: Some(reason),
+    }
+}
+
+async fn probe_one(kind: ProviderKind, bin: &Path) -> ProviderStatus {
+    let Some(path) = resolve(bin).filter(|_| kind.is_built()) else {
+        return unavailable(kind, bin);
+    };
+    let run = tokio::process::Command::new(&path)
+        .arg("--version")
+        .env_clear()
+        .envs(super::child_env(&[], &[]))
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(20), run).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let version = text.lines().next().unwrap_or_default().trim().to_string();
+            ProviderStatus {
+                available: true,
+                version: Some(version).filter(|v| !v.is_empty()),
+                reason: None,
+            }
+        }
+        Ok(Ok(out)) => ProviderStatus {
+            available: false,
+            version: None,
+            reason: Some(format!("{} --version failed with {}", bin.display(), out.status)),
+        },
+        Ok(Err(e)) => ProviderStatus {
+            available: false,
+            version: None,
+            reason: Some(format!("{}: {e}", bin.display())),
+        },
+        Err(_) => ProviderStatus {
+            available: false,
+            version: None,
+            reason: Some("--version timed out".into()),
+        },
+    }
+}
+
+/// Finds the executable the way `execvp` would.
+pub fn resolve(bin: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if bin.components().count() > 1 {
+        return executable(bin).then(|| bin.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(bin))
+        .find(|p| executable(p))
+}

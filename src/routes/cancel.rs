@@ -1,0 +1,35 @@
+//! `POST /cancel`: stop the running job; it ends with a terminal `error` of code `cancelled`.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    auth,
+    error::ApiError,
+    worker::{CancelReason, Worker},
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Query {
+    /// Guards against cancelling a newer job than the one the client meant.
+    job_id: Option<String>,
+}
+
+pub async fn cancel(
+    req: HttpRequest,
+    query: web::Query<Query>,
+    worker: web::Data<Arc<Worker>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &worker.settings)?;
+    let job = worker.running_job().ok_or(ApiError::NotRunning)?;
+    if query.job_id.as_ref().is_some_and(|id| *id != job.id) {
+        return Err(ApiError::NotRunning);
+    }
+    job.cancel(CancelReason::Requested);
+    tracing::info!(job_id = %job.id, "cancel requested");
+    Ok(HttpResponse::Accepted().json(json!({ "status": "cancelling", "jobId": job.id })))
+}

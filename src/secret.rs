@@ -1,0 +1,117 @@
+//! Secret values and the redactor that keeps them out of everything the worker emits (SPEC §8).
+
+use std::fmt;
+
+/// Shorter secrets are refused at the edge: redacting them would mangle ordinary text.
+pub const MIN_SECRET_LEN: usize = 8;
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// A value that must never be printed; `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// The token strings inside Claude Code's credentials JSON (`{"claudeAiOauth":{"accessToken":…}}`).
+pub fn oauth_tokens(credentials: &serde_json::Value) -> Vec<String> {
+    ["accessToken", "refreshToken"]
+        .iter()
+        .filter_map(|key| credentials.get("claudeAiOauth")?.get(key)?.as_str())
+        .filter(|t| t.len() >= MIN_SECRET_LEN)
+        .map(String::from)
+        .collect()
+}
+
+/// Replaces every known secret in serialized event JSON. It runs at the one place every event passes through,
+/// so nothing a provider prints, and no error text the worker builds, can carry a secret out.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    /// Raw forms and their JSON-escaped forms, longest first so that a secret containing another is replaced whole.
+    needles: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut needles = Vec::new();
+        for secret in secrets {
+            if secret.len() < MIN_SECRET_LEN {
+                continue;
+            }
+            needles.push(secret.to_string());
+            // Inside JSON a secret with quotes, backslashes or control characters appears escaped.
+            if let Ok(quoted) = serde_json::to_string(secret) {
+                let escaped = &quoted[1..quoted.len() - 1];
+                if escaped != secret {
+                    needles.push(escaped.to_string());
+                }
+            }
+        }
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        Redactor { needles }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// Returns the input untouched (no allocation) in the common case that no secret occurs.
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for needle in &self.needles {
+            if memchr::memmem::find(out.as_bytes(), needle.as_bytes()).is_some() {
+                out = std::borrow::Cow::Owned(out.replace(needle.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let s = Secret::new("sk-ant-api03-canary");
+        assert_eq!(format!("{s:?} {s}"), "[REDACTED] [REDACTED]");
+    }
+
+    #[test]
+    fn redacts_raw_and_json_escaped_forms() {
+        let r = Redactor::new(["tok\"en-12345", "plain-secret-1"]);
+        let json = serde_json::to_string(&serde_json::json!({"a": "x tok\"en-12345 y plain-secret-1"})).unwrap();
+        let out = r.redact(&json);
+        assert!(!out.contains("en-12345") && !out.contains("plain-secret-1"), "{out}");
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+    }
+
+    #[test]
+    fn short_values_are_not_redacted_and_clean_text_is_borrowed() {
+        let r = Redactor::new(["abc"]);
+        assert!(r.is_empty());
+        let r = Redactor::new(["long-enough-secret"]);
+        assert!(matches!(r.redact("nothing here"), std::borrow::Cow::Borrowed(_)));
+    }
+}

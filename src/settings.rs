@@ -1,0 +1,295 @@
+//! Typed configuration read once from the environment (SPEC §12); a bad value stops start-up naming the variable.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}: {message}")]
+pub struct SettingsError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub workspace_dir: PathBuf,
+    pub keep_workspace: bool,
+    pub worker_id: String,
+    pub api_token: Option<Secret>,
+    pub exit_after_job: bool,
+    pub job_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub clone_timeout: Duration,
+    pub kill_grace: Duration,
+    pub flush_timeout: Duration,
+    pub linger: Duration,
+    pub retry_after_seconds: u64,
+    pub keepalive: Duration,
+    pub max_body_bytes: usize,
+    pub event_log_max_bytes: usize,
+    pub tool_output_max_bytes: usize,
+    pub max_line_bytes: usize,
+    pub git_allowed_hosts: Vec<String>,
+    pub git_allow_insecure: bool,
+    pub github_api_url: String,
+    pub db_base_url: Option<String>,
+    pub webhook_secret: Option<Secret>,
+    pub callback_allowed_hosts: Vec<String>,
+    pub session_store_dir: Option<PathBuf>,
+    pub claude_credentials_json: Option<Secret>,
+    pub claude_credentials_secret: Option<PathBuf>,
+    pub claude_bin: PathBuf,
+    pub cursor_bin: PathBuf,
+    pub copilot_bin: PathBuf,
+    pub log_format: LogFormat,
+    /// Credentials the worker holds in its own environment for the providers; redacted like request secrets.
+    pub provider_secrets: Vec<Secret>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every variable through `lookup` so tests can build settings without touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let env = Env(&lookup);
+        Ok(Settings {
+            host: env.string("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: env.parse("PORT", 5000)?,
+            workspace_dir: env
+                .string("WORKSPACE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("unified-worker")),
+            keep_workspace: env.flag("KEEP_WORKSPACE", false)?,
+            worker_id: env.string("WORKER_ID").unwrap_or_else(hostname),
+            api_token: env.secret("WORKER_API_TOKEN")?,
+            exit_after_job: env.flag("EXIT_AFTER_JOB", true)?,
+            job_timeout: env.seconds("JOB_TIMEOUT_SECONDS", 3600)?,
+            idle_timeout: env.seconds("IDLE_TIMEOUT_SECONDS", 900)?,
+            clone_timeout: env.seconds("CLONE_TIMEOUT_SECONDS", 600)?,
+            kill_grace: env.seconds("KILL_GRACE_SECONDS", 5)?,
+            flush_timeout: env.seconds("FLUSH_TIMEOUT_SECONDS", 20)?,
+            linger: env.seconds("LINGER_SECONDS", 30)?,
+            retry_after_seconds: env.parse("RETRY_AFTER_SECONDS", 5)?,
+            keepalive: env.seconds("SSE_KEEPALIVE_SECONDS", 15)?,
+            max_body_bytes: env.positive("MAX_BODY_BYTES", 2 * 1024 * 1024)?,
+            event_log_max_bytes: env.positive("EVENT_LOG_MAX_BYTES", 64 * 1024 * 1024)?,
+            tool_output_max_bytes: env.positive("TOOL_OUTPUT_MAX_BYTES", 64 * 1024)?,
+            max_line_bytes: env.positive("MAX_LINE_BYTES", 32 * 1024 * 1024)?,
+            git_allowed_hosts: env
+                .list("GIT_ALLOWED_HOSTS")
+                .unwrap_or_else(|| vec!["github.com".into()]),
+            git_allow_insecure: env.flag("GIT_ALLOW_INSECURE", false)?,
+            github_api_url: env
+                .string("GITHUB_API_URL")
+                .unwrap_or_else(|| "https://api.github.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            db_base_url: env.string("DB_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+            webhook_secret: env.secret("WEBHOOK_SECRET")?,
+            callback_allowed_hosts: env.list("CALLBACK_ALLOWED_HOSTS").unwrap_or_default(),
+            session_store_dir: env.string("SESSION_STORE_DIR").map(PathBuf::from),
+            claude_credentials_json: env.secret("CLAUDE_CODE_CREDENTIALS_JSON")?,
+            claude_credentials_secret: env.string("CLAUDE_CODE_CREDENTIALS_SECRET").map(PathBuf::from),
+            claude_bin: env.string("CLAUDE_BIN").unwrap_or_else(|| "claude".into()).into(),
+            cursor_bin: env.string("CURSOR_BIN").unwrap_or_else(|| "cursor-agent".into()).into(),
+            copilot_bin: env.string("COPILOT_BIN").unwrap_or_else(|| "copilot".into()).into(),
+            log_format: match env.string("LOG_FORMAT").as_deref() {
+                None | Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(invalid("LOG_FORMAT", format!("expected json or pretty, got {other:?}")));
+                }
+            },
+            provider_secrets: PROVIDER_SECRET_VARS
+                .iter()
+                .filter_map(|var| env.string(var))
+                .filter(|v| v.len() >= crate::secret::MIN_SECRET_LEN)
+                .map(Secret::new)
+                .collect(),
+        })
+        .map(|mut settings: Settings| {
+            // The tokens inside a credentials JSON can show up in output on their own.
+            if let Some(json) = &settings.claude_credentials_json
+                && let Ok(value) = serde_json::from_str::<serde_json::Value>(json.expose())
+            {
+                settings
+                    .provider_secrets
+                    .extend(crate::secret::oauth_tokens(&value).into_iter().map(Secret::new));
+            }
+            settings
+        })
+    }
+
+    /// Every secret the worker itself holds, for the redactor of each job.
+    pub fn worker_secrets(&self) -> Vec<&str> {
+        [&self.api_token, &self.webhook_secret, &self.claude_credentials_json]
+            .into_iter()
+            .flatten()
+            .chain(&self.provider_secrets)
+            .map(Secret::expose)
+            .collect()
+    }
+
+    /// The time a SIGTERM may take before the process is gone; the stack's stop_grace_period must exceed it.
+    pub fn shutdown_bound(&self) -> Duration {
+        self.kill_grace + self.flush_timeout
+    }
+}
+
+/// Provider credentials a worker may hold in its environment (passed to the CLI that needs them, never emitted).
+const PROVIDER_SECRET_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CURSOR_API_KEY",
+    "COPILOT_GITHUB_TOKEN",
+    "COPILOT_PROVIDER_API_KEY",
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+];
+
+fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {
+    SettingsError {
+        var,
+        message: message.into(),
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// Empty values count as unset: `FOO=` in a compose file usually means "no value".
+    fn string(&self, var: &str) -> Option<String> {
+        (self.0)(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, SettingsError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.string(var) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e| invalid(var, format!("{raw:?}: {e}"))),
+        }
+    }
+
+    fn positive(&self, var: &'static str, default: usize) -> Result<usize, SettingsError> {
+        let value: usize = self.parse(var, default)?;
+        if value == 0 {
+            return Err(invalid(var, "must be greater than 0"));
+        }
+        Ok(value)
+    }
+
+    /// Seconds may be fractional so that tests can use sub-second timeouts; negative or NaN values are refused.
+    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, SettingsError> {
+        match self.string(var) {
+            None => Ok(Duration::from_secs(default)),
+            Some(raw) => {
+                let secs: f64 = raw
+                    .parse()
+                    .map_err(|_| invalid(var, format!("{raw:?} is not a number of seconds")))?;
+                Duration::try_from_secs_f64(secs).map_err(|_| invalid(var, format!("{raw:?} is not a valid duration")))
+            }
+        }
+    }
+
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, SettingsError> {
+        match self.string(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(default),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some("0" | "false" | "no" | "off") => Ok(false),
+            Some(other) => Err(invalid(var, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn list(&self, var: &str) -> Option<Vec<String>> {
+        self.string(var).map(|raw| {
+            raw.split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+    }
+
+    /// Secrets shorter than 8 characters are refused: redaction of a 3-letter token would mangle ordinary output,
+    /// and not redacting it would leak it.
+    fn secret(&self, var: &'static str) -> Result<Option<Secret>, SettingsError> {
+        match (self.0)(var).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) if v.len() < crate::secret::MIN_SECRET_LEN => Err(invalid(
+                var,
+                format!("must be at least {} characters long", crate::secret::MIN_SECRET_LEN),
+            )),
+            Some(v) => Ok(Some(Secret::new(v))),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unified-worker".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 5000);
+        assert_eq!(s.job_timeout, Duration::from_secs(3600));
+        assert_eq!(s.idle_timeout, Duration::from_secs(900));
+        assert_eq!(s.max_body_bytes, 2_097_152);
+        assert_eq!(s.event_log_max_bytes, 67_108_864);
+        assert_eq!(s.git_allowed_hosts, vec!["github.com".to_string()]);
+        assert!(s.exit_after_job);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = settings(&[("PORT", "eighty")]).unwrap_err();
+        assert_eq!(err.var, "PORT");
+        let err = settings(&[("EXIT_AFTER_JOB", "maybe")]).unwrap_err();
+        assert_eq!(err.var, "EXIT_AFTER_JOB");
+        let err = settings(&[("IDLE_TIMEOUT_SECONDS", "-1")]).unwrap_err();
+        assert_eq!(err.var, "IDLE_TIMEOUT_SECONDS");
+        let err = settings(&[("WORKER_API_TOKEN", "short")]).unwrap_err();
+        assert_eq!(err.var, "WORKER_API_TOKEN");
+        assert!(!err.to_string().contains("short"), "the error must not echo the secret");
+    }
+
+    #[test]
+    fn fractional_seconds_and_host_lists_parse() {
+        let s = settings(&[
+            ("LINGER_SECONDS", "0.5"),
+            ("GIT_ALLOWED_HOSTS", " GitHub.com, 127.0.0.1 ,"),
+        ])
+        .unwrap();
+        assert_eq!(s.linger, Duration::from_millis(500));
+        assert_eq!(
+            s.git_allowed_hosts,
+            vec!["github.com".to_string(), "127.0.0.1".to_string()]
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Builds the HTTP server on a bound listener (port 0 in tests) and runs it until the worker decides to exit.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{App, HttpServer, dev::Server, web};
+
+use crate::{routes, settings::Settings, worker::Worker};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: Arc<Worker>,
+}
+
+impl Application {
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", settings.host, settings.port))?;
+        Self::with_listener(settings, listener)
+    }
+
+    /// Must be called inside the tokio runtime that will run the jobs.
+    pub fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let settings = Arc::new(settings);
+        let worker = Worker::new(settings.clone(), tokio::runtime::Handle::current());
+        let data = web::Data::new(worker.clone());
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
+            .listen(listener)?
+            // One job per process needs few threads; more would only cost idle memory on hosts with many cores.
+            .workers(2)
+            // Signals are the worker's to handle: SIGTERM must cancel the job and drain, not just stop accepting.
+            .disable_signals()
+            .shutdown_timeout(settings.shutdown_bound().as_secs().max(1))
+            .run();
+        Ok(Application { port, server, worker })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.worker
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { port, server, worker } = self;
+        tracing::info!(port, worker_id = %worker.settings.worker_id, "listening");
+        let handle = server.handle();
+        let serving = tokio::spawn(server);
+        let probe = worker.availability.clone();
+        tokio::spawn(async move { probe.probe().await });
+        tokio::spawn(watch_signals(worker.clone()));
+
+        worker.exited().await;
+        // Graceful: streams still sending their last events finish before the process ends.
+        handle.stop(true).await;
+        serving.await??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn watch_signals(worker: Arc<Worker>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    worker.begin_shutdown();
+    // The drain is bounded by design; this is the backstop if something in it hangs anyway.
+    let bound = worker.settings.shutdown_bound() + std::time::Duration::from_secs(2);
+    tokio::select! {
+        _ = worker.exited() => {}
+        _ = tokio::time::sleep(bound) => {
+            tracing::error!(seconds = bound.as_secs_f64(), "drain exceeded its bound; exiting now");
+            std::process::exit(0);
+        }
+    }
+}

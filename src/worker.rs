@@ -1,0 +1,213 @@
+//! The worker's state machine (idle → busy → draining → exit) and the job slot that only one request can take.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::ApiError,
+    event_log::EventLog,
+    provider::{ProviderKind, availability::Availability},
+    settings::Settings,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Busy,
+    Draining,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Busy => "busy",
+            Phase::Draining => "draining",
+        }
+    }
+}
+
+/// Why a job was stopped from outside; the first reason wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// `POST /cancel`.
+    Requested,
+    /// The `/execute` client went away and asked for `cancelOnDisconnect`.
+    ClientGone,
+    /// SIGTERM or SIGINT.
+    Shutdown,
+}
+
+pub struct JobHandle {
+    pub id: String,
+    pub provider: ProviderKind,
+    pub started_at: SystemTime,
+    pub log: Arc<EventLog>,
+    pub cancel_on_disconnect: bool,
+    cancel: CancellationToken,
+    reason: Mutex<Option<CancelReason>>,
+}
+
+impl JobHandle {
+    pub fn new(id: String, provider: ProviderKind, log: Arc<EventLog>, cancel_on_disconnect: bool) -> Self {
+        JobHandle {
+            id,
+            provider,
+            started_at: SystemTime::now(),
+            log,
+            cancel_on_disconnect,
+            cancel: CancellationToken::new(),
+            reason: Mutex::new(None),
+        }
+    }
+
+    pub fn cancel(&self, reason: CancelReason) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        drop(slot);
+        self.cancel.cancel();
+    }
+
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+}
+
+struct State {
+    phase: Phase,
+    /// The running job, or the last one (so `GET /events` can still replay it).
+    job: Option<Arc<JobHandle>>,
+    shutting_down: bool,
+}
+
+pub struct Worker {
+    pub settings: Arc<Settings>,
+    pub availability: Availability,
+    state: Mutex<State>,
+    exit: CancellationToken,
+    shutdown: CancellationToken,
+    /// Jobs run on the main runtime, not on the HTTP worker threads that happened to accept them.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Worker {
+    pub fn new(settings: Arc<Settings>, runtime: tokio::runtime::Handle) -> Arc<Self> {
+        Arc::new(Worker {
+            availability: Availability::new(&settings),
+            settings,
+            state: Mutex::new(State {
+                phase: Phase::Idle,
+                job: None,
+                shutting_down: false,
+            }),
+            exit: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+            runtime,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// Takes the job slot. Check and set happen under one lock, so of any number of concurrent requests
+    /// exactly one gets it.
+    pub fn take_slot(&self, job: Arc<JobHandle>) -> Result<(), ApiError> {
+        let mut state = self.lock();
+        let busy = |phase| ApiError::Busy {
+            phase,
+            retry_after_seconds: self.settings.retry_after_seconds,
+        };
+        if state.shutting_down {
+            return Err(busy(Phase::Draining));
+        }
+        if state.phase != Phase::Idle {
+            return Err(busy(state.phase));
+        }
+        state.phase = Phase::Busy;
+        state.job = Some(job);
+        Ok(())
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    pub fn job(&self) -> Option<Arc<JobHandle>> {
+        self.lock().job.clone()
+    }
+
+    /// The job if it is still running.
+    pub fn running_job(&self) -> Option<Arc<JobHandle>> {
+        let state = self.lock();
+        (state.phase == Phase::Busy).then(|| state.job.clone()).flatten()
+    }
+
+    pub fn enter_draining(&self) {
+        self.lock().phase = Phase::Draining;
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    pub async fn shutting_down(&self) {
+        self.shutdown.cancelled().await
+    }
+
+    /// After the drain: exit (the default, and always during shutdown) or take the next job.
+    pub fn finish_job(&self) {
+        let mut state = self.lock();
+        if self.settings.exit_after_job || state.shutting_down {
+            state.phase = Phase::Draining;
+            drop(state);
+            tracing::info!("job finished; exiting so that a fresh replica takes this one's place");
+            self.exit.cancel();
+        } else {
+            state.phase = Phase::Idle;
+        }
+    }
+
+    /// SIGTERM/SIGINT: exit at once when idle; otherwise stop the job and exit after its drain.
+    pub fn begin_shutdown(&self) {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return;
+        }
+        state.shutting_down = true;
+        self.shutdown.cancel();
+        match state.phase {
+            Phase::Idle => {
+                state.phase = Phase::Draining;
+                drop(state);
+                self.exit.cancel();
+            }
+            Phase::Busy => {
+                if let Some(job) = state.job.clone() {
+                    drop(state);
+                    job.cancel(CancelReason::Shutdown);
+                }
+            }
+            // The drain is already under way and ends in an exit.
+            Phase::Draining => {}
+        }
+    }
+
+    pub async fn exited(&self) {
+        self.exit.cancelled().await
+    }
+}
