@@ -14,6 +14,7 @@ use crate::{
 /// Bursts are joined up to this size so that a fast provider costs few writes, without large copies.
 const CHUNK_BYTES: usize = 64 * 1024;
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+const END_COMMENT: &[u8] = b": end\n\n";
 
 /// Cancels a `cancelOnDisconnect` job when its `/execute` stream is dropped before the end.
 pub struct DisconnectGuard {
@@ -42,6 +43,8 @@ struct StreamState {
     /// Held only for its `Drop`, which runs when actix drops the body of a vanished client.
     _guard: Option<DisconnectGuard>,
     ended: bool,
+    /// The terminal event was handed to the connection and a trailing comment is on its way.
+    confirming: bool,
 }
 
 pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGuard>) -> HttpResponse {
@@ -50,6 +53,7 @@ pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGua
         keepalive,
         _guard: guard,
         ended: false,
+        confirming: false,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
         if st.ended {
@@ -58,9 +62,17 @@ pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGua
         match tokio::time::timeout(st.keepalive, st.reader.next_chunk(CHUNK_BYTES)).await {
             Err(_) => Some((Ok::<_, actix_web::Error>(Bytes::from_static(KEEP_ALIVE)), st)),
             Ok(Ok(Some(chunk))) => Some((Ok(chunk), st)),
+            Ok(Ok(None)) if st.reader.saw_terminal() && !st.confirming => {
+                // A vanished peer is only noticed when a write fails, and actix buffers writes. Returning Pending
+                // makes it flush the terminal frame; if the peer is gone, writing the comment then fails and the
+                // stream is dropped before it can count as delivered.
+                tokio::task::yield_now().await;
+                st.confirming = true;
+                Some((Ok(Bytes::from_static(END_COMMENT)), st))
+            }
             Ok(Ok(None)) => {
-                // Being polled again after the last chunk means the connection took the terminal event.
-                if st.reader.saw_terminal() {
+                if st.confirming {
+                    tokio::task::yield_now().await;
                     st.reader.log().mark_terminal_delivered();
                 }
                 None

@@ -46,12 +46,14 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application { port, server, worker } = self;
+        // Installed before anyone can learn the port: a SIGTERM right after start must drain, not kill.
+        let signals = Signals::install()?;
         tracing::info!(port, worker_id = %worker.settings.worker_id, "listening");
         let handle = server.handle();
         let serving = tokio::spawn(server);
         let probe = worker.availability.clone();
         tokio::spawn(async move { probe.probe().await });
-        tokio::spawn(watch_signals(worker.clone()));
+        tokio::spawn(signals.watch(worker.clone()));
 
         worker.exited().await;
         // Graceful: streams still sending their last events finish before the process ends.
@@ -62,24 +64,34 @@ impl Application {
     }
 }
 
-async fn watch_signals(worker: Arc<Worker>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    worker.begin_shutdown();
-    // The drain is bounded by design; this is the backstop if something in it hangs anyway.
-    let bound = worker.settings.shutdown_bound() + std::time::Duration::from_secs(2);
-    tokio::select! {
-        _ = worker.exited() => {}
-        _ = tokio::time::sleep(bound) => {
-            tracing::error!(seconds = bound.as_secs_f64(), "drain exceeded its bound; exiting now");
-            std::process::exit(0);
+
+    async fn watch(mut self, worker: Arc<Worker>) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received"),
+            _ = self.int.recv() => tracing::info!("SIGINT received"),
+        }
+        worker.begin_shutdown();
+        // The drain is bounded by design; this is the backstop if something in it hangs anyway.
+        let bound = worker.settings.shutdown_bound() + std::time::Duration::from_secs(2);
+        tokio::select! {
+            _ = worker.exited() => {}
+            _ = tokio::time::sleep(bound) => {
+                tracing::error!(seconds = bound.as_secs_f64(), "drain exceeded its bound; exiting now");
+                std::process::exit(0);
+            }
         }
     }
 }

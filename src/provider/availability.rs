@@ -86,13 +86,37 @@ async fn probe_one(kind: ProviderKind, bin: &Path) -> ProviderStatus {
     let Some(path) = resolve(bin).filter(|_| kind.is_built()) else {
         return unavailable(kind, bin);
     };
-    let run = tokio::process::Command::new(&path)
+    let child = tokio::process::Command::new(&path)
         .arg("--version")
         .env_clear()
         .envs(super::child_env(&[], &[]))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        // Its own group, so that whatever the CLI starts goes with it when the probe ends.
+        .process_group(0)
         .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(Duration::from_secs(20), run).await {
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return ProviderStatus {
+                available: false,
+                version: None,
+                reason: Some(format!("{}: {e}", bin.display())),
+            };
+        }
+    };
+    let pgid = child.id().map(|id| id as i32);
+    let run = child.wait_with_output();
+    let result = tokio::time::timeout(Duration::from_secs(20), run).await;
+    if let Some(pgid) = pgid {
+        // SAFETY: kill(2) on a process group we created; no memory is involved.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    match result {
         Ok(Ok(out)) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             let version = text.lines().next().unwrap_or_default().trim().to_string();

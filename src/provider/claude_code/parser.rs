@@ -17,6 +17,9 @@ enum Line {
     Assistant {
         message: Message,
         session_id: Option<String>,
+        /// The CLI repeats an API failure as a synthetic assistant message; the terminal error carries it instead.
+        #[serde(default)]
+        is_api_error_message: bool,
     },
     User {
         message: Message,
@@ -179,7 +182,17 @@ impl OutputParser for ClaudeCodeParser {
         }
         match serde_json::from_str::<Line>(line) {
             Ok(Line::System { session_id }) => self.note_session(session_id, &mut out),
-            Ok(Line::Assistant { message, session_id } | Line::User { message, session_id }) => {
+            Ok(Line::Assistant {
+                session_id,
+                is_api_error_message: true,
+                ..
+            }) => self.note_session(session_id, &mut out),
+            Ok(
+                Line::Assistant {
+                    message, session_id, ..
+                }
+                | Line::User { message, session_id },
+            ) => {
                 self.note_session(session_id, &mut out);
                 Self::blocks(message.content, &mut out);
             }

@@ -210,3 +210,101 @@ fn a_missing_result_line_is_provider_failed_with_exit_code_and_stderr() {
     assert_eq!(f.stderr_tail.as_deref(), Some("killed"));
     assert_eq!(f.session_id.as_deref(), Some("s-9"));
 }
+
+/// Lines recorded from the real CLI (2.1.329) against a mock API.
+fn recorded(name: &str) -> (Vec<EventKind>, ClaudeCodeParser) {
+    let path = format!("{}/tests/fixtures/claude-code/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    let mut p = ClaudeCodeParser::default();
+    let events = text.lines().flat_map(|l| p.push_line(l)).collect();
+    (events, p)
+}
+
+fn names(events: &[EventKind]) -> Vec<&'static str> {
+    events.iter().map(EventKind::type_name).collect()
+}
+
+#[test]
+fn recorded_write_run_gives_the_expected_sequence() {
+    let (events, mut p) = recorded("write");
+    assert_eq!(
+        names(&events),
+        [
+            "session",
+            "assistant_message",
+            "tool_use",
+            "tool_result",
+            "assistant_message"
+        ]
+    );
+    let EventKind::ToolUse { name, input, .. } = &events[2] else {
+        panic!("tool_use")
+    };
+    assert_eq!(name, "Write");
+    assert!(
+        input["file_path"].as_str().is_some_and(|p| p.ends_with(".txt")),
+        "{input}"
+    );
+    assert!(matches!(&events[3], EventKind::ToolResult { is_error: false, .. }));
+    let Outcome::Completed(run) = p.finish(&exit(0)) else {
+        panic!("completed")
+    };
+    assert_eq!(run.num_turns, 2);
+    assert!(run.cost_usd.is_some_and(|c| c > 0.0));
+}
+
+#[test]
+fn recorded_api_errors_map_to_their_codes_without_a_fake_assistant_message() {
+    for (name, code) in [
+        ("status401", ErrorCode::AuthFailed),
+        ("status429", ErrorCode::RateLimited),
+        ("status529", ErrorCode::RateLimited),
+    ] {
+        let (events, mut p) = recorded(name);
+        assert_eq!(names(&events), ["session"], "{name}");
+        let Outcome::Failed(f) = p.finish(&exit(1)) else {
+            panic!("{name} must fail")
+        };
+        assert_eq!(f.code, code, "{name}");
+        assert!(f.message.contains("API Error"), "{name}: {}", f.message);
+    }
+}
+
+#[test]
+fn recorded_max_turns_reports_the_errors_array() {
+    let (_, mut p) = recorded("maxturns");
+    let Outcome::Failed(f) = p.finish(&exit(1)) else {
+        panic!("must fail")
+    };
+    assert_eq!(f.code, ErrorCode::ProviderFailed);
+    assert!(f.message.contains("Reached maximum number of turns"), "{}", f.message);
+}
+
+#[test]
+fn recorded_thinking_and_failed_tool_results() {
+    let (events, _) = recorded("thinking");
+    assert!(names(&events).contains(&"thinking"));
+    let (events, _) = recorded("write_fail");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EventKind::ToolResult { is_error: true, .. }))
+    );
+}
+
+#[test]
+fn recorded_sigterm_has_no_result_and_unknown_resume_has_no_init() {
+    let (_, mut p) = recorded("sigterm");
+    let outcome = p.finish(&ExitInfo {
+        code: Some(143),
+        signal: None,
+        stderr_tail: String::new(),
+    });
+    assert!(matches!(outcome, Outcome::Failed(f) if f.code == ErrorCode::ProviderFailed && f.exit_code == Some(143)));
+    let (events, mut p) = recorded("resume_unknown");
+    assert_eq!(names(&events), ["session"]);
+    let Outcome::Failed(f) = p.finish(&exit(1)) else {
+        panic!("must fail")
+    };
+    assert!(f.message.contains("No conversation found"), "{}", f.message);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the pinned provider CLIs the tests run for real into a cache folder outside the repository.
+# Idempotent: a CLI already in the cache is kept. Prints the variables that point the tests at them.
+set -euo pipefail
+
+CACHE="${UNIFIED_WORKER_CACHE:-$HOME/.cache/unified-worker}"
+CLAUDE_VERSION=2.1.329
+# The Python Agent SDK wheel bundles the native Claude Code binary; it comes from PyPI, which CI can reach.
+CLAUDE_SDK_VERSION=0.2.186
+
+claude="$CACHE/claude-$CLAUDE_VERSION/claude"
+if [ ! -x "$claude" ]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "installing Claude Code $CLAUDE_VERSION into $CACHE" >&2
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "claude-agent-sdk==$CLAUDE_SDK_VERSION" >&2
+  mkdir -p "$(dirname "$claude")"
+  python3 - "$tmp" "$claude" <<'PY'
+import glob, shutil, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/claude_agent_sdk-*.whl")[0]
+with zipfile.ZipFile(wheel) as z, z.open("claude_agent_sdk/_bundled/claude") as src, open(sys.argv[2] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  chmod +x "$claude.part"
+  mv "$claude.part" "$claude"
+fi
+version=$("$claude" --version)
+case "$version" in
+  "$CLAUDE_VERSION"*) ;;
+  *) echo "unexpected Claude Code version: $version" >&2; exit 1 ;;
+esac
+echo "CLAUDE_BIN=$claude"

@@ -1,0 +1,9 @@
+//! Integration tests: the real worker binary on port 0, driven over HTTP.
+
+mod claude_code;
+mod concurrency;
+mod framing;
+mod lifecycle;
+mod secrets;
+mod support;
+mod validation;

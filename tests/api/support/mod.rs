@@ -1,0 +1,301 @@
+//! Test support: the worker binary spawned on port 0, an SSE client, scripted fake CLIs.
+
+#![allow(dead_code)]
+
+pub mod mock_anthropic;
+pub mod sse;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use serde_json::Value;
+pub use sse::SseStream;
+use tempfile::TempDir;
+
+/// A safety net against a hung test, never a way to wait for something to happen.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+pub struct TestWorker {
+    pub base: String,
+    pub port: u16,
+    pub workspace_dir: PathBuf,
+    pub home: PathBuf,
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dirs: Vec<TempDir>,
+}
+
+/// Variables every test worker gets; a test's own variables override them.
+fn base_env(home: &Path, workspace: &Path) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+        ("HOME".into(), home.display().to_string()),
+        ("HOST".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("LOG_FORMAT".into(), "json".into()),
+        (
+            "RUST_LOG".into(),
+            "debug,actix_server=warn,actix_http=warn,h2=warn,hyper=warn,reqwest=warn".into(),
+        ),
+        ("WORKSPACE_DIR".into(), workspace.display().to_string()),
+        ("LINGER_SECONDS".into(), "30".into()),
+        ("KILL_GRACE_SECONDS".into(), "2".into()),
+        ("ANTHROPIC_API_KEY".into(), "sk-ant-api03-test-key".into()),
+        // Proves nothing leaves the machine: any connection not to loopback fails.
+        ("HTTPS_PROXY".into(), "http://127.0.0.1:9".into()),
+        ("HTTP_PROXY".into(), "http://127.0.0.1:9".into()),
+        ("NO_PROXY".into(), "127.0.0.1,localhost".into()),
+    ];
+    if let Ok(user) = std::env::var("USER") {
+        env.push(("USER".into(), user));
+    }
+    env
+}
+
+impl TestWorker {
+    pub fn spawn(env: &[(&str, &str)]) -> TestWorker {
+        let home = TempDir::new().expect("home");
+        let workspace = TempDir::new().expect("workspace");
+        let mut vars = base_env(home.path(), workspace.path());
+        for (k, v) in env {
+            vars.retain(|(key, _)| key != k);
+            vars.push((k.to_string(), v.to_string()));
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_unified-worker"))
+            .env_clear()
+            .envs(vars)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the worker");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let logs = logs.clone();
+            let port_tx = port_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "listening"
+                        && let Some(port) = v["port"].as_u64()
+                    {
+                        let _ = port_tx.send(port as u16);
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let port = match port_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("worker did not start:\n{}", logs.lock().unwrap().join("\n"));
+            }
+        };
+        TestWorker {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            workspace_dir: workspace.path().to_path_buf(),
+            home: home.path().to_path_buf(),
+            child,
+            logs,
+            _dirs: vec![home, workspace],
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn exit_status(&mut self) -> ExitStatus {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker did not exit:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    pub async fn post_execute(&self, body: &Value) -> reqwest::Response {
+        client()
+            .post(self.url("/execute"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /execute")
+    }
+
+    /// Starts a job and returns its stream, asserting it was accepted.
+    pub async fn execute(&self, body: &Value) -> SseStream {
+        let resp = self.post_execute(body).await;
+        let status = resp.status();
+        if status != 200 {
+            panic!("expected 200, got {status}: {}", resp.text().await.unwrap_or_default());
+        }
+        SseStream::new(resp)
+    }
+
+    pub async fn status(&self) -> Value {
+        client()
+            .get(self.url("/status"))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status json")
+    }
+
+    pub async fn cancel(&self) -> reqwest::Response {
+        client()
+            .post(self.url("/cancel"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("cancel: {e}\n{}", self.logs()))
+    }
+
+    pub async fn events_after(&self, last_event_id: Option<u64>) -> reqwest::Response {
+        let mut req = client().get(self.url("/events"));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        req.send().await.expect("GET /events")
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+pub fn job(prompt: &str) -> Value {
+    serde_json::json!({ "userRequest": prompt, "codingAssistantProvider": "claude-code" })
+}
+
+/// A fake CLI: a shell script in its own temp folder. Scripts wait for files or signals, never for time.
+pub struct FakeCli {
+    pub path: PathBuf,
+    pub dir: TempDir,
+}
+
+impl FakeCli {
+    pub fn new(script: &str) -> FakeCli {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new().expect("fake cli dir");
+        let path = dir.path().join("fake-cli");
+        // `--version` is what the worker's health probe runs; it must not run the scenario.
+        let body = format!(
+            "#!/bin/sh\nDIR='{}'\nif [ \"$1\" = --version ]; then echo 'fake-cli 1.0'; exit 0; fi\n{script}\n",
+            dir.path().display()
+        );
+        std::fs::write(&path, body).expect("write fake cli");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        FakeCli { path, dir }
+    }
+
+    pub fn bin(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Waits until the script has written `name` (its way of saying "I got here").
+    pub async fn wait_for_file(&self, name: &str) -> String {
+        let path = self.file(name);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && text.ends_with('\n')
+            {
+                return text;
+            }
+            assert!(std::time::Instant::now() < deadline, "fake CLI never wrote {name}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn release(&self, name: &str) {
+        std::fs::write(self.file(name), "go\n").expect("release file");
+    }
+}
+
+pub const INIT_LINE: &str = r#"{"type":"system","subtype":"init","session_id":"fake-session"}"#;
+pub const RESULT_LINE: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"done","num_turns":1,"duration_ms":3,"total_cost_usd":0.5,"session_id":"fake-session","usage":{"input_tokens":1,"output_tokens":1}}"#;
+
+/// Script fragment: block until the test creates `$DIR/<name>`.
+pub fn wait_for(name: &str) -> String {
+    format!("while [ ! -f \"$DIR/{name}\" ]; do sleep 0.02; done")
+}
+
+/// Whether a process is gone (or only a zombie waiting for a reaper that is not ours).
+pub fn process_is_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .map(|rest| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+    }
+}
+
+pub async fn wait_until_dead(pid: i32) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if process_is_dead(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+pub fn claude_bin() -> String {
+    std::env::var("CLAUDE_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/unified-worker/claude-2.1.329/claude")
+    })
+}
