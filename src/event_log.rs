@@ -92,19 +92,28 @@ impl EventLog {
     /// Appends an event and returns its seq. After the terminal event the log is closed and further events are
     /// dropped, which is what guarantees exactly one terminal event, last.
     pub fn append(&self, kind: EventKind) -> Option<u64> {
+        self.append_all([kind])
+    }
+
+    /// Appends events under one lock and wakes readers once: a burst from the provider costs one wake-up, not one
+    /// per event. Returns the seq of the last event appended.
+    pub fn append_all(&self, kinds: impl IntoIterator<Item = EventKind>) -> Option<u64> {
         let ts = timestamp(SystemTime::now());
-        let terminal = kind.is_terminal();
         let mut inner = self.lock();
-        if inner.closed {
-            tracing::debug!(event = kind.type_name(), "event after the terminal event dropped");
-            return None;
+        let mut last = None;
+        for kind in kinds {
+            if inner.closed {
+                tracing::debug!(event = kind.type_name(), "event after the terminal event dropped");
+                break;
+            }
+            let seq = inner.next_seq;
+            let frame = self.encode(seq, &ts, &kind);
+            inner.bytes += frame.sse.len();
+            inner.frames.push_back(frame);
+            inner.next_seq += 1;
+            inner.closed = kind.is_terminal();
+            last = Some(seq);
         }
-        let seq = inner.next_seq;
-        let frame = self.encode(seq, &ts, &kind);
-        inner.bytes += frame.sse.len();
-        inner.frames.push_back(frame);
-        inner.next_seq += 1;
-        inner.closed = terminal;
         while inner.bytes > self.max_bytes && inner.frames.len() > 1 {
             if let Some(old) = inner.frames.pop_front() {
                 inner.bytes -= old.sse.len();
@@ -112,8 +121,10 @@ impl EventLog {
             }
         }
         drop(inner);
-        self.appended.send_replace(());
-        Some(seq)
+        if last.is_some() {
+            self.appended.send_replace(());
+        }
+        last
     }
 
     fn encode(&self, seq: u64, ts: &str, kind: &EventKind) -> Frame {

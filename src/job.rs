@@ -163,9 +163,13 @@ impl Pipeline<'_> {
                     idle_timer.as_mut().reset(last_output + idle);
                 }
                 next = process.next() => match next {
-                    Next::Line(line) => {
+                    Next::Lines(lines) => {
                         last_output = Instant::now();
-                        self.handle_line(line, parser.as_mut());
+                        let mut events = Vec::with_capacity(lines.len());
+                        for line in lines {
+                            self.handle_line(line, parser.as_mut(), &mut events);
+                        }
+                        self.job.log.append_all(events);
                     }
                     Next::Exited(exit) => return parser.finish(&exit),
                 },
@@ -178,7 +182,7 @@ impl Pipeline<'_> {
         Outcome::Failed(failure)
     }
 
-    fn handle_line(&self, line: OutputLine, parser: &mut dyn provider::OutputParser) {
+    fn handle_line(&self, line: OutputLine, parser: &mut dyn provider::OutputParser, out: &mut Vec<EventKind>) {
         match line {
             OutputLine::Stdout {
                 text,
@@ -186,16 +190,19 @@ impl Pipeline<'_> {
                 truncated,
             } => {
                 if truncated {
-                    self.emit(EventKind::warn(format!(
+                    out.push(EventKind::warn(format!(
                         "a provider output line of {original_len} bytes was truncated to MAX_LINE_BYTES ({})",
                         self.worker.settings.max_line_bytes
                     )));
                 }
-                for event in parser.push_line(&text) {
-                    self.emit(self.truncate_tool_output(event));
-                }
+                out.extend(
+                    parser
+                        .push_line(&text)
+                        .into_iter()
+                        .map(|e| self.truncate_tool_output(e)),
+                );
             }
-            OutputLine::Stderr(text) => self.emit(EventKind::Log {
+            OutputLine::Stderr(text) => out.push(EventKind::Log {
                 stream: crate::event::StreamName::Stderr,
                 text,
             }),

@@ -35,14 +35,19 @@ pub enum OutputLine {
 
 #[derive(Debug)]
 pub enum Next {
-    Line(OutputLine),
+    /// One or more lines, in order. Lines already read together travel together, so a burst costs one hand-off.
+    Lines(Vec<OutputLine>),
     Exited(ExitInfo),
 }
+
+/// A batch is handed over early once it is this large, so that memory and latency stay bounded under a flood.
+const BATCH_LINES: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
 
 pub struct ProviderProcess {
     child: Child,
     pgid: i32,
-    lines: mpsc::Receiver<OutputLine>,
+    lines: mpsc::Receiver<Vec<OutputLine>>,
     pipes_open: bool,
     status: Option<ExitStatus>,
     /// After the leader exits, stragglers holding the pipes get this long before they are killed.
@@ -66,7 +71,7 @@ impl ProviderProcess {
             .kill_on_drop(true)
             .spawn()?;
         let pgid = child.id().map(|id| id as i32).unwrap_or(0);
-        let (tx, lines) = mpsc::channel(256);
+        let (tx, lines) = mpsc::channel(64);
         let stderr_tail = Arc::new(Mutex::new(Tail::default()));
 
         if let Some(mut stdin) = child.stdin.take() {
@@ -83,15 +88,28 @@ impl ProviderProcess {
             tokio::spawn(async move {
                 let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
                 let mut buf = Vec::new();
-                while let Ok(Some(len)) = read_line_capped(&mut reader, max_line_bytes, &mut buf).await {
+                let (mut batch, mut batch_bytes) = (Vec::new(), 0);
+                loop {
+                    let Ok(Some(len)) = read_line_capped(&mut reader, max_line_bytes, &mut buf).await else {
+                        if !batch.is_empty() {
+                            let _ = tx.send(batch).await;
+                        }
+                        break;
+                    };
+                    batch_bytes += buf.len();
                     let text = into_text(&mut buf);
-                    let line = OutputLine::Stdout {
+                    batch.push(OutputLine::Stdout {
                         truncated: len > max_line_bytes,
                         original_len: len,
                         text,
-                    };
-                    if tx.send(line).await.is_err() {
-                        break;
+                    });
+                    // Holding the batch only while a whole further line is already buffered adds no latency.
+                    let more_buffered = memchr::memchr(b'\n', reader.buffer()).is_some();
+                    if !more_buffered || batch.len() >= BATCH_LINES || batch_bytes >= BATCH_BYTES {
+                        batch_bytes = 0;
+                        if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                            break;
+                        }
                     }
                 }
             });
@@ -104,7 +122,7 @@ impl ProviderProcess {
                 while let Ok(Some(_)) = read_line_capped(&mut reader, STDERR_LINE_MAX, &mut buf).await {
                     let text = into_text(&mut buf);
                     tail.lock().unwrap_or_else(|e| e.into_inner()).push(&text);
-                    if tx.send(OutputLine::Stderr(text)).await.is_err() {
+                    if tx.send(vec![OutputLine::Stderr(text)]).await.is_err() {
                         break;
                     }
                 }
@@ -132,7 +150,7 @@ impl ProviderProcess {
             let deadline = self.pipe_deadline;
             tokio::select! {
                 line = self.lines.recv(), if self.pipes_open => match line {
-                    Some(line) => return Next::Line(line),
+                    Some(lines) => return Next::Lines(lines),
                     None => self.pipes_open = false,
                 },
                 status = self.child.wait(), if self.status.is_none() => {

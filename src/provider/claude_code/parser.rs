@@ -8,27 +8,19 @@ use crate::{
     provider::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
+/// One stdout line. Flat rather than an internally tagged enum: serde buffers a tagged enum's whole object before
+/// choosing the variant, which was the largest cost of the stream path. `type` picks the fields that matter.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Line {
-    System {
-        session_id: Option<String>,
-    },
-    Assistant {
-        message: Message,
-        session_id: Option<String>,
-        /// The CLI repeats an API failure as a synthetic assistant message; the terminal error carries it instead.
-        #[serde(default)]
-        is_api_error_message: bool,
-    },
-    User {
-        message: Message,
-        session_id: Option<String>,
-    },
-    Result(ResultLine),
-    /// New line types (stream_event, rate-limit notices, …) must never break a job.
-    #[serde(other)]
-    Other,
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    message: Option<Message>,
+    /// The CLI repeats an API failure as a synthetic assistant message; the terminal error carries it instead.
+    #[serde(default)]
+    is_api_error_message: bool,
 }
 
 #[derive(Deserialize)]
@@ -50,30 +42,27 @@ impl Default for Content {
     }
 }
 
+/// A content block, flat for the same reason as `Line`.
 #[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Block {
-    Text {
-        text: String,
-    },
-    Thinking {
-        thinking: String,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        #[serde(default)]
-        input: Value,
-    },
-    ToolResult {
-        tool_use_id: String,
-        #[serde(default)]
-        content: Value,
-        #[serde(default)]
-        is_error: Option<bool>,
-    },
-    #[serde(other)]
-    Other,
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    tool_use_id: Option<String>,
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    is_error: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -134,24 +123,46 @@ impl ClaudeCodeParser {
             // A plain-string user message is the prompt echoed back, not something the agent did.
             Content::Text(_) => return,
         };
-        for block in blocks {
-            match block {
-                Block::Text { text } if !text.is_empty() => out.push(EventKind::AssistantMessage { text }),
-                Block::Thinking { thinking } if !thinking.is_empty() => {
-                    out.push(EventKind::Thinking { text: thinking })
-                }
-                Block::ToolUse { id, name, input } => out.push(EventKind::ToolUse { id, name, input }),
-                Block::ToolResult {
+        for mut block in blocks {
+            let kind = std::mem::take(&mut block.kind);
+            let event = match (kind.as_str(), block) {
+                ("text", Block { text: Some(text), .. }) if !text.is_empty() => EventKind::AssistantMessage { text },
+                (
+                    "thinking",
+                    Block {
+                        thinking: Some(text), ..
+                    },
+                ) if !text.is_empty() => EventKind::Thinking { text },
+                (
+                    "tool_use",
+                    Block {
+                        id: Some(id),
+                        name: Some(name),
+                        input,
+                        ..
+                    },
+                ) => EventKind::ToolUse {
+                    id,
+                    name,
+                    input: input.unwrap_or(Value::Null),
+                },
+                (
+                    "tool_result",
+                    Block {
+                        tool_use_id: Some(tool_use_id),
+                        content,
+                        is_error,
+                        ..
+                    },
+                ) => EventKind::ToolResult {
                     tool_use_id,
-                    content,
-                    is_error,
-                } => out.push(EventKind::ToolResult {
-                    tool_use_id,
-                    output: tool_output(content),
+                    output: tool_output(content.unwrap_or(Value::Null)),
                     is_error: is_error.unwrap_or(false),
-                }),
-                _ => {}
-            }
+                },
+                // redacted_thinking, images, server tools: nothing a client can show as text.
+                _ => continue,
+            };
+            out.push(event);
         }
     }
 }
@@ -180,32 +191,37 @@ impl OutputParser for ClaudeCodeParser {
         if line.trim().is_empty() {
             return out;
         }
-        match serde_json::from_str::<Line>(line) {
-            Ok(Line::System { session_id }) => self.note_session(session_id, &mut out),
-            Ok(Line::Assistant {
-                session_id,
-                is_api_error_message: true,
-                ..
-            }) => self.note_session(session_id, &mut out),
-            Ok(
-                Line::Assistant {
-                    message, session_id, ..
-                }
-                | Line::User { message, session_id },
-            ) => {
-                self.note_session(session_id, &mut out);
-                Self::blocks(message.content, &mut out);
-            }
-            Ok(Line::Result(result)) => {
-                self.note_session(result.session_id.clone(), &mut out);
-                self.result = Some(result);
-            }
-            Ok(Line::Other) => {}
+        let parsed = match serde_json::from_str::<Line>(line) {
+            Ok(parsed) => parsed,
             // Not in the provider's format (a banner, a crash trace): it is kept, not dropped.
-            Err(_) => out.push(EventKind::Log {
-                stream: StreamName::Stdout,
-                text: line.to_string(),
-            }),
+            Err(_) => {
+                return vec![EventKind::Log {
+                    stream: StreamName::Stdout,
+                    text: line.to_string(),
+                }];
+            }
+        };
+        match parsed.kind.as_ref() {
+            "result" => match serde_json::from_str::<ResultLine>(line) {
+                Ok(result) => {
+                    self.note_session(result.session_id.clone(), &mut out);
+                    self.result = Some(result);
+                }
+                Err(_) => out.push(EventKind::Log {
+                    stream: StreamName::Stdout,
+                    text: line.to_string(),
+                }),
+            },
+            "system" => self.note_session(parsed.session_id, &mut out),
+            "assistant" if parsed.is_api_error_message => self.note_session(parsed.session_id, &mut out),
+            "assistant" | "user" => {
+                self.note_session(parsed.session_id, &mut out);
+                if let Some(message) = parsed.message {
+                    Self::blocks(message.content, &mut out);
+                }
+            }
+            // New line types (stream_event, rate-limit notices, …) must never break a job.
+            _ => {}
         }
         out
     }

@@ -1,0 +1,102 @@
+//! Starts the release worker binary with the fast fake CLI, on a free port, and stops it afterwards.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Binaries built next to this one (`target/release`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().expect("target dir").join(name)
+}
+
+pub struct Worker {
+    child: Child,
+    pub port: u16,
+}
+
+impl Worker {
+    fn command(port: u16) -> Command {
+        let mut cmd = Command::new(bin_path("unified-worker"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn,unified_worker=info")
+            .env("EXIT_AFTER_JOB", "false")
+            .env("CLAUDE_BIN", bin_path("fake-claude"))
+            .env("ANTHROPIC_API_KEY", "sk-ant-api03-bench-key")
+            .env("WORKSPACE_DIR", std::env::temp_dir().join("unified-worker-bench"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit());
+        cmd
+    }
+
+    /// Spawns and waits for the `listening` log line that carries the port.
+    pub async fn spawn() -> Worker {
+        let mut child = Self::command(0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the worker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = tx.send(v["port"].as_u64().unwrap_or(0) as u16);
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the worker did not start");
+        Worker { child, port }
+    }
+
+    /// Spawns on a port chosen here and polls `/health` as fast as it can: start-up is measured from the outside.
+    pub async fn spawn_and_poll_health() -> Worker {
+        let port = free_port();
+        let child = Self::command(port)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the worker");
+        // Owned by `Worker` from here on, so that its Drop reaps the process on every path.
+        let worker = Worker { child, port };
+        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(resp) = client.get(format!("http://127.0.0.1:{port}/health")).send().await
+                && resp.status() == 200
+            {
+                return worker;
+            }
+            assert!(Instant::now() < deadline, "the worker never answered /health");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
