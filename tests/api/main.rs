@@ -2,8 +2,10 @@
 
 mod claude_code;
 mod concurrency;
+mod copilot;
 mod framing;
 mod lifecycle;
+mod resume;
 mod secrets;
 mod support;
 mod validation;

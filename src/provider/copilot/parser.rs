@@ -268,10 +268,10 @@ impl OutputParser for CopilotParser {
                 format!("Copilot ended with exit code {}", exit_code.unwrap_or(-1)),
             )),
             // Authentication failures are printed as plain text on stderr, with no JSON at all.
-            // Its own usage errors (an unknown `--resume` id, …) too; the first line says what went wrong.
+            // Its own usage errors (an unknown `--resume` id, …) too; the `Error:` line says what went wrong.
             (None, None) => Some(Failure::new(
                 classify_text(&exit.stderr_tail).unwrap_or(ErrorCode::ProviderFailed),
-                match exit.stderr_tail.lines().map(str::trim).find(|l| !l.is_empty()) {
+                match error_line(&exit.stderr_tail) {
                     Some(first) => format!("Copilot ended ({}) without a result: {first}", exit.describe()),
                     None => format!("Copilot ended ({}) without a result", exit.describe()),
                 },
@@ -297,6 +297,14 @@ impl OutputParser for CopilotParser {
             }
         }
     }
+}
+
+/// The line that names the problem; progress notes ("Package extraction took …") can come before it.
+fn error_line(stderr: &str) -> Option<&str> {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("error"))
+        .or_else(|| lines().next())
 }
 
 fn classify_text(text: &str) -> Option<ErrorCode> {
