@@ -80,7 +80,7 @@ async fn resume_on_another_replica(
 #[tokio::test]
 async fn a_claude_code_session_resumes_on_another_replica_through_the_store() {
     resume_on_another_replica(
-        |mock, extra| claude_worker(mock, extra),
+        claude_worker,
         job(&format!("Remember the code word {CODE_WORD}.")),
         job("Which code word did I give you?"),
     )
@@ -90,7 +90,7 @@ async fn a_claude_code_session_resumes_on_another_replica_through_the_store() {
 #[tokio::test]
 async fn a_copilot_session_resumes_on_another_replica_through_the_store() {
     resume_on_another_replica(
-        |mock, extra| copilot_worker(mock, extra),
+        copilot_worker,
         copilot_job(&format!("Remember the code word {CODE_WORD}.")),
         copilot_job("Which code word did I give you?"),
     )
