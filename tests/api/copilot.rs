@@ -158,3 +158,35 @@ async fn options_copilot_cannot_honour_are_refused_by_name() {
         assert_eq!(error["error"]["field"], format!("providerOptions.{option}"));
     }
 }
+
+#[tokio::test]
+async fn health_reports_the_copilot_version_and_why_cursor_is_unavailable() {
+    let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
+    let worker = copilot_worker(&mock, &[("CURSOR_BIN", "/nonexistent/cursor-agent")]);
+    // The versions are probed in the background after start-up; wait until the probe has answered.
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    let health = loop {
+        let health: serde_json::Value = crate::support::client()
+            .get(worker.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["providers"]["copilot"]["version"].is_string() {
+            break health;
+        }
+        assert!(std::time::Instant::now() < deadline, "no Copilot version: {health}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let copilot = &health["providers"]["copilot"];
+    assert_eq!(copilot["available"], true);
+    assert!(copilot["version"].as_str().unwrap().contains("1.0.102"), "{copilot}");
+    let cursor = &health["providers"]["cursor"];
+    assert_eq!(cursor["available"], false);
+    assert!(
+        cursor["reason"].as_str().unwrap().contains("/nonexistent/cursor-agent"),
+        "{cursor}"
+    );
+}

@@ -3,6 +3,7 @@
 mod claude_code;
 mod concurrency;
 mod copilot;
+mod cursor;
 mod framing;
 mod lifecycle;
 mod resume;
