@@ -190,3 +190,39 @@ async fn health_reports_the_copilot_version_and_why_cursor_is_unavailable() {
         "{cursor}"
     );
 }
+
+#[tokio::test]
+async fn copilot_gets_its_own_variables_and_the_request_token_but_not_the_repository_tokens() {
+    let cli = crate::support::FakeCli::new(
+        r#"env > "$DIR/env"
+printf '%s\n' "$@" > "$DIR/args"
+cat > "$DIR/prompt"
+printf '%s\n' '{"type":"assistant.message","data":{"content":"ok","toolRequests":[]}}'
+printf '%s\n' '{"type":"result","sessionId":"'"$(sed -n '/--session-id/{n;p}' "$DIR/args")"'","exitCode":0,"usage":{"sessionDurationMs":5}}'"#,
+    );
+    let worker = TestWorker::spawn(&[
+        ("COPILOT_BIN", cli.bin()),
+        ("COPILOT_PROVIDER_BASE_URL", "http://127.0.0.1:9"),
+        ("COPILOT_MODEL", "claude-sonnet-4"),
+        ("GH_TOKEN", "gh-token-canary-7d1e"),
+        ("GITHUB_TOKEN", "github-token-canary-90ab"),
+    ]);
+    let mut body = copilot_job("secret plan");
+    body["codingAssistantAccessToken"] = json!("github_pat_requestCanary42");
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    assert_eq!(events.last().unwrap().data["type"], "completed");
+    let env = std::fs::read_to_string(cli.file("env")).unwrap();
+    assert!(env.contains("COPILOT_GITHUB_TOKEN=github_pat_requestCanary42"));
+    assert!(env.contains("COPILOT_PROVIDER_BASE_URL=http://127.0.0.1:9"));
+    assert!(env.contains("COPILOT_MODEL=claude-sonnet-4"));
+    assert!(!env.contains("canary-7d1e") && !env.contains("canary-90ab"), "{env}");
+    let args = std::fs::read_to_string(cli.file("args")).unwrap();
+    assert!(args.lines().any(|a| a == "--session-id"), "{args}");
+    assert!(!args.contains("secret plan"));
+    assert_eq!(std::fs::read_to_string(cli.file("prompt")).unwrap(), "secret plan");
+    let all: String = events.iter().map(|e| e.data.to_string()).collect();
+    assert!(!all.contains("requestCanary42"));
+}
