@@ -226,3 +226,14 @@ printf '%s\n' '{"type":"result","sessionId":"'"$(sed -n '/--session-id/{n;p}' "$
     let all: String = events.iter().map(|e| e.data.to_string()).collect();
     assert!(!all.contains("requestCanary42"));
 }
+
+#[tokio::test]
+async fn a_429_from_the_api_ends_copilot_with_rate_limited() {
+    let mock = MockAnthropic::start(Reply::Status(429));
+    let worker = copilot_worker(&mock, &[]);
+    let events = worker.execute(&copilot_job("hello")).await.collect().await;
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "rate_limited", "{end}");
+    assert_eq!(end["retryable"], true);
+}
