@@ -30,3 +30,20 @@ case "$version" in
   *) echo "unexpected Claude Code version: $version" >&2; exit 1 ;;
 esac
 echo "CLAUDE_BIN=$claude"
+
+COPILOT_VERSION=1.0.102
+# The npm package pulls the native binary as an optional dependency; the tests run that binary directly, so
+# nothing but npm itself is needed to install it.
+copilot_dir="$CACHE/copilot-$COPILOT_VERSION"
+copilot="$copilot_dir/node_modules/@github/copilot-linux-x64/copilot"
+if [ ! -x "$copilot" ]; then
+  echo "installing the Copilot CLI $COPILOT_VERSION into $CACHE" >&2
+  mkdir -p "$copilot_dir"
+  npm install --silent --no-audit --no-fund --prefix "$copilot_dir" "@github/copilot@$COPILOT_VERSION" >&2
+fi
+version=$("$copilot" --version)
+case "$version" in
+  *"$COPILOT_VERSION"*) ;;
+  *) echo "unexpected Copilot CLI version: $version" >&2; exit 1 ;;
+esac
+echo "COPILOT_BIN=$copilot"

@@ -2,5 +2,8 @@
 # The test command: installs the pinned CLIs if they are missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "export $(scripts/install-clis.sh)"
+# One NAME=value line per CLI; every one of them is exported.
+set -a
+eval "$(scripts/install-clis.sh)"
+set +a
 cargo test --locked --all-targets "$@"

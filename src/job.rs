@@ -9,6 +9,7 @@ use crate::{
     process::{Next, OutputLine, ProviderProcess},
     provider::{self, JobContext, Outcome},
     request::JobRequest,
+    session_store::SessionStore,
     worker::{CancelReason, JobHandle, Worker},
 };
 
@@ -81,11 +82,15 @@ impl Pipeline<'_> {
             request: self.request,
             workdir: &self.workdir,
         };
+        if let Err(failure) = self.restore_session(provider.as_ref()).await {
+            return failure.into();
+        }
         let outcome = match provider.prepare(&ctx).await {
             Ok(plan) => self.run_process(plan, provider.parser(), deadline).await,
             Err(failure) => Outcome::Failed(failure),
         };
         provider.cleanup().await;
+        self.save_session(provider.as_ref(), &outcome).await;
         match outcome {
             Outcome::Completed(run) => EventKind::Completed(Box::new(Completed {
                 session_id: run.session_id,
@@ -98,6 +103,51 @@ impl Pipeline<'_> {
                 pull_request: None,
             })),
             Outcome::Failed(failure) => failure.into(),
+        }
+    }
+
+    fn session_store(&self) -> Option<SessionStore> {
+        self.worker.settings.session_store_dir.as_ref().map(SessionStore::new)
+    }
+
+    /// Resume across replicas: a session run elsewhere is put where this replica's CLI will look for it.
+    async fn restore_session(&self, provider: &dyn provider::Provider) -> Result<(), Failure> {
+        let (Some(store), Some(id)) = (self.session_store(), &self.request.resume_session_id) else {
+            return Ok(());
+        };
+        let Some(files) = provider.session_files(&self.workdir, id) else {
+            return Ok(());
+        };
+        match store.restore(provider.kind(), id, &files).await {
+            Ok(true) => self.emit(EventKind::info(format!("restored session {id} from the session store"))),
+            // The CLI may still have it locally (same replica); if not, it reports the unknown session itself.
+            Ok(false) => {}
+            Err(e) => {
+                return Err(Failure::new(
+                    ErrorCode::Internal,
+                    format!("could not restore the session: {e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn save_session(&self, provider: &dyn provider::Provider, outcome: &Outcome) {
+        let id = match outcome {
+            Outcome::Completed(run) => run.session_id.as_deref(),
+            Outcome::Failed(failure) => failure.session_id.as_deref(),
+        };
+        let (Some(store), Some(id)) = (self.session_store(), id) else {
+            return;
+        };
+        let Some(files) = provider.session_files(&self.workdir, id) else {
+            return;
+        };
+        if let Err(e) = store.save(provider.kind(), id, &files).await {
+            tracing::warn!(error = %e, "could not save the session to the session store");
+            self.emit(EventKind::warn(format!(
+                "the session could not be saved for resuming elsewhere: {e}"
+            )));
         }
     }
 

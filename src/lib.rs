@@ -11,6 +11,7 @@ pub mod provider;
 pub mod request;
 pub mod routes;
 pub mod secret;
+pub mod session_store;
 pub mod settings;
 pub mod sse;
 pub mod startup;

@@ -3,6 +3,8 @@
 
 pub mod availability;
 pub mod claude_code;
+pub mod copilot;
+pub mod cursor;
 
 use std::{
     fmt,
@@ -15,7 +17,7 @@ use async_trait::async_trait;
 use crate::{
     error::ApiError,
     event::{EventKind, Failure, Usage},
-    request::{JobRequest, ProviderOptions},
+    request::{Credential, JobRequest, ProviderOptions},
     settings::Settings,
 };
 
@@ -39,7 +41,10 @@ impl ProviderKind {
 
     /// Providers whose implementation has landed; the others are refused at validation time.
     pub fn is_built(self) -> bool {
-        matches!(self, ProviderKind::ClaudeCode)
+        matches!(
+            self,
+            ProviderKind::ClaudeCode | ProviderKind::Cursor | ProviderKind::Copilot
+        )
     }
 
     pub fn binary(self, settings: &Settings) -> &Path {
@@ -134,6 +139,12 @@ pub trait OutputParser: Send {
     fn finish(&mut self, exit: &ExitInfo) -> Outcome;
 }
 
+/// Where one session of a provider lives on this replica: a file or a folder that holds the whole conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionFiles {
+    pub local: PathBuf,
+}
+
 /// Where a job runs and with what.
 pub struct JobContext<'a> {
     pub settings: &'a Settings,
@@ -153,17 +164,28 @@ pub trait Provider: Send + Sync {
     async fn cleanup(&self) {}
 
     fn parser(&self) -> Box<dyn OutputParser>;
+
+    /// Where the CLI keeps `session_id` when it runs in `workdir`, so a session store can carry it to another
+    /// replica. None: this provider's sessions cannot be carried.
+    fn session_files(&self, _workdir: &Path, _session_id: &str) -> Option<SessionFiles> {
+        None
+    }
 }
 
 pub fn build(kind: ProviderKind, settings: &Settings) -> Result<Box<dyn Provider>, Failure> {
     match kind {
         ProviderKind::ClaudeCode => Ok(Box::new(claude_code::ClaudeCode::new(settings))),
-        // Validation refuses these until their implementations land; this arm only guards against a caller
-        // that skipped validation.
-        ProviderKind::Cursor | ProviderKind::Copilot => Err(Failure::new(
-            crate::event::ErrorCode::ProviderNotInstalled,
-            format!("provider {kind} is not available in this version of the worker"),
-        )),
+        ProviderKind::Cursor => Ok(Box::new(cursor::Cursor::new(settings))),
+        ProviderKind::Copilot => Ok(Box::new(copilot::Copilot::new(settings))),
+    }
+}
+
+/// Refuses, at validation time, a credential the provider's CLI is known to reject, so the client learns it
+/// before a job starts.
+pub fn validate_credential(kind: ProviderKind, credential: &Credential) -> Result<(), ApiError> {
+    match kind {
+        ProviderKind::Copilot => copilot::validate_credential(credential),
+        ProviderKind::ClaudeCode | ProviderKind::Cursor => Ok(()),
     }
 }
 
@@ -196,7 +218,26 @@ pub fn validate_options(kind: ProviderKind, options: &ProviderOptions) -> Result
     }
     match kind {
         ProviderKind::ClaudeCode => claude_code::validate_options(options),
-        ProviderKind::Cursor | ProviderKind::Copilot => Ok(()),
+        ProviderKind::Cursor | ProviderKind::Copilot => only_model(options),
+    }
+}
+
+/// Cursor and Copilot take a model and nothing else of the options: their CLIs have no turn limit, permission
+/// modes or system-prompt flag, and their tool names differ from the ones these lists hold.
+fn only_model(options: &ProviderOptions) -> Result<(), ApiError> {
+    let unsupported = [
+        ("maxTurns", options.max_turns.is_some()),
+        ("permissionMode", options.permission_mode.is_some()),
+        ("allowedTools", options.allowed_tools.is_some()),
+        ("disallowedTools", options.disallowed_tools.is_some()),
+        ("appendSystemPrompt", options.append_system_prompt.is_some()),
+    ];
+    match unsupported.into_iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(ApiError::invalid(
+            format!("providerOptions.{name}"),
+            format!("{name} is not supported by this provider; only model is"),
+        )),
+        None => Ok(()),
     }
 }
 

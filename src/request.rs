@@ -237,6 +237,9 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         .coding_assistant_access_token
         .map(|v| credential(provider, v))
         .transpose()?;
+    if let Some(credential) = &credential {
+        crate::provider::validate_credential(provider, credential)?;
+    }
     if let Some(id) = &raw.resume_session_id {
         safe_id("resumeSessionId", id)?;
     }

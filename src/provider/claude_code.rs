@@ -11,7 +11,7 @@ use std::{
 use async_trait::async_trait;
 pub use parser::ClaudeCodeParser;
 
-use super::{CommandPlan, JobContext, OutputParser, Provider, ProviderKind, child_env, get_env, set_env};
+use super::{CommandPlan, JobContext, OutputParser, Provider, ProviderKind, SessionFiles, child_env, get_env, set_env};
 use crate::{
     error::ApiError,
     event::{ErrorCode, Failure},
@@ -215,6 +215,26 @@ impl Provider for ClaudeCode {
     fn parser(&self) -> Box<dyn OutputParser> {
         Box::new(ClaudeCodeParser::default())
     }
+
+    fn session_files(&self, workdir: &Path, session_id: &str) -> Option<SessionFiles> {
+        let config_dir = Self::config_dir(&child_env(&["CLAUDE_CONFIG_DIR"], &[]));
+        let cwd = std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
+        Some(SessionFiles {
+            local: config_dir
+                .join("projects")
+                .join(project_folder(&cwd))
+                .join(format!("{session_id}.jsonl")),
+        })
+    }
+}
+
+/// Claude Code files a session under its working directory with every character that is not a letter or a
+/// digit replaced by `-` (`/w/my_job` → `-w-my-job`).
+fn project_folder(cwd: &Path) -> String {
+    cwd.to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
 }
 
 /// Creates the file with mode 0600 from the start, so there is no moment at which others can read it.
@@ -231,4 +251,15 @@ pub async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.flush().await?;
     // An existing file keeps its old mode on open; make sure it ends up private.
     tokio::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_project_folder_replaces_every_non_alphanumeric_character() {
+        assert_eq!(
+            super::project_folder(std::path::Path::new("/tmp/.tmpA1b2/my_job.x")),
+            "-tmp--tmpA1b2-my-job-x"
+        );
+    }
 }

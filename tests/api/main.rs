@@ -2,8 +2,11 @@
 
 mod claude_code;
 mod concurrency;
+mod copilot;
+mod cursor;
 mod framing;
 mod lifecycle;
+mod resume;
 mod secrets;
 mod support;
 mod validation;

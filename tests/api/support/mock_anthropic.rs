@@ -1,7 +1,7 @@
 //! A local stand-in for the Anthropic Messages API, so integration tests can run the **real** Claude Code CLI
 //! on a machine without internet and still make it do real work: write a file in the workspace, think, or
-//! fail with a chosen HTTP status. (Copilot's bring-your-own-key mode speaks the same API, but its prompt
-//! was not checked for the working-directory line that `Reply::WriteFile` needs.)
+//! fail with a chosen HTTP status. The Copilot CLI in bring-your-own-key mode (`COPILOT_PROVIDER_TYPE=anthropic`,
+//! `COPILOT_PROVIDER_BASE_URL=<base_url()>`) speaks the same API and is served by the same replies.
 //!
 //! Point the CLI at it with `ANTHROPIC_BASE_URL=<base_url()>` plus `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`
 //! (otherwise Claude Code also tries `api.anthropic.com` directly, ignoring the base URL).
@@ -20,6 +20,12 @@
 //! * Request bodies start at ~50 KB (system prompt and tool schemas) and carry the whole conversation,
 //!   including every file the agent wrote; they soon pass actix-web's default 256 KiB payload limit, and a 413
 //!   from the mock would look like a provider failure, so the limit is raised.
+//!
+//! Facts about Copilot CLI 1.0.102 (recorded the same way):
+//! * It calls `POST /v1/messages` (no query string), `stream: true`, with tools named `create`, `edit`, `view`,
+//!   `bash`, …: files are written with `create` (`path`, `file_text`), not `Write`. `Reply::WriteFile` picks the
+//!   tool the request offers.
+//! * The workspace is named in the system prompt, in a line `* Current working directory: <path>`.
 //!
 //! The server runs on its own OS thread with its own actix `System` because actix-web needs a single-threaded
 //! local runtime, while tests are plain `#[tokio::test]`s whose runtime must not be borrowed or blocked by it.
@@ -197,13 +203,18 @@ async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
                 (vec![Block::Text(final_text)], "end_turn")
             } else {
                 let Some(dir) = primary_working_directory(&request) else {
-                    return error_response(400, "mock: no `Primary working directory:` line in the request");
+                    return error_response(400, "mock: no working-directory line in the request");
                 };
                 let file_path = format!("{}/{}", dir.trim_end_matches('/'), file_name);
+                let (name, input) = if offers_tool(&request, "create") && !offers_tool(&request, "Write") {
+                    ("create", json!({ "path": file_path, "file_text": content }))
+                } else {
+                    ("Write", json!({ "file_path": file_path, "content": content }))
+                };
                 let tool_use = Block::ToolUse {
                     id: format!("toolu_mock_{n}"),
-                    name: "Write".to_string(),
-                    input: json!({ "file_path": file_path, "content": content }),
+                    name: name.to_string(),
+                    input,
                 };
                 (vec![Block::Text(format!("Writing {file_name}.")), tool_use], "tool_use")
             }
@@ -387,7 +398,16 @@ fn last_message_has_tool_result(request: &Value) -> bool {
         })
 }
 
-const PWD_MARKER: &str = "Primary working directory:";
+/// Claude Code's line, then Copilot's.
+const PWD_MARKERS: [&str; 2] = ["Primary working directory:", "Current working directory:"];
+
+fn offers_tool(request: &Value, name: &str) -> bool {
+    request.get("tools").and_then(Value::as_array).is_some_and(|tools| {
+        tools
+            .iter()
+            .any(|t| t.get("name").and_then(Value::as_str) == Some(name))
+    })
+}
 
 /// The CLI's working directory as named in the prompt. Messages are searched from the newest so that an
 /// "Environment update" after a resume from another directory wins over the original environment block.
@@ -406,8 +426,11 @@ fn primary_working_directory(request: &Value) -> Option<String> {
 }
 
 fn last_pwd_in(text: &str) -> Option<String> {
-    let line = text.lines().rev().find(|line| line.contains(PWD_MARKER))?;
-    let (_, rest) = line.split_once(PWD_MARKER)?;
+    let (line, marker) = text
+        .lines()
+        .rev()
+        .find_map(|line| PWD_MARKERS.iter().find(|m| line.contains(*m)).map(|m| (line, *m)))?;
+    let (_, rest) = line.split_once(marker)?;
     let mut dir = rest.trim();
     // "/new (was /old)" after a resume in another directory.
     if let Some(idx) = dir.rfind(" (was ")

@@ -299,3 +299,30 @@ pub fn claude_bin() -> String {
         format!("{home}/.cache/unified-worker/claude-2.1.329/claude")
     })
 }
+
+pub fn copilot_bin() -> String {
+    std::env::var("COPILOT_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/unified-worker/copilot-1.0.102/node_modules/@github/copilot-linux-x64/copilot")
+    })
+}
+
+/// The texts of every message the mock API received in `request`, flattened, to look for a conversation in it.
+pub fn conversation_text(request: &Value) -> String {
+    fn collect(value: &Value, out: &mut String) {
+        match value {
+            Value::String(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            Value::Array(items) => items.iter().for_each(|item| collect(item, out)),
+            Value::Object(map) => map.values().for_each(|item| collect(item, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    if let Some(messages) = request.get("messages") {
+        collect(messages, &mut out);
+    }
+    out
+}
