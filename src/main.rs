@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use unified_worker::{settings::Settings, startup::Application, telemetry};
 
-const USAGE: &str = "usage: unified-worker [serve | healthcheck [URL] | --version]";
+const USAGE: &str = "usage: unified-worker [serve | healthcheck [URL] | exec [OPTIONS] [PROMPT] | --version]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         ["healthcheck", url] => {
             ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(Some(url.to_string()))) as u8)
         }
+        ["exec", ..] => ExitCode::from(runtime.block_on(unified_worker::client::run(args[1..].to_vec())) as u8),
         ["--version" | "-V"] => {
             println!("unified-worker {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

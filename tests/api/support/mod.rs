@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod cutting_proxy;
 pub mod mock_anthropic;
 pub mod sse;
 

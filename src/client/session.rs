@@ -1,0 +1,316 @@
+//! The network side of `exec`: start the job on a free worker (waiting out 429s and restarting replicas on new
+//! connections), read its stream, reattach with `Last-Event-ID` when the connection drops, never show an event
+//! twice, and handle Ctrl-C.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::{
+    EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs, render::Renderer,
+};
+
+/// Retry-After is honoured up to this; a fleet that asks for longer is better probed again sooner.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+enum StreamEnd {
+    /// The terminal event arrived: the exit code.
+    Finished(i32),
+    /// The connection ended before the terminal event.
+    Dropped,
+    /// The replica answering is not running our job (a reconnect through a load balancer landed elsewhere).
+    WrongJob,
+}
+
+pub struct Session {
+    args: ExecArgs,
+    renderer: Renderer,
+    client: reqwest::Client,
+    last_seq: Option<u64>,
+}
+
+impl Session {
+    pub fn new(args: ExecArgs, renderer: Renderer) -> Self {
+        // No pooled connections: a retry must open a new connection, or Swarm's mesh would send it to the same
+        // busy replica again.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Session {
+            args,
+            renderer,
+            client,
+            last_seq: None,
+        }
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.args.api_token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    pub async fn run(mut self, body: Value) -> i32 {
+        let interrupt = tokio::signal::ctrl_c();
+        tokio::pin!(interrupt);
+        let mut response = match self.start(&body).await {
+            Ok(resp) => resp,
+            Err(code) => return code,
+        };
+        loop {
+            let end = tokio::select! {
+                end = self.consume(response) => end,
+                _ = &mut interrupt => return self.interrupted().await,
+            };
+            match end {
+                StreamEnd::Finished(code) => return code,
+                StreamEnd::Dropped | StreamEnd::WrongJob => {}
+            }
+            response = tokio::select! {
+                resp = self.reattach() => match resp {
+                    Ok(resp) => resp,
+                    Err(code) => return code,
+                },
+                _ = &mut interrupt => return self.interrupted().await,
+            };
+        }
+    }
+
+    async fn start(&self, body: &Value) -> Result<reqwest::Response, i32> {
+        let deadline = Instant::now() + self.args.max_wait;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let req = self
+                .authorized(self.client.post(format!("{}/execute", self.args.url)))
+                .json(body);
+            let wait = match req.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status() == 429 => {
+                    let after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(5.0);
+                    let state = resp
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|b| b["status"].as_str().map(String::from));
+                    let wait = jitter(Duration::from_secs_f64(after.max(0.0)).min(MAX_BACKOFF));
+                    self.renderer.notice(&format!(
+                        "worker {}; retrying on a new connection in {:.1}s",
+                        state.as_deref().unwrap_or("busy"),
+                        wait.as_secs_f64()
+                    ));
+                    wait
+                }
+                Ok(resp) if resp.status().is_client_error() => {
+                    let status = resp.status();
+                    let body = resp.json::<Value>().await.unwrap_or_default();
+                    let field = body["error"]["field"]
+                        .as_str()
+                        .map(|f| format!(" ({f})"))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "unified-worker exec: the worker refused the request: {status}: {}{field}",
+                        body["error"]["message"].as_str().unwrap_or("no details")
+                    );
+                    return Err(EXIT_USAGE);
+                }
+                Ok(resp) => {
+                    let wait = backoff(attempt);
+                    self.renderer.notice(&format!(
+                        "worker answered {}; retrying in {:.1}s",
+                        resp.status(),
+                        wait.as_secs_f64()
+                    ));
+                    wait
+                }
+                Err(e) => {
+                    let wait = backoff(attempt);
+                    self.renderer.notice(&format!(
+                        "cannot reach {} ({}); retrying in {:.1}s",
+                        self.args.url,
+                        root_cause(&e),
+                        wait.as_secs_f64()
+                    ));
+                    wait
+                }
+            };
+            if Instant::now() + wait > deadline {
+                eprintln!(
+                    "unified-worker exec: no worker accepted the job within {}s",
+                    self.args.max_wait.as_secs_f64()
+                );
+                return Err(EXIT_UNREACHABLE);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// After a dropped stream: `GET /events` from the last event seen, until the job's replica answers.
+    async fn reattach(&mut self) -> Result<reqwest::Response, i32> {
+        let deadline = Instant::now() + self.args.max_wait;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = self.authorized(self.client.get(format!("{}/events", self.args.url)));
+            if let Some(seq) = self.last_seq {
+                req = req.header("Last-Event-ID", seq.to_string());
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status() == 410 => {
+                    eprintln!(
+                        "unified-worker exec: the worker no longer holds the missed events; read them from persistence"
+                    );
+                    return Err(EXIT_JOB_ERROR);
+                }
+                Ok(resp) => self
+                    .renderer
+                    .notice(&format!("reattaching: worker answered {}", resp.status())),
+                Err(e) => self.renderer.notice(&format!(
+                    "reattaching: cannot reach {} ({})",
+                    self.args.url,
+                    root_cause(&e)
+                )),
+            }
+            let wait = backoff(attempt);
+            if Instant::now() + wait > deadline {
+                eprintln!(
+                    "unified-worker exec: lost the job's stream and could not reattach within {}s",
+                    self.args.max_wait.as_secs_f64()
+                );
+                return Err(EXIT_UNREACHABLE);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn consume(&mut self, response: reqwest::Response) -> StreamEnd {
+        let mut body = response.bytes_stream();
+        let mut decoder = SseDecoder::default();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else {
+                return StreamEnd::Dropped;
+            };
+            for data in decoder.feed(&chunk) {
+                let Ok(event) = serde_json::from_str::<Value>(&data) else {
+                    continue;
+                };
+                if event["jobId"].as_str() != Some(self.args.job_id.as_str()) {
+                    return StreamEnd::WrongJob;
+                }
+                let seq = event["seq"].as_u64().unwrap_or(0);
+                if self.last_seq.is_some_and(|last| seq <= last) {
+                    continue;
+                }
+                self.last_seq = Some(seq);
+                self.renderer.event(&event, &data);
+                match event["type"].as_str() {
+                    Some("completed") => return StreamEnd::Finished(EXIT_COMPLETED),
+                    Some("error") => return StreamEnd::Finished(EXIT_JOB_ERROR),
+                    _ => {}
+                }
+            }
+        }
+        StreamEnd::Dropped
+    }
+
+    async fn interrupted(&mut self) -> i32 {
+        if !self.args.cancel_on_exit {
+            eprintln!(
+                "\ninterrupted; job {} keeps running on the worker (reattach with GET {}/events)",
+                self.args.job_id, self.args.url
+            );
+            return EXIT_INTERRUPTED;
+        }
+        let req = self.authorized(self.client.post(format!("{}/cancel", self.args.url)));
+        match req.query(&[("jobId", &self.args.job_id)]).send().await {
+            Ok(resp) if resp.status().is_success() => eprintln!("\ncancelled job {}", self.args.job_id),
+            Ok(resp) => eprintln!(
+                "\ncould not cancel job {}: the worker answered {}",
+                self.args.job_id,
+                resp.status()
+            ),
+            Err(e) => eprintln!("\ncould not cancel job {}: {}", self.args.job_id, root_cause(&e)),
+        }
+        EXIT_INTERRUPTED
+    }
+}
+
+/// Up to ±20% so that many clients told the same Retry-After do not come back in one wave.
+fn jitter(wait: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let factor = 0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4;
+    wait.mul_f64(factor)
+}
+
+fn backoff(attempt: u32) -> Duration {
+    jitter(Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5)))
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+/// SSE frames in, `data` payloads out; comments (keep-alives) are dropped.
+#[derive(Default)]
+pub struct SseDecoder {
+    pending: Vec<u8>,
+}
+
+impl SseDecoder {
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut start = 0;
+        while let Some(end) = self.pending[start..].windows(2).position(|w| w == b"\n\n") {
+            let frame = String::from_utf8_lossy(&self.pending[start..start + end]);
+            let data: Vec<&str> = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                .collect();
+            if !data.is_empty() {
+                out.push(data.join("\n"));
+            }
+            start += end + 2;
+        }
+        self.pending.drain(..start);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_across_chunks_are_reassembled_and_comments_dropped() {
+        let mut d = SseDecoder::default();
+        assert!(d.feed(b"id: 0\nevent: x\nda").is_empty());
+        assert_eq!(
+            d.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\nid: 1\ndata: 2\n\n"),
+            vec!["{\"a\":1}", "2"]
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < backoff(4));
+        assert!(backoff(30) <= Duration::from_secs(6));
+    }
+}

@@ -1,0 +1,261 @@
+//! `unified-worker exec` against real workers: rendering, JSON output, busy workers, dropped streams, Ctrl-C,
+//! exit codes.
+
+use std::{
+    process::Stdio,
+    sync::{Arc, Mutex},
+};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{
+    FakeCli, INIT_LINE, PATIENCE, RESULT_LINE, TestWorker, claude_bin,
+    cutting_proxy::CuttingProxy,
+    mock_anthropic::{MockAnthropic, Reply},
+    wait_for,
+};
+
+/// A running `exec` with its output collected as it comes.
+struct Exec {
+    child: tokio::process::Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Exec {
+    fn start(args: &[&str]) -> Exec {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"))
+            .arg("exec")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start exec");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        for (pipe, sink) in [
+            (
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                stdout.clone(),
+            ),
+            (Box::new(child.stderr.take().expect("stderr")), stderr.clone()),
+        ] {
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut sink = sink.lock().unwrap();
+                    sink.push_str(&line);
+                    sink.push('\n');
+                }
+            });
+        }
+        Exec { child, stdout, stderr }
+    }
+
+    async fn wait_for_output(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let (out, err) = (self.stdout.lock().unwrap().clone(), self.stderr.lock().unwrap().clone());
+            if out.contains(needle) || err.contains(needle) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "exec never printed {needle:?}:\n{out}\n{err}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn finish(mut self) -> (i32, String, String) {
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("exec hung")
+            .expect("wait");
+        // The readers finish once the pipes close.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let out = self.stdout.lock().unwrap().clone();
+        let err = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), out, err)
+    }
+
+    fn interrupt(&self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGINT);
+            }
+        }
+    }
+}
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect()
+}
+
+fn assert_each_event_once(events: &[Value]) {
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as u64, "gap or duplicate at {i}: {events:#?}");
+    }
+    assert!(matches!(
+        events.last().and_then(|e| e["type"].as_str()),
+        Some("completed" | "error")
+    ));
+}
+
+fn claude_worker(mock: &MockAnthropic) -> TestWorker {
+    let (bin, base) = (claude_bin(), mock.base_url());
+    TestWorker::spawn(&[
+        ("CLAUDE_BIN", bin.as_str()),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+        ("DISABLE_TELEMETRY", "1"),
+        ("CLAUDE_CODE_MAX_RETRIES", "0"),
+        ("IS_SANDBOX", "1"),
+        ("EXIT_AFTER_JOB", "false"),
+    ])
+}
+
+#[tokio::test]
+async fn exec_renders_a_real_claude_job_for_a_person_and_as_json_lines() {
+    let reply = Reply::WriteFile {
+        file_name: "hello.txt".into(),
+        content: "hi\n".into(),
+        final_text: "I wrote hello.txt.".into(),
+    };
+    let mock = MockAnthropic::start(reply.clone());
+    let worker = claude_worker(&mock);
+
+    let (code, out, err) = Exec::start(&["--url", &worker.base, "Create hello.txt"]).finish().await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("→ Write ") && out.contains("hello.txt"), "{out}");
+    assert!(out.contains("I wrote hello.txt."), "{out}");
+    let summary = out.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("✓ completed in ") && summary.contains(" · 2 turns · $"),
+        "{summary}"
+    );
+    assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
+
+    mock.set_reply(reply);
+    let (code, out, _) = Exec::start(&["--url", &worker.base, "--json", "Create hello.txt"])
+        .finish()
+        .await;
+    assert_eq!(code, 0);
+    let events = json_lines(&out);
+    assert_each_event_once(&events);
+    assert_eq!(events.last().unwrap()["type"], "completed");
+    assert!(events.iter().any(|e| e["type"] == "tool_use" && e["name"] == "Write"));
+}
+
+#[tokio::test]
+async fn exec_waits_for_a_busy_worker_and_then_runs_its_job() {
+    let cli = FakeCli::new(&format!(
+        "echo '{INIT_LINE}'\n{}\necho '{RESULT_LINE}'",
+        wait_for("release")
+    ));
+    let worker = TestWorker::spawn(&[
+        ("CLAUDE_BIN", cli.bin()),
+        ("EXIT_AFTER_JOB", "false"),
+        ("RETRY_AFTER_SECONDS", "1"),
+    ]);
+    let mut first = worker.execute(&crate::support::job("first")).await;
+    first.until("session").await;
+
+    let exec = Exec::start(&["--url", &worker.base, "--json", "second"]);
+    exec.wait_for_output("worker busy; retrying on a new connection").await;
+    cli.release("release");
+    first.collect().await;
+
+    let (code, out, err) = exec.finish().await;
+    assert_eq!(code, 0, "{err}");
+    assert_each_event_once(&json_lines(&out));
+}
+
+#[tokio::test]
+async fn exec_reattaches_after_a_dropped_connection_and_prints_every_event_once() {
+    let cli = FakeCli::new(&format!(
+        "echo '{INIT_LINE}'\necho 'before the cut'\n{}\necho 'after the cut'\necho '{RESULT_LINE}'",
+        wait_for("release")
+    ));
+    let worker = TestWorker::spawn(&[("CLAUDE_BIN", cli.bin()), ("EXIT_AFTER_JOB", "false")]);
+    let proxy = CuttingProxy::start(worker.port, "event: session").await;
+
+    let exec = Exec::start(&["--url", &format!("http://127.0.0.1:{}", proxy.port), "--json", "go"]);
+    proxy.wait_cut().await;
+    cli.release("release");
+
+    let (code, out, err) = exec.finish().await;
+    assert_eq!(code, 0, "{err}");
+    let events = json_lines(&out);
+    assert_each_event_once(&events);
+    let texts: Vec<&str> = events.iter().filter_map(|e| e["text"].as_str()).collect();
+    assert_eq!(texts, ["before the cut", "after the cut"]);
+}
+
+#[tokio::test]
+async fn ctrl_c_leaves_the_job_running_unless_asked_to_cancel_it() {
+    let cli = FakeCli::new(&format!(
+        "echo '{INIT_LINE}'\n{}\necho '{RESULT_LINE}'",
+        wait_for("release")
+    ));
+    let worker = TestWorker::spawn(&[("CLAUDE_BIN", cli.bin()), ("EXIT_AFTER_JOB", "false")]);
+
+    let exec = Exec::start(&["--url", &worker.base, "keep going"]);
+    exec.wait_for_output("session fake-session").await;
+    exec.interrupt();
+    let (code, _, err) = exec.finish().await;
+    assert_eq!(code, 130);
+    assert!(err.contains("keeps running"), "{err}");
+    assert_eq!(worker.status().await["status"], "busy");
+    cli.release("release");
+    crate::support::SseStream::new(worker.events_after(None).await)
+        .collect()
+        .await;
+
+    std::fs::remove_file(cli.file("release")).expect("re-arm the fake");
+    let exec = Exec::start(&["--url", &worker.base, "--cancel-on-exit", "stop soon"]);
+    exec.wait_for_output("session fake-session").await;
+    exec.interrupt();
+    let (code, _, err) = exec.finish().await;
+    assert_eq!(code, 130, "{err}");
+    let events = crate::support::SseStream::new(worker.events_after(None).await)
+        .collect()
+        .await;
+    assert_eq!(events.last().unwrap().data["code"], "cancelled");
+}
+
+#[tokio::test]
+async fn exit_codes_say_what_happened() {
+    let cli = FakeCli::new(&format!("echo '{INIT_LINE}'\necho 'no luck' >&2\nexit 3"));
+    let worker = TestWorker::spawn(&[("CLAUDE_BIN", cli.bin()), ("EXIT_AFTER_JOB", "false")]);
+
+    let (code, out, _) = Exec::start(&["--url", &worker.base, "fail please"]).finish().await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("✗ provider_failed") && out.contains("(exit code 3)") && out.contains("no luck"),
+        "{out}"
+    );
+
+    let (code, _, err) = Exec::start(&["--pr", "x"]).finish().await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--pr needs --push-branch"));
+
+    let (code, _, err) = Exec::start(&["--url", &worker.base, "--provider", "gpt", "x"])
+        .finish()
+        .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("codingAssistantProvider"), "{err}");
+
+    let (code, _, err) = Exec::start(&["--url", "http://127.0.0.1:9", "--max-wait", "0.5", "x"])
+        .finish()
+        .await;
+    assert_eq!(code, 3);
+    assert!(err.contains("no worker accepted the job"), "{err}");
+}
