@@ -4,6 +4,8 @@ mod claude_code;
 mod concurrency;
 mod framing;
 mod lifecycle;
+mod persistence;
 mod secrets;
 mod support;
 mod validation;
+mod webhook;

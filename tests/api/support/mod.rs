@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mock_anthropic;
+pub mod recorder;
 pub mod sse;
 
 use std::{
