@@ -44,6 +44,10 @@ async fn run(cli: &FakeCli, recorder: &Recorder, body: &Value) -> (Vec<SseEvent>
     let mut worker = hooked_worker(cli, recorder, &[]);
     let events = worker.execute(body).await.collect().await;
     assert!(worker.exit_status().await.success());
+    let logs = worker.logs();
+    for secret in [DB_TOKEN, REQUEST_TOKEN, SECRET, "CANARY", "topic=jobs"] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
     let hooks = recorder
         .requests()
         .into_iter()
