@@ -3,9 +3,10 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    FakeCli, INIT_LINE, RESULT_LINE, TestWorker, job,
+    FakeCli, INIT_LINE, RESULT_LINE, TestWorker, claude_bin, job,
+    mock_anthropic::{MockAnthropic, Reply},
     recorder::{Fault, Recorded, Recorder, signature_is_valid},
-    sse::SseEvent,
+    sse::{SseEvent, assert_well_formed, kinds},
 };
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -216,4 +217,50 @@ async fn a_callback_outside_the_allowed_hosts_is_refused_before_the_job_starts()
     assert_eq!(body["error"]["field"], "callback.url");
     assert_eq!(worker.status().await["status"], "idle");
     assert!(!cli.file("started").exists());
+}
+
+#[tokio::test]
+async fn a_real_claude_code_job_is_persisted_whole_and_reported_by_the_webhook() {
+    let mock = MockAnthropic::start(Reply::WriteFile {
+        file_name: "hello.txt".into(),
+        content: "hello from the agent\n".into(),
+        final_text: "I wrote hello.txt.".into(),
+    });
+    let recorder = receiver();
+    let bin = claude_bin();
+    let base_url = mock.base_url();
+    let mut worker = hooked_worker(
+        &FakeCli::new("exit 1"),
+        &recorder,
+        &[
+            ("CLAUDE_BIN", bin.as_str()),
+            ("ANTHROPIC_BASE_URL", base_url.as_str()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+            ("DISABLE_TELEMETRY", "1"),
+            ("CLAUDE_CODE_MAX_RETRIES", "0"),
+            ("IS_SANDBOX", "1"),
+        ],
+    );
+    let mut body = hooked_job(&recorder, "job-real");
+    body["database"] = json!({"sessionId": "real-session", "accessToken": crate::persistence::DB_TOKEN});
+
+    let events = worker.execute(&body).await.collect().await;
+    assert!(worker.exit_status().await.success());
+
+    assert_well_formed(&events, 0);
+    assert_eq!(events.last().unwrap().kind(), "completed", "{:?}", kinds(&events));
+    crate::persistence::assert_persisted_exactly(&recorder, "job-real", &events);
+    let hooks: Vec<Recorded> = recorder
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/hooks/"))
+        .collect();
+    assert_eq!(hooks.len(), 1);
+    assert!(signature_is_valid(SECRET, &hooks[0], &hooks[0].body));
+    let hook = hooks[0].json();
+    let session = events.iter().find(|e| e.kind() == "session").expect("session event");
+    assert_eq!(hook["status"], "completed");
+    assert_eq!(hook["result"], "I wrote hello.txt.");
+    assert_eq!(hook["sessionId"], session.data["sessionId"]);
+    assert!(hook["costUsd"].is_number());
 }
