@@ -112,6 +112,15 @@ impl ChunkSink {
     }
 }
 
+/// Why a batch will never be stored.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error("the persistence API answered {0}")]
+    Refused(reqwest::StatusCode),
+    #[error("the request could not be built ({0})")]
+    Unbuildable(String),
+}
+
 struct SinkTask {
     client: reqwest::Client,
     destination: Destination,
@@ -139,17 +148,16 @@ impl SinkTask {
             // Built once: every retry of this batch sends byte-identical content, so a batch the server stored
             // before the connection broke can be sent again without ever contradicting what it holds.
             let body = encode_batch(self.log.job_id(), &batch);
-            if let Err(status) = self.deliver(body).await {
+            if let Err(stop) = self.deliver(body).await {
                 let first = batch.first().map_or(0, |f| f.seq);
                 tracing::warn!(
                     job_id = self.log.job_id(),
-                    status = status.as_u16(),
+                    reason = %stop,
                     first_seq = first,
-                    "persistence refused a batch; persistence stops for this job"
+                    "persistence stops for this job"
                 );
                 self.log.append(EventKind::warn(format!(
-                    "persistence stopped: the persistence API answered {status} for events from seq {first} on; \
-                     they are not stored"
+                    "persistence stopped: {stop}; events from seq {first} on are not stored"
                 )));
                 return SinkEnd::Refused;
             }
@@ -174,7 +182,7 @@ impl SinkTask {
     }
 
     /// Retries until the server accepts or refuses for good; the drain's timeout is what stops a dead server.
-    async fn deliver(&self, body: Bytes) -> Result<(), reqwest::StatusCode> {
+    async fn deliver(&self, body: Bytes) -> Result<(), Stop> {
         let mut backoff = Backoff::default();
         loop {
             let sent = self
@@ -188,7 +196,7 @@ impl SinkTask {
             let wait = match sent {
                 Ok(resp) => match outbound::classify(resp.status(), resp.headers()) {
                     Verdict::Delivered => return Ok(()),
-                    Verdict::Refused(status) => return Err(status),
+                    Verdict::Refused(status) => return Err(Stop::Refused(status)),
                     Verdict::Retry(after) => {
                         tracing::debug!(status = resp.status().as_u16(), "persistence answered; retrying");
                         after
@@ -198,10 +206,7 @@ impl SinkTask {
                     tracing::debug!(error = %e.without_url(), "persistence request failed; retrying");
                     None
                 }
-                Err(e) => {
-                    tracing::error!(error = %e.without_url(), "persistence request cannot be built");
-                    return Err(reqwest::StatusCode::BAD_REQUEST);
-                }
+                Err(e) => return Err(Stop::Unbuildable(e.without_url().to_string())),
             };
             tokio::time::sleep(backoff.delay(wait)).await;
         }
