@@ -5,6 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::time::Instant;
 
 use crate::{
+    delivery::Delivery,
     event::{Completed, ErrorCode, EventKind, Failure},
     process::{Next, OutputLine, ProviderProcess},
     provider::{self, JobContext, Outcome},
@@ -15,6 +16,7 @@ use crate::{
 
 pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest) {
     let workdir = worker.settings.workspace_dir.join(&request.workspace);
+    let delivery = Delivery::start(&worker.settings, &request, &job.log);
     let terminal = Pipeline {
         worker: &worker,
         job: &job,
@@ -30,6 +32,7 @@ pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest) 
     job.log.append(terminal);
     tracing::info!(job_id = %job.id, error = ?code, "job ended");
     worker.enter_draining();
+    delivery.finish(&worker.settings, &job).await;
 
     if !worker.settings.keep_workspace
         && let Err(e) = tokio::fs::remove_dir_all(&workdir).await

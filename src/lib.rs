@@ -2,11 +2,14 @@
 
 pub mod auth;
 pub mod client;
+pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod event_log;
 pub mod healthcheck;
 pub mod job;
+pub mod outbound;
+pub mod persistence;
 pub mod process;
 pub mod provider;
 pub mod request;
@@ -18,4 +21,5 @@ pub mod sse;
 pub mod startup;
 pub mod telemetry;
 pub mod url_policy;
+pub mod webhook;
 pub mod worker;

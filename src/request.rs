@@ -122,6 +122,10 @@ pub struct JobRequest {
     pub cancel_on_disconnect: bool,
     pub timeout: Duration,
     pub options: ProviderOptions,
+    /// Stream persistence (SPEC §9): where the chunks go, with the request's token.
+    pub database: Option<crate::persistence::Destination>,
+    /// The completion webhook (SPEC §10), already checked against `CALLBACK_ALLOWED_HOSTS`.
+    pub callback: Option<reqwest::Url>,
 }
 
 impl JobRequest {
@@ -130,6 +134,9 @@ impl JobRequest {
         let mut out = self.credential.as_ref().map(Credential::secrets).unwrap_or_default();
         if let Some(token) = self.github.as_ref().and_then(|g| g.access_token.as_deref()) {
             out.push(token);
+        }
+        if let Some(db) = &self.database {
+            out.push(db.token.expose());
         }
         out
     }
@@ -251,18 +258,8 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         None => uuid::Uuid::new_v4().to_string(),
     };
     let github = raw.github.map(|g| validate_github(g, settings)).transpose()?;
-    if raw.database.is_some() {
-        return Err(ApiError::invalid(
-            "database",
-            "stream persistence is not available in this version of the worker",
-        ));
-    }
-    if raw.callback.is_some() {
-        return Err(ApiError::invalid(
-            "callback",
-            "completion webhooks are not available in this version of the worker",
-        ));
-    }
+    let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;
+    let callback = raw.callback.map(|c| validate_callback(c, settings)).transpose()?;
     let workspace = match raw.workspace {
         Some(w) => workspace(&w)?,
         None => PathBuf::from(&job_id),
@@ -287,7 +284,42 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         cancel_on_disconnect: raw.cancel_on_disconnect.unwrap_or(false),
         timeout,
         options,
+        database,
+        callback,
     })
+}
+
+fn validate_database(db: DatabaseSpec, settings: &Settings) -> Result<crate::persistence::Destination, ApiError> {
+    // Without a persistence API the request would silently persist nothing.
+    let Some(base) = &settings.db_base_url else {
+        return Err(ApiError::invalid(
+            "database",
+            "stream persistence is not configured on this worker (DB_BASE_URL is not set)",
+        ));
+    };
+    safe_id("database.sessionId", &db.session_id)?;
+    let token = db.access_token.trim();
+    if token.len() < MIN_SECRET_LEN {
+        return Err(ApiError::invalid(
+            "database.accessToken",
+            "database.accessToken is too short to be a credential",
+        ));
+    }
+    Ok(crate::persistence::Destination::new(
+        base,
+        &db.session_id,
+        Secret::new(token),
+    ))
+}
+
+fn validate_callback(callback: CallbackSpec, settings: &Settings) -> Result<reqwest::Url, ApiError> {
+    required("callback.url", &callback.url)?;
+    UrlPolicy {
+        allowed_hosts: &settings.callback_allowed_hosts,
+        allow_insecure: settings.callback_allow_insecure,
+    }
+    .check(&callback.url)
+    .map_err(|e| ApiError::invalid("callback.url", format!("callback.url: {e} (CALLBACK_ALLOWED_HOSTS)")))
 }
 
 fn credential(provider: ProviderKind, value: Value) -> Result<Credential, ApiError> {
@@ -470,6 +502,76 @@ mod tests {
             serde_json::json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-abcdefgh"}});
         let r = parse_json(v).unwrap();
         assert!(r.secrets().contains(&"sk-ant-oat01-abcdefgh"));
+    }
+
+    fn settings_with(vars: &[(&str, &str)]) -> Settings {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap()
+    }
+
+    #[test]
+    fn database_needs_a_configured_api_a_safe_session_id_and_a_real_token() {
+        let mut v = minimal();
+        v["database"] = serde_json::json!({"sessionId": "s-1", "accessToken": "db-token-canary-1"});
+        assert_eq!(field_of(parse_json(v.clone()).unwrap_err()), "database");
+        let configured = settings_with(&[("DB_BASE_URL", "http://db.local/api/")]);
+        let r = parse(v.to_string().as_bytes(), &configured).unwrap();
+        let db = r.database.as_ref().unwrap();
+        assert_eq!(db.url, "http://db.local/api/sessions/s-1/chunks");
+        assert!(
+            r.secrets().contains(&"db-token-canary-1"),
+            "the token is redacted like every request secret"
+        );
+        for (field, bad) in [
+            (
+                "database.sessionId",
+                serde_json::json!({"sessionId": "../x", "accessToken": "long-enough-1"}),
+            ),
+            (
+                "database.sessionId",
+                serde_json::json!({"sessionId": "a/b", "accessToken": "long-enough-1"}),
+            ),
+            (
+                "database.accessToken",
+                serde_json::json!({"sessionId": "s", "accessToken": "zq9x"}),
+            ),
+            ("database.accessToken", serde_json::json!({"sessionId": "s"})),
+        ] {
+            let mut v = minimal();
+            v["database"] = bad;
+            let err = parse(v.to_string().as_bytes(), &configured).unwrap_err();
+            assert!(!err.to_string().contains("zq9x"), "the error must not echo the token");
+            assert_eq!(field_of(err), field);
+        }
+    }
+
+    #[test]
+    fn callback_urls_follow_their_own_host_list() {
+        let mut v = minimal();
+        v["callback"] = serde_json::json!({"url": "https://hooks.example.com/agent"});
+        assert_eq!(
+            field_of(parse_json(v.clone()).unwrap_err()),
+            "callback.url",
+            "no host is allowed by default"
+        );
+        let allowed = settings_with(&[("CALLBACK_ALLOWED_HOSTS", "hooks.example.com")]);
+        let r = parse(v.to_string().as_bytes(), &allowed).unwrap();
+        assert_eq!(r.callback.unwrap().as_str(), "https://hooks.example.com/agent");
+        for bad in [
+            "http://hooks.example.com/agent",
+            "https://user:pw@hooks.example.com/",
+            "https://evil.example.net/",
+            "https://10.0.0.1/",
+            "file:///etc/passwd",
+        ] {
+            let mut v = minimal();
+            v["callback"] = serde_json::json!({ "url": bad });
+            let err = parse(v.to_string().as_bytes(), &allowed).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::InvalidRequest { field, .. } if field == "callback.url"),
+                "{bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

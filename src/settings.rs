@@ -43,7 +43,13 @@ pub struct Settings {
     pub github_api_url: String,
     pub db_base_url: Option<String>,
     pub webhook_secret: Option<Secret>,
+    /// `WEBHOOK_SECRET` decoded once at start, so a malformed `whsec_` secret stops the worker instead of a job.
+    pub webhook_key: Option<crate::webhook::SigningKey>,
+    pub webhook_timeout: Duration,
+    /// One persistence or webhook attempt; retries are bounded by the drain, not by this.
+    pub outbound_request_timeout: Duration,
     pub callback_allowed_hosts: Vec<String>,
+    pub callback_allow_insecure: bool,
     pub session_store_dir: Option<PathBuf>,
     pub claude_credentials_json: Option<Secret>,
     pub claude_credentials_secret: Option<PathBuf>,
@@ -95,9 +101,17 @@ impl Settings {
                 .unwrap_or_else(|| "https://api.github.com".into())
                 .trim_end_matches('/')
                 .to_string(),
-            db_base_url: env.string("DB_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+            db_base_url: env.base_url("DB_BASE_URL")?,
+            webhook_key: env
+                .string("WEBHOOK_SECRET")
+                .map(|s| crate::webhook::SigningKey::parse(&s))
+                .transpose()
+                .map_err(|e| invalid("WEBHOOK_SECRET", e.to_string()))?,
             webhook_secret: env.secret("WEBHOOK_SECRET")?,
+            webhook_timeout: env.seconds("WEBHOOK_TIMEOUT_SECONDS", 10)?,
+            outbound_request_timeout: env.seconds("OUTBOUND_REQUEST_TIMEOUT_SECONDS", 10)?,
             callback_allowed_hosts: env.list("CALLBACK_ALLOWED_HOSTS").unwrap_or_default(),
+            callback_allow_insecure: env.flag("CALLBACK_ALLOW_INSECURE", false)?,
             session_store_dir: env.string("SESSION_STORE_DIR").map(PathBuf::from),
             claude_credentials_json: env.secret("CLAUDE_CODE_CREDENTIALS_JSON")?,
             claude_credentials_secret: env.string("CLAUDE_CODE_CREDENTIALS_SECRET").map(PathBuf::from),
@@ -142,8 +156,9 @@ impl Settings {
     }
 
     /// The time a SIGTERM may take before the process is gone; the stack's stop_grace_period must exceed it.
+    /// The completion webhook is sent after the flush with its own bound, so it counts too.
     pub fn shutdown_bound(&self) -> Duration {
-        self.kill_grace + self.flush_timeout
+        self.kill_grace + self.flush_timeout + self.webhook_timeout
     }
 }
 
@@ -202,6 +217,19 @@ impl Env<'_> {
                     .map_err(|_| invalid(var, format!("{raw:?} is not a number of seconds")))?;
                 Duration::try_from_secs_f64(secs).map_err(|_| invalid(var, format!("{raw:?} is not a valid duration")))
             }
+        }
+    }
+
+    /// An http(s) base URL without a trailing slash.
+    fn base_url(&self, var: &'static str) -> Result<Option<String>, SettingsError> {
+        let Some(raw) = self.string(var) else {
+            return Ok(None);
+        };
+        match reqwest::Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                Ok(Some(raw.trim_end_matches('/').to_string()))
+            }
+            _ => Err(invalid(var, format!("{raw:?} is not an http(s) URL"))),
         }
     }
 
@@ -277,6 +305,25 @@ mod tests {
         let err = settings(&[("WORKER_API_TOKEN", "short")]).unwrap_err();
         assert_eq!(err.var, "WORKER_API_TOKEN");
         assert!(!err.to_string().contains("short"), "the error must not echo the secret");
+    }
+
+    #[test]
+    fn persistence_and_webhook_settings_are_checked_at_start() {
+        assert_eq!(
+            settings(&[("DB_BASE_URL", "db.internal")]).unwrap_err().var,
+            "DB_BASE_URL"
+        );
+        let s = settings(&[("DB_BASE_URL", "http://db.internal:8080/api/")]).unwrap();
+        assert_eq!(s.db_base_url.as_deref(), Some("http://db.internal:8080/api"));
+        let err = settings(&[("WEBHOOK_SECRET", "whsec_%%%not-base64%%%")]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_SECRET");
+        assert!(
+            !err.to_string().contains("not-base64"),
+            "the error must not echo the secret"
+        );
+        let s = settings(&[("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).unwrap();
+        assert!(s.webhook_key.is_some());
+        assert_eq!(s.shutdown_bound(), Duration::from_secs(5 + 20 + 10));
     }
 
     #[test]

@@ -197,9 +197,8 @@ async fn a_finished_job_lingers_for_a_late_reader_and_refuses_new_work_while_dra
         wait_for("release")
     ));
     let mut worker = TestWorker::spawn(&[("CLAUDE_BIN", cli.bin()), ("LINGER_SECONDS", "60")]);
-    let mut stream = worker.execute(&job("x")).await;
-    stream.until("session").await;
-    drop(stream);
+    // A client that vanishes for certain: reset, not a polite close the worker could still write into.
+    crate::support::execute_then_reset(worker.port, &job("x"), "event: session").await;
     cli.release("release");
 
     wait_for_phase(&worker, "draining").await;

@@ -4,6 +4,7 @@
 
 pub mod cutting_proxy;
 pub mod mock_anthropic;
+pub mod recorder;
 pub mod sse;
 
 use std::{
@@ -326,4 +327,44 @@ pub fn conversation_text(request: &Value) -> String {
         collect(messages, &mut out);
     }
     out
+}
+
+/// Starts a job over a raw connection, reads until `marker` has arrived, then resets the connection (SO_LINGER 0),
+/// so the worker's next write fails at once, as it would for a client that crashed.
+pub async fn execute_then_reset(port: u16, body: &Value, marker: &str) {
+    use std::{
+        io::{Read, Write},
+        os::fd::AsRawFd,
+    };
+    let body = body.to_string();
+    let marker = marker.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let request = format!(
+            "POST /execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).expect("send");
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(&marker) {
+            let n = conn.read(&mut buf).expect("read");
+            assert!(n > 0, "stream ended before {marker:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt on a socket we own, with a correctly sized value.
+        unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        drop(conn);
+    })
+    .await
+    .expect("raw client");
 }
