@@ -5,14 +5,14 @@ use serde_json::json;
 use crate::support::{
     TestWorker, claude_bin, job,
     mock_anthropic::{MockAnthropic, Reply},
-    sse::{assert_well_formed, kinds},
+    sse::assert_well_formed,
 };
 
 pub fn claude_worker(mock: &MockAnthropic, extra: &[(&str, &str)]) -> TestWorker {
     let bin = claude_bin();
     assert!(
         std::path::Path::new(&bin).exists(),
-        "the Claude Code CLI is not at {bin}; run .ci/install-clis.sh or set CLAUDE_BIN"
+        "the Claude Code CLI is not at {bin}; run scripts/install-clis.sh or set CLAUDE_BIN"
     );
     let base_url = mock.base_url();
     let mut env = vec![
@@ -44,24 +44,7 @@ async fn the_real_cli_writes_a_file_and_the_stream_tells_the_whole_story() {
     let events = worker.execute(&body).await.collect().await;
 
     assert_well_formed(&events, 0);
-    let story: Vec<&str> = kinds(&events)
-        .into_iter()
-        .filter(|k| !matches!(*k, "log" | "message"))
-        .collect();
-    assert_eq!(
-        story,
-        [
-            "connected",
-            "session",
-            "assistant_message",
-            "tool_use",
-            "tool_result",
-            "assistant_message",
-            "completed"
-        ],
-        "{:#?}",
-        events.iter().map(|e| &e.data).collect::<Vec<_>>()
-    );
+    crate::support::sse::assert_write_file_story(&events);
     let session = events.iter().find(|e| e.kind() == "session").unwrap().data["sessionId"].clone();
     let tool_use = events.iter().find(|e| e.kind() == "tool_use").unwrap();
     assert_eq!(tool_use.data["name"], "Write");

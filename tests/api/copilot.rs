@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::support::{
     TestWorker, copilot_bin,
     mock_anthropic::{MockAnthropic, Reply},
-    sse::{assert_well_formed, kinds},
+    sse::assert_well_formed,
 };
 
 pub fn copilot_worker(mock: &MockAnthropic, extra: &[(&str, &str)]) -> TestWorker {
@@ -46,24 +46,7 @@ async fn the_real_copilot_cli_writes_a_file_and_the_stream_tells_the_whole_story
     let events = worker.execute(&body).await.collect().await;
 
     assert_well_formed(&events, 0);
-    let story: Vec<&str> = kinds(&events)
-        .into_iter()
-        .filter(|k| !matches!(*k, "log" | "message"))
-        .collect();
-    assert_eq!(
-        story,
-        [
-            "connected",
-            "session",
-            "assistant_message",
-            "tool_use",
-            "tool_result",
-            "assistant_message",
-            "completed"
-        ],
-        "{:#?}",
-        events.iter().map(|e| &e.data).collect::<Vec<_>>()
-    );
+    crate::support::sse::assert_write_file_story(&events);
     let session = &events.iter().find(|e| e.kind() == "session").unwrap().data["sessionId"];
     let tool_use = events.iter().find(|e| e.kind() == "tool_use").unwrap();
     assert_eq!(tool_use.data["name"], "create");

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::{
-    FakeCli, INIT_LINE, PATIENCE, RESULT_LINE, TestWorker, claude_bin,
+    FakeCli, INIT_LINE, PATIENCE, RESULT_LINE, TestWorker,
     cutting_proxy::CuttingProxy,
     mock_anthropic::{MockAnthropic, Reply},
     wait_for,
@@ -109,19 +109,6 @@ fn assert_each_event_once(events: &[Value]) {
     ));
 }
 
-fn claude_worker(mock: &MockAnthropic) -> TestWorker {
-    let (bin, base) = (claude_bin(), mock.base_url());
-    TestWorker::spawn(&[
-        ("CLAUDE_BIN", bin.as_str()),
-        ("ANTHROPIC_BASE_URL", base.as_str()),
-        ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
-        ("DISABLE_TELEMETRY", "1"),
-        ("CLAUDE_CODE_MAX_RETRIES", "0"),
-        ("IS_SANDBOX", "1"),
-        ("EXIT_AFTER_JOB", "false"),
-    ])
-}
-
 #[tokio::test]
 async fn exec_renders_a_real_claude_job_for_a_person_and_as_json_lines() {
     let reply = Reply::WriteFile {
@@ -130,7 +117,7 @@ async fn exec_renders_a_real_claude_job_for_a_person_and_as_json_lines() {
         final_text: "I wrote hello.txt.".into(),
     };
     let mock = MockAnthropic::start(reply.clone());
-    let worker = claude_worker(&mock);
+    let worker = crate::claude_code::claude_worker(&mock, &[("EXIT_AFTER_JOB", "false")]);
 
     let (code, out, err) = Exec::start(&["--url", &worker.base, "Create hello.txt"]).finish().await;
     assert_eq!(code, 0, "{out}\n{err}");

@@ -166,3 +166,27 @@ pub fn assert_well_formed(events: &[SseEvent], first: u64) {
 pub fn kinds(events: &[SseEvent]) -> Vec<&str> {
     events.iter().map(SseEvent::kind).collect()
 }
+
+/// What a job that writes one file tells, without the incidental `log` and `message` events.
+pub const WRITE_FILE_STORY: [&str; 7] = [
+    "connected",
+    "session",
+    "assistant_message",
+    "tool_use",
+    "tool_result",
+    "assistant_message",
+    "completed",
+];
+
+pub fn assert_write_file_story(events: &[SseEvent]) {
+    let story: Vec<&str> = kinds(events)
+        .into_iter()
+        .filter(|k| !matches!(*k, "log" | "message"))
+        .collect();
+    assert_eq!(
+        story,
+        WRITE_FILE_STORY,
+        "{:#?}",
+        events.iter().map(|e| &e.data).collect::<Vec<_>>()
+    );
+}
