@@ -7,6 +7,7 @@ mod cursor;
 mod exec;
 mod framing;
 mod lifecycle;
+mod limits;
 mod persistence;
 mod resume;
 mod secrets;
