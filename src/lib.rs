@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod event;
 pub mod event_log;
+pub mod git;
 pub mod healthcheck;
 pub mod job;
 pub mod process;

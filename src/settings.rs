@@ -41,6 +41,9 @@ pub struct Settings {
     pub git_allowed_hosts: Vec<String>,
     pub git_allow_insecure: bool,
     pub github_api_url: String,
+    /// Author and committer of the commit a `github.push` makes.
+    pub git_author_name: String,
+    pub git_author_email: String,
     pub db_base_url: Option<String>,
     pub webhook_secret: Option<Secret>,
     pub callback_allowed_hosts: Vec<String>,
@@ -95,6 +98,10 @@ impl Settings {
                 .unwrap_or_else(|| "https://api.github.com".into())
                 .trim_end_matches('/')
                 .to_string(),
+            git_author_name: env.string("GIT_AUTHOR_NAME").unwrap_or_else(|| "unified-worker".into()),
+            git_author_email: env
+                .string("GIT_AUTHOR_EMAIL")
+                .unwrap_or_else(|| "unified-worker@localhost".into()),
             db_base_url: env.string("DB_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
             webhook_secret: env.secret("WEBHOOK_SECRET")?,
             callback_allowed_hosts: env.list("CALLBACK_ALLOWED_HOSTS").unwrap_or_default(),

@@ -8,7 +8,7 @@ use crate::support::{
     sse::{assert_well_formed, kinds},
 };
 
-fn claude_worker(mock: &MockAnthropic, extra: &[(&str, &str)]) -> TestWorker {
+pub fn claude_worker(mock: &MockAnthropic, extra: &[(&str, &str)]) -> TestWorker {
     let bin = claude_bin();
     assert!(
         std::path::Path::new(&bin).exists(),

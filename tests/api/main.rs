@@ -3,6 +3,8 @@
 mod claude_code;
 mod concurrency;
 mod framing;
+mod git;
+mod git_push;
 mod lifecycle;
 mod secrets;
 mod support;

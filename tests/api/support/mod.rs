@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_github;
+pub mod git_server;
+pub mod http;
 pub mod mock_anthropic;
 pub mod sse;
 
