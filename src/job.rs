@@ -103,7 +103,11 @@ impl Pipeline<'_> {
         let (changes, pull_request) = match cloned {
             Some((github, cloned)) => match self.publish(github, &cloned, deadline).await {
                 Ok(published) => published,
-                Err(failure) => return failure.into(),
+                // The run itself succeeded: its session can still be resumed.
+                Err(mut failure) => {
+                    failure.session_id = run.session_id;
+                    return failure.into();
+                }
             },
             None => (None, None),
         };

@@ -82,16 +82,18 @@ mod tests {
     }
 
     #[test]
-    fn counts_modified_untracked_deleted_and_binary_files() {
+    fn counts_modified_untracked_deleted_renamed_and_binary_files() {
         let dir = tempfile::TempDir::new().unwrap();
         let repo = Repository::init(dir.path()).unwrap();
         std::fs::write(dir.path().join("a.txt"), "one\ntwo\n").unwrap();
         std::fs::write(dir.path().join("gone.txt"), "x\n").unwrap();
+        std::fs::write(dir.path().join("moved.txt"), "a\nb\nc\nd\n").unwrap();
         std::fs::write(dir.path().join(".gitignore"), "target/\n").unwrap();
         let base = commit_all(&repo);
 
         std::fs::write(dir.path().join("a.txt"), "one\n2\nthree\n").unwrap();
         std::fs::remove_file(dir.path().join("gone.txt")).unwrap();
+        std::fs::rename(dir.path().join("moved.txt"), dir.path().join("renamed.txt")).unwrap();
         std::fs::create_dir(dir.path().join("new")).unwrap();
         std::fs::write(dir.path().join("new/b.txt"), "b\n").unwrap();
         std::fs::write(dir.path().join("blob.bin"), [0u8, 159, 146, 150, 0, 1]).unwrap();
@@ -112,11 +114,12 @@ mod tests {
                 ("blob.bin", "added", 0, 0),
                 ("gone.txt", "deleted", 0, 1),
                 ("new/b.txt", "added", 1, 0),
+                ("renamed.txt", "renamed", 0, 0),
             ]
         );
         assert_eq!(
             (changes.files_changed, changes.insertions, changes.deletions),
-            (4, 3, 2)
+            (5, 3, 2)
         );
     }
 }

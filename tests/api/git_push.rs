@@ -160,6 +160,7 @@ async fn a_422_from_github_ends_with_pull_request_failed_and_githubs_message() {
     assert!(events.iter().any(|e| e.kind() == "git_push"));
     let end = &events.last().unwrap().data;
     assert_eq!(end["code"], "pull_request_failed", "{end}");
+    assert_eq!(end["sessionId"], "fake-session", "the run's session can be resumed");
     assert!(
         end["message"]
             .as_str()
@@ -291,4 +292,24 @@ async fn two_jobs_in_a_row_do_not_see_each_others_files() {
         !worker.workspace_dir.join("ws").exists(),
         "the workspace is removed after a job"
     );
+}
+
+#[tokio::test]
+async fn an_empty_repository_is_cloned_and_the_first_commit_pushed() {
+    let server = GitServer::start();
+    server.create_empty("acme/app");
+    server.require_token(TOKEN);
+    let cli = FakeCli::new(&format!(
+        "echo first > first.txt\necho '{INIT_LINE}'\necho '{RESULT_LINE}'"
+    ));
+    let worker = git_worker(&cli, &[]);
+
+    let events = worker.execute(&push_job(&server, None)).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["type"], "completed", "{end}");
+    assert_eq!(end["changes"]["files"][0]["path"], "first.txt");
+    assert_eq!(server.git("acme/app", &["rev-list", "--count", "agent/change"]), "1");
+    assert_eq!(server.git("acme/app", &["show", "agent/change:first.txt"]), "first");
 }

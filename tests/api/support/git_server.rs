@@ -156,6 +156,16 @@ impl GitServer {
         );
     }
 
+    /// Creates `name.git` with no commit at all.
+    pub fn create_empty(&self, name: &str) {
+        let bare = self.bare(name);
+        git(
+            self.root.path(),
+            &["init", "-q", "--bare", bare.to_str().expect("utf-8")],
+        );
+        git(&bare, &["config", "http.receivepack", "true"]);
+    }
+
     /// Adds `branch` to `name.git`, forked from `from` with one more file.
     pub fn add_branch(&self, name: &str, from: &str, branch: &str, file: &str) {
         let work = TempDir::new().expect("work tree");
