@@ -201,6 +201,10 @@ async fn a_private_repo_is_cloned_with_the_token_and_a_wrong_token_fails_after_o
     let events = worker.execute(&wrong).await.collect().await;
     assert_well_formed(&events, 0);
     assert_eq!(terminal(&events)["code"], "auth_failed", "{}", terminal(&events));
+    assert!(
+        !worker.logs().contains("ghp_wrong_token_456"),
+        "a refused token is not logged"
+    );
     let attempts = server.seen()[before..]
         .iter()
         .filter(|s| s.authorization.is_some())
@@ -262,6 +266,28 @@ async fn a_redirect_to_another_host_is_refused() {
         seen.iter().all(|s| s.host.starts_with("127.0.0.1")),
         "the redirect was followed: {seen:?}"
     );
+}
+
+#[tokio::test]
+async fn a_redirect_on_the_same_host_is_followed() {
+    let server = GitServer::start();
+    server.create_repo("app", "main", &three_commits());
+    server.set_mode(Mode::Renamed {
+        old: "old-name".into(),
+        new: "app".into(),
+    });
+    let cli = quiet_cli();
+    let worker = git_worker(&cli, &[]);
+
+    let events = worker
+        .execute(&repo_job(json!({"repoUrl": server.url("old-name")})))
+        .await
+        .collect()
+        .await;
+
+    assert_eq!(terminal(&events)["type"], "completed", "{}", terminal(&events));
+    assert!(worker.workspace_dir.join("ws/f2.txt").exists());
+    assert!(server.seen().iter().any(|s| s.path.starts_with("/app.git/")));
 }
 
 #[tokio::test]

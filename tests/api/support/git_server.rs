@@ -23,6 +23,8 @@ pub enum Mode {
     Stall,
     /// Answer every request with a redirect to the same path on this host name (e.g. `localhost`).
     RedirectTo(String),
+    /// Answer requests for `old.git` with a redirect to `new.git` on the same host (a renamed repository).
+    Renamed { old: String, new: String },
     /// Send pack responses in small pieces with a pause between them, so that a clone stays in progress.
     Drip,
 }
@@ -234,6 +236,13 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>, root: &Path, port: u16) {
     if let Mode::RedirectTo(host) = &mode {
         let location = format!("http://{host}:{port}{}?{}", request.path, request.query);
         let _ = stream.write_all(&response("302 Found", &[("Location", &location)], b""));
+        return;
+    }
+    if let Mode::Renamed { old, new } = &mode
+        && let Some(rest) = request.path.strip_prefix(&format!("/{old}.git"))
+    {
+        let location = format!("http://127.0.0.1:{port}/{new}.git{rest}?{}", request.query);
+        let _ = stream.write_all(&response("301 Moved Permanently", &[("Location", &location)], b""));
         return;
     }
     if let Some(token) = token {
