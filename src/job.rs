@@ -1,4 +1,7 @@
-//! The life of one job, top to bottom: connected → workspace → provider run → terminal event → drain → exit.
+//! The life of one job, top to bottom: connected → workspace (clone) → provider run → git changes, push and pull
+//! request → terminal event → drain → exit.
+
+mod repo;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -76,6 +79,13 @@ impl Pipeline<'_> {
         if let Err(e) = tokio::fs::create_dir_all(&self.workdir).await {
             return Failure::new(ErrorCode::Internal, format!("could not create the workspace: {e}")).into();
         }
+        let cloned = match &self.request.github {
+            Some(github) => match self.clone_repo(github, deadline).await {
+                Ok(cloned) => Some((github, cloned)),
+                Err(failure) => return failure.into(),
+            },
+            None => None,
+        };
         let provider = match provider::build(self.request.provider, settings) {
             Ok(p) => p,
             Err(f) => return f.into(),
@@ -94,19 +104,31 @@ impl Pipeline<'_> {
         };
         provider.cleanup().await;
         self.save_session(provider.as_ref(), &outcome).await;
-        match outcome {
-            Outcome::Completed(run) => EventKind::Completed(Box::new(Completed {
-                session_id: run.session_id,
-                result: run.result,
-                duration_ms: run.duration_ms,
-                num_turns: run.num_turns,
-                cost_usd: run.cost_usd,
-                usage: run.usage,
-                changes: None,
-                pull_request: None,
-            })),
-            Outcome::Failed(failure) => failure.into(),
-        }
+        let run = match outcome {
+            Outcome::Completed(run) => run,
+            Outcome::Failed(failure) => return failure.into(),
+        };
+        let (changes, pull_request) = match cloned {
+            Some((github, cloned)) => match self.publish(github, &cloned, deadline).await {
+                Ok(published) => published,
+                // The run itself succeeded: its session can still be resumed.
+                Err(mut failure) => {
+                    failure.session_id = run.session_id;
+                    return failure.into();
+                }
+            },
+            None => (None, None),
+        };
+        EventKind::Completed(Box::new(Completed {
+            session_id: run.session_id,
+            result: run.result,
+            duration_ms: run.duration_ms,
+            num_turns: run.num_turns,
+            cost_usd: run.cost_usd,
+            usage: run.usage,
+            changes,
+            pull_request,
+        }))
     }
 
     fn session_store(&self) -> Option<SessionStore> {

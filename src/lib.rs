@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod event_log;
+pub mod git;
 pub mod healthcheck;
 pub mod job;
 pub mod outbound;

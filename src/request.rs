@@ -375,10 +375,62 @@ fn validate_github(github: GithubSpec, settings: &Settings) -> Result<GithubSpec
             message: format!("github.repoUrl: {e}"),
             field: "github.repoUrl".into(),
         })?;
-    Err(ApiError::invalid(
-        "github",
-        "git workspaces are not available in this version of the worker",
-    ))
+    if let Some(branch) = &github.branch {
+        branch_name("github.branch", branch)?;
+    }
+    if let Some(token) = &github.access_token
+        && token.trim().len() < MIN_SECRET_LEN
+    {
+        return Err(ApiError::invalid(
+            "github.accessToken",
+            "github.accessToken is too short to be a credential",
+        ));
+    }
+    if github.depth.is_some_and(|d| d > i32::MAX as u32) {
+        return Err(ApiError::invalid("github.depth", "github.depth is too large"));
+    }
+    if let Some(push) = &github.push {
+        branch_name("github.push.branch", &push.branch)?;
+        if github.access_token.is_none() {
+            return Err(ApiError::invalid(
+                "github.accessToken",
+                "github.push needs github.accessToken to push with",
+            ));
+        }
+        if let Some(message) = &push.commit_message {
+            required("github.push.commitMessage", message)?;
+        }
+        if let Some(pr) = &push.pull_request {
+            if crate::git::owner_and_repo(&github.repo_url).is_none() {
+                return Err(ApiError::invalid(
+                    "github.repoUrl",
+                    "a pull request needs a repository URL of the form https://host/owner/repo",
+                ));
+            }
+            if let Some(base) = &pr.base {
+                branch_name("github.push.pullRequest.base", base)?;
+            }
+            if pr.base.as_ref().or(github.branch.as_ref()) == Some(&push.branch) {
+                return Err(ApiError::invalid(
+                    "github.push.branch",
+                    "github.push.branch must differ from the pull request's base branch",
+                ));
+            }
+        }
+    }
+    Ok(github)
+}
+
+/// A branch name git accepts, that cannot be mistaken for an option or a refspec.
+fn branch_name(field: &str, name: &str) -> Result<(), ApiError> {
+    let valid = !name.starts_with('-')
+        && !name.contains(':')
+        && !name.starts_with("refs/")
+        && git2::Reference::is_valid_name(&format!("refs/heads/{name}"));
+    if !valid {
+        return Err(ApiError::invalid(field, format!("{field} is not a valid branch name")));
+    }
+    Ok(())
 }
 
 fn workspace(raw: &str) -> Result<PathBuf, ApiError> {
@@ -579,5 +631,34 @@ mod tests {
         let mut v = minimal();
         v["github"] = serde_json::json!({"repoUrl": "http://github.com/o/r"});
         assert!(matches!(parse_json(v).unwrap_err(), ApiError::RepoUrlNotAllowed { .. }));
+        let mut v = minimal();
+        v["github"] = serde_json::json!({"repoUrl": "https://github.com/o/r", "branch": "main", "depth": 0});
+        let github = parse_json(v).unwrap().github.unwrap();
+        assert_eq!((github.branch.as_deref(), github.depth), (Some("main"), Some(0)));
+    }
+
+    #[test]
+    fn branch_names_and_push_settings_are_checked() {
+        let github = |g: Value| {
+            let mut v = minimal();
+            v["github"] = g;
+            parse_json(v)
+        };
+        for bad in ["-x", "a..b", "a b", "x:y", "refs/heads/x", "", "a~1"] {
+            let err = github(serde_json::json!({"repoUrl": "https://github.com/o/r", "branch": bad})).unwrap_err();
+            assert_eq!(field_of(err), "github.branch", "{bad}");
+        }
+        let push = serde_json::json!({"repoUrl": "https://github.com/o/r", "push": {"branch": "agent/x"}});
+        assert_eq!(field_of(github(push).unwrap_err()), "github.accessToken");
+        let bad_push = serde_json::json!({"repoUrl": "https://github.com/o/r", "accessToken": "ghp_12345678",
+            "push": {"branch": "x..y"}});
+        assert_eq!(field_of(github(bad_push).unwrap_err()), "github.push.branch");
+        let same = serde_json::json!({"repoUrl": "https://github.com/o/r", "accessToken": "ghp_12345678",
+            "branch": "main", "push": {"branch": "main", "pullRequest": {"title": "t"}}});
+        assert_eq!(field_of(github(same).unwrap_err()), "github.push.branch");
+        let good = serde_json::json!({"repoUrl": "https://github.com/o/r", "accessToken": "ghp_12345678",
+            "push": {"branch": "agent/x", "pullRequest": {"title": "t"}}});
+        let r = github(good).unwrap();
+        assert!(r.secrets().contains(&"ghp_12345678"));
     }
 }

@@ -41,6 +41,9 @@ pub struct Settings {
     pub git_allowed_hosts: Vec<String>,
     pub git_allow_insecure: bool,
     pub github_api_url: String,
+    /// Author and committer of the commit a `github.push` makes.
+    pub git_author_name: String,
+    pub git_author_email: String,
     pub db_base_url: Option<String>,
     pub webhook_secret: Option<Secret>,
     /// `WEBHOOK_SECRET` decoded once at start, so a malformed `whsec_` secret stops the worker instead of a job.
@@ -101,6 +104,10 @@ impl Settings {
                 .unwrap_or_else(|| "https://api.github.com".into())
                 .trim_end_matches('/')
                 .to_string(),
+            git_author_name: env.string("GIT_AUTHOR_NAME").unwrap_or_else(|| "unified-worker".into()),
+            git_author_email: env
+                .string("GIT_AUTHOR_EMAIL")
+                .unwrap_or_else(|| "unified-worker@localhost".into()),
             db_base_url: env.base_url("DB_BASE_URL")?,
             webhook_key: env
                 .string("WEBHOOK_SECRET")

@@ -6,6 +6,8 @@ mod copilot;
 mod cursor;
 mod exec;
 mod framing;
+mod git;
+mod git_push;
 mod lifecycle;
 mod limits;
 mod persistence;

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod cutting_proxy;
+pub mod fake_github;
+pub mod git_server;
+pub mod http;
 pub mod mock_anthropic;
 pub mod recorder;
 pub mod sse;
