@@ -9,6 +9,8 @@ use std::{
 use serde::Deserialize;
 use serde_json::Value;
 
+mod github;
+
 use crate::{
     error::ApiError,
     provider::ProviderKind,
@@ -198,7 +200,7 @@ fn strip_position(message: &str) -> &str {
     message.split(" at line ").next().unwrap_or(message)
 }
 
-fn required(field: &str, value: &str) -> Result<(), ApiError> {
+pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::invalid(field, format!("{field} must not be empty")));
     }
@@ -257,7 +259,7 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let github = raw.github.map(|g| validate_github(g, settings)).transpose()?;
+    let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;
     let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;
     let callback = raw.callback.map(|c| validate_callback(c, settings)).transpose()?;
     let workspace = match raw.workspace {
@@ -363,76 +365,6 @@ fn credential(provider: ProviderKind, value: Value) -> Result<Credential, ApiErr
     }
 }
 
-fn validate_github(github: GithubSpec, settings: &Settings) -> Result<GithubSpec, ApiError> {
-    required("github.repoUrl", &github.repo_url)?;
-    let policy = UrlPolicy {
-        allowed_hosts: &settings.git_allowed_hosts,
-        allow_insecure: settings.git_allow_insecure,
-    };
-    policy
-        .check(&github.repo_url)
-        .map_err(|e| ApiError::RepoUrlNotAllowed {
-            message: format!("github.repoUrl: {e}"),
-            field: "github.repoUrl".into(),
-        })?;
-    if let Some(branch) = &github.branch {
-        branch_name("github.branch", branch)?;
-    }
-    if let Some(token) = &github.access_token
-        && token.trim().len() < MIN_SECRET_LEN
-    {
-        return Err(ApiError::invalid(
-            "github.accessToken",
-            "github.accessToken is too short to be a credential",
-        ));
-    }
-    if github.depth.is_some_and(|d| d > i32::MAX as u32) {
-        return Err(ApiError::invalid("github.depth", "github.depth is too large"));
-    }
-    if let Some(push) = &github.push {
-        branch_name("github.push.branch", &push.branch)?;
-        if github.access_token.is_none() {
-            return Err(ApiError::invalid(
-                "github.accessToken",
-                "github.push needs github.accessToken to push with",
-            ));
-        }
-        if let Some(message) = &push.commit_message {
-            required("github.push.commitMessage", message)?;
-        }
-        if let Some(pr) = &push.pull_request {
-            if crate::git::owner_and_repo(&github.repo_url).is_none() {
-                return Err(ApiError::invalid(
-                    "github.repoUrl",
-                    "a pull request needs a repository URL of the form https://host/owner/repo",
-                ));
-            }
-            if let Some(base) = &pr.base {
-                branch_name("github.push.pullRequest.base", base)?;
-            }
-            if pr.base.as_ref().or(github.branch.as_ref()) == Some(&push.branch) {
-                return Err(ApiError::invalid(
-                    "github.push.branch",
-                    "github.push.branch must differ from the pull request's base branch",
-                ));
-            }
-        }
-    }
-    Ok(github)
-}
-
-/// A branch name git accepts, that cannot be mistaken for an option or a refspec.
-fn branch_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let valid = !name.starts_with('-')
-        && !name.contains(':')
-        && !name.starts_with("refs/")
-        && git2::Reference::is_valid_name(&format!("refs/heads/{name}"));
-    if !valid {
-        return Err(ApiError::invalid(field, format!("{field} is not a valid branch name")));
-    }
-    Ok(())
-}
-
 fn workspace(raw: &str) -> Result<PathBuf, ApiError> {
     let path = Path::new(raw);
     let escapes = raw.trim().is_empty()
@@ -450,215 +382,4 @@ fn workspace(raw: &str) -> Result<PathBuf, ApiError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> Settings {
-        Settings::from_lookup(|_| None).unwrap()
-    }
-
-    fn parse_json(v: Value) -> Result<JobRequest, ApiError> {
-        parse(v.to_string().as_bytes(), &settings())
-    }
-
-    fn field_of(err: ApiError) -> String {
-        match err {
-            ApiError::InvalidRequest { field, .. } | ApiError::RepoUrlNotAllowed { field, .. } => field,
-            ApiError::InvalidJson { field, .. } => field.unwrap_or_default(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    fn minimal() -> Value {
-        serde_json::json!({"userRequest": "hi", "codingAssistantProvider": "claude-code"})
-    }
-
-    #[test]
-    fn a_minimal_request_gets_defaults() {
-        let r = parse_json(minimal()).unwrap();
-        assert_eq!(r.workspace, PathBuf::from(&r.job_id));
-        assert!(!r.cancel_on_disconnect);
-        assert_eq!(r.timeout, Duration::from_secs(3600));
-    }
-
-    #[test]
-    fn structural_problems_name_the_field() {
-        let mut v = minimal();
-        v["extra"] = 1.into();
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "extra");
-        let mut v = minimal();
-        v["providerOptions"] = serde_json::json!({"maxTurn": 3});
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "providerOptions.maxTurn");
-        let v = serde_json::json!({"codingAssistantProvider": "claude-code"});
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "userRequest");
-        let mut v = minimal();
-        v["userRequest"] = "  ".into();
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "userRequest");
-        let mut v = minimal();
-        v["codingAssistantProvider"] = "gpt".into();
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "codingAssistantProvider");
-    }
-
-    #[test]
-    fn wrong_types_are_invalid_json_with_the_field() {
-        let mut v = minimal();
-        v["timeoutSeconds"] = "soon".into();
-        let err = parse_json(v).unwrap_err();
-        assert!(
-            matches!(&err, ApiError::InvalidJson { field: Some(f), .. } if f == "timeoutSeconds"),
-            "{err:?}"
-        );
-        assert!(matches!(
-            parse(b"{not json", &settings()),
-            Err(ApiError::InvalidJson { .. })
-        ));
-        assert!(matches!(parse(b"[1]", &settings()), Err(ApiError::InvalidJson { .. })));
-    }
-
-    #[test]
-    fn workspace_and_ids_cannot_escape() {
-        for bad in ["../x", "/abs", "a/../../b", "", "a\\b", "./a"] {
-            let mut v = minimal();
-            v["workspace"] = bad.into();
-            assert_eq!(field_of(parse_json(v).unwrap_err()), "workspace", "{bad}");
-        }
-        let mut v = minimal();
-        v["workspace"] = "team/job-1".into();
-        assert_eq!(parse_json(v).unwrap().workspace, PathBuf::from("team/job-1"));
-        let mut v = minimal();
-        v["resumeSessionId"] = "../../etc".into();
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "resumeSessionId");
-        let mut v = minimal();
-        v["jobId"] = "a/b".into();
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "jobId");
-    }
-
-    #[test]
-    fn timeouts_are_capped_and_zero_is_refused() {
-        let mut v = minimal();
-        v["timeoutSeconds"] = 999_999.into();
-        assert_eq!(parse_json(v).unwrap().timeout, Duration::from_secs(3600));
-        let mut v = minimal();
-        v["timeoutSeconds"] = 0.into();
-        assert_eq!(field_of(parse_json(v).unwrap_err()), "timeoutSeconds");
-    }
-
-    #[test]
-    fn credentials_are_checked_without_echoing_them() {
-        let mut v = minimal();
-        v["codingAssistantAccessToken"] = "zq9x".into();
-        let err = parse_json(v).unwrap_err();
-        assert!(!err.to_string().contains("zq9x"));
-        let mut v = minimal();
-        v["codingAssistantAccessToken"] =
-            serde_json::json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-abcdefgh"}});
-        let r = parse_json(v).unwrap();
-        assert!(r.secrets().contains(&"sk-ant-oat01-abcdefgh"));
-    }
-
-    fn settings_with(vars: &[(&str, &str)]) -> Settings {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Settings::from_lookup(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap()
-    }
-
-    #[test]
-    fn database_needs_a_configured_api_a_safe_session_id_and_a_real_token() {
-        let mut v = minimal();
-        v["database"] = serde_json::json!({"sessionId": "s-1", "accessToken": "db-token-canary-1"});
-        assert_eq!(field_of(parse_json(v.clone()).unwrap_err()), "database");
-        let configured = settings_with(&[("DB_BASE_URL", "http://db.local/api/")]);
-        let r = parse(v.to_string().as_bytes(), &configured).unwrap();
-        let db = r.database.as_ref().unwrap();
-        assert_eq!(db.url, "http://db.local/api/sessions/s-1/chunks");
-        assert!(
-            r.secrets().contains(&"db-token-canary-1"),
-            "the token is redacted like every request secret"
-        );
-        for (field, bad) in [
-            (
-                "database.sessionId",
-                serde_json::json!({"sessionId": "../x", "accessToken": "long-enough-1"}),
-            ),
-            (
-                "database.sessionId",
-                serde_json::json!({"sessionId": "a/b", "accessToken": "long-enough-1"}),
-            ),
-            (
-                "database.accessToken",
-                serde_json::json!({"sessionId": "s", "accessToken": "zq9x"}),
-            ),
-            ("database.accessToken", serde_json::json!({"sessionId": "s"})),
-        ] {
-            let mut v = minimal();
-            v["database"] = bad;
-            let err = parse(v.to_string().as_bytes(), &configured).unwrap_err();
-            assert!(!err.to_string().contains("zq9x"), "the error must not echo the token");
-            assert_eq!(field_of(err), field);
-        }
-    }
-
-    #[test]
-    fn callback_urls_follow_their_own_host_list() {
-        let mut v = minimal();
-        v["callback"] = serde_json::json!({"url": "https://hooks.example.com/agent"});
-        assert_eq!(
-            field_of(parse_json(v.clone()).unwrap_err()),
-            "callback.url",
-            "no host is allowed by default"
-        );
-        let allowed = settings_with(&[("CALLBACK_ALLOWED_HOSTS", "hooks.example.com")]);
-        let r = parse(v.to_string().as_bytes(), &allowed).unwrap();
-        assert_eq!(r.callback.unwrap().as_str(), "https://hooks.example.com/agent");
-        for bad in [
-            "http://hooks.example.com/agent",
-            "https://user:pw@hooks.example.com/",
-            "https://evil.example.net/",
-            "https://10.0.0.1/",
-            "file:///etc/passwd",
-        ] {
-            let mut v = minimal();
-            v["callback"] = serde_json::json!({ "url": bad });
-            let err = parse(v.to_string().as_bytes(), &allowed).unwrap_err();
-            assert!(
-                matches!(&err, ApiError::InvalidRequest { field, .. } if field == "callback.url"),
-                "{bad}: {err:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn repo_urls_follow_the_policy() {
-        let mut v = minimal();
-        v["github"] = serde_json::json!({"repoUrl": "http://github.com/o/r"});
-        assert!(matches!(parse_json(v).unwrap_err(), ApiError::RepoUrlNotAllowed { .. }));
-        let mut v = minimal();
-        v["github"] = serde_json::json!({"repoUrl": "https://github.com/o/r", "branch": "main", "depth": 0});
-        let github = parse_json(v).unwrap().github.unwrap();
-        assert_eq!((github.branch.as_deref(), github.depth), (Some("main"), Some(0)));
-    }
-
-    #[test]
-    fn branch_names_and_push_settings_are_checked() {
-        let github = |g: Value| {
-            let mut v = minimal();
-            v["github"] = g;
-            parse_json(v)
-        };
-        for bad in ["-x", "a..b", "a b", "x:y", "refs/heads/x", "", "a~1"] {
-            let err = github(serde_json::json!({"repoUrl": "https://github.com/o/r", "branch": bad})).unwrap_err();
-            assert_eq!(field_of(err), "github.branch", "{bad}");
-        }
-        let push = serde_json::json!({"repoUrl": "https://github.com/o/r", "push": {"branch": "agent/x"}});
-        assert_eq!(field_of(github(push).unwrap_err()), "github.accessToken");
-        let bad_push = serde_json::json!({"repoUrl": "https://github.com/o/r", "accessToken": "ghp_12345678",
-            "push": {"branch": "x..y"}});
-        assert_eq!(field_of(github(bad_push).unwrap_err()), "github.push.branch");
-        let same = serde_json::json!({"repoUrl": "https://github.com/o/r", "accessToken": "ghp_12345678",
-            "branch": "main", "push": {"branch": "main", "pullRequest": {"title": "t"}}});
-        assert_eq!(field_of(github(same).unwrap_err()), "github.push.branch");
-        let good = serde_json::json!({"repoUrl": "https://github.com/o/r", "accessToken": "ghp_12345678",
-            "push": {"branch": "agent/x", "pullRequest": {"title": "t"}}});
-        let r = github(good).unwrap();
-        assert!(r.secrets().contains(&"ghp_12345678"));
-    }
-}
+mod tests;
