@@ -6,7 +6,7 @@ use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 
 use super::http::{Attempts, Mesh, execute_with_retry, job, wait_healthy};
-use super::support::{Fleet, PATIENCE, canary_credentials, run};
+use super::support::{Fleet, PATIENCE, canary_credentials, events_since_now, run};
 
 const PORT: &str = "15081";
 const PROJECT: &str = "fleetcompose";
@@ -54,6 +54,7 @@ async fn compose_restarts_the_worker_after_each_job() {
     ]);
     let mut events = fleet.docker.events(Some(EventsOptions {
         filters: Some(filters),
+        since: events_since_now(),
         ..Default::default()
     }));
 
@@ -64,8 +65,9 @@ async fn compose_restarts_the_worker_after_each_job() {
     assert!(fleet.wait_for_control("creds-c1").await.contains(&canary));
 
     let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     while !(seen.contains(&"die".to_string()) && seen.contains(&"start".to_string())) {
-        let event = tokio::time::timeout(PATIENCE, events.next())
+        let event = tokio::time::timeout_at(deadline, events.next())
             .await
             .expect("the worker neither exited nor restarted")
             .expect("event stream ended")

@@ -25,6 +25,8 @@ pub fn job(prompt: &str) -> Value {
 pub struct Sse {
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
+    /// Keep-alives arrive every few seconds, so the bound is on the whole stream, not on each chunk.
+    deadline: tokio::time::Instant,
 }
 
 impl Sse {
@@ -32,6 +34,7 @@ impl Sse {
         Sse {
             body: Box::pin(response.bytes_stream()),
             buffer: String::new(),
+            deadline: tokio::time::Instant::now() + PATIENCE,
         }
     }
 
@@ -54,7 +57,7 @@ impl Sse {
                 }
                 return Some((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
             }
-            let chunk = tokio::time::timeout(PATIENCE, self.body.next())
+            let chunk = tokio::time::timeout_at(self.deadline, self.body.next())
                 .await
                 .expect("the stream stalled")?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk.ok()?));

@@ -10,7 +10,7 @@ use bollard::query_parameters::{EventsOptions, ListSecretsOptions, ListTasksOpti
 use futures_util::{Stream, StreamExt};
 
 use super::http::Mesh;
-use super::support::{Fleet, PATIENCE, run};
+use super::support::{Fleet, PATIENCE, events_since_now, run};
 
 pub struct Stack {
     pub name: String,
@@ -73,6 +73,7 @@ impl Stack {
         ]);
         let options = EventsOptions {
             filters: Some(filters),
+            since: events_since_now(),
             ..Default::default()
         };
         fleet.docker.events(Some(options)).filter_map(|e| async move { e.ok() })

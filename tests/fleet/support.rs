@@ -212,3 +212,12 @@ pub fn canary_credentials() -> (String, String) {
 pub fn uuid_like() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
+
+/// "Now" as the engine's event filter takes it: the events stream is only requested when first polled, so a test
+/// that subscribes before acting asks for everything since then.
+pub fn events_since_now() -> Option<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!("{}.{:09}", now.as_secs(), now.subsec_nanos()))
+}

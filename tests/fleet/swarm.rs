@@ -79,8 +79,10 @@ async fn swarm_of_three_serves_one_job_per_replica_and_replaces_them() {
         assert_eq!(name, "completed", "{data}");
     }
     let mut exited = HashSet::new();
+    // Healthchecks are container events too (exec_*), so the bound is on the whole wait, not on each event.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     while exited.len() < 3 {
-        let event = tokio::time::timeout(PATIENCE, events.next())
+        let event = tokio::time::timeout_at(deadline, events.next())
             .await
             .expect("no exit")
             .expect("events");
