@@ -59,9 +59,10 @@ FROM binary-${WORKER_BINARY} AS binary
 FROM clis-${PROVIDER_CLIS} AS clis
 
 FROM ${RUNTIME_IMAGE} AS runtime
-# git and its certificates for cloning; tini as PID 1 reaps whatever a CLI leaves behind.
+# git and its certificates for cloning; tini as PID 1 reaps whatever a CLI leaves behind; libstdc++ for the node
+# runtimes some CLIs bring along (Cursor's bundle, Claude Code's cli.js fallback).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates git tini \
+ && apt-get install -y --no-install-recommends ca-certificates git tini libstdc++6 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin worker \
  && install -d -o worker -g worker -m 0700 /workspace /home/worker/.claude
