@@ -156,6 +156,11 @@ impl Fleet {
 
     /// Runs `cmd` in the container and returns its exit code.
     pub async fn exec(&self, container: &str, cmd: &[&str]) -> Option<i64> {
+        self.exec_output(container, cmd).await.map(|(code, _)| code)
+    }
+
+    /// Runs `cmd` in the container and returns its exit code and what it printed.
+    pub async fn exec_output(&self, container: &str, cmd: &[&str]) -> Option<(i64, String)> {
         let config = ExecConfig {
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
             attach_stdout: Some(true),
@@ -163,12 +168,28 @@ impl Fleet {
             ..Default::default()
         };
         let exec = self.docker.create_exec(container, config).await.ok()?;
+        let mut text = String::new();
         if let Ok(bollard::exec::StartExecResults::Attached { mut output, .. }) =
             self.docker.start_exec(&exec.id, None).await
         {
-            while output.next().await.is_some() {}
+            while let Some(Ok(chunk)) = output.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
         }
-        self.docker.inspect_exec(&exec.id).await.ok()?.exit_code
+        Some((self.docker.inspect_exec(&exec.id).await.ok()?.exit_code?, text))
+    }
+
+    /// The zombies in a container, read from its own /proc: the engine's process list comes from the cgroup, which
+    /// a process leaves when it exits, so zombies never show there.
+    pub async fn zombies(&self, container: &str) -> Vec<String> {
+        let scan = r#"for f in /proc/[0-9]*/stat; do read -r line < "$f" && echo "$line"; done"#;
+        let (code, text) = self.exec_output(container, &["sh", "-c", scan]).await.expect("exec");
+        assert_eq!(code, 0, "{text}");
+        // `pid (comm) state …`: the state follows the last `)`.
+        text.lines()
+            .filter(|l| l.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+            .map(str::to_string)
+            .collect()
     }
 
     /// The environment a container was created with, as `docker inspect` shows it.
