@@ -1,0 +1,81 @@
+# unified-worker image. Stages:
+#   build        compiles the worker with cargo (--locked) in RUST_IMAGE
+#   binary-build takes the binary from `build` (default)
+#   binary-host  takes target/release/unified-worker from the build context (CI, where no Rust image can be pulled)
+#   clis-install installs the pinned provider CLIs from the internet (default)
+#   clis-none    leaves them out (CI; the tests layer a fake CLI on)
+# Pick with --build-arg WORKER_BINARY=build|host and --build-arg PROVIDER_CLIS=install|none.
+# Unused stages are skipped by BuildKit, so a CI build never touches RUST_IMAGE or NODE_IMAGE.
+ARG RUST_IMAGE=rust:1-slim-bookworm
+ARG NODE_IMAGE=node:22-bookworm-slim
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+ARG WORKER_BINARY=build
+ARG PROVIDER_CLIS=install
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY bench bench
+COPY tests tests
+RUN cargo build --release --locked -p unified-worker \
+ && install -D -m 0755 target/release/unified-worker /out/unified-worker
+
+FROM ${RUNTIME_IMAGE} AS binary-host
+COPY target/release/unified-worker /out/unified-worker
+
+FROM ${RUNTIME_IMAGE} AS binary-build
+COPY --from=build /out/unified-worker /out/unified-worker
+
+FROM ${NODE_IMAGE} AS clis-install
+ARG CLAUDE_CODE_VERSION=2.1.329
+ARG COPILOT_VERSION=1.0.102
+# Cursor publishes no version pin for its installer; CURSOR_INSTALL_URL may point at a pinned copy.
+ARG CURSOR_INSTALL_URL=https://cursor.com/install
+ARG INSTALL_CURSOR=true
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl bash \
+ && rm -rf /var/lib/apt/lists/*
+# The npm packages carry native binaries as optional dependencies; only those are kept, so the runtime needs no node.
+RUN mkdir -p /opt/clis/bin /tmp/npm \
+ && npm install --no-audit --no-fund --prefix /tmp/npm \
+      "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" "@github/copilot@${COPILOT_VERSION}" \
+ && cp -a /tmp/npm/node_modules /opt/clis/node_modules \
+ && ln -s ../node_modules/@github/copilot-linux-x64/copilot /opt/clis/bin/copilot \
+ && claude=$(find /opt/clis/node_modules/@anthropic-ai -type f -name claude -perm -u+x | head -n 1) \
+ && if [ -n "$claude" ]; then ln -s "$claude" /opt/clis/bin/claude; \
+    else cp -a "$(command -v node)" /opt/clis/bin/node \
+      && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/node_modules/@anthropic-ai/claude-code/cli.js "$@"\n' \
+           > /opt/clis/bin/claude && chmod 0755 /opt/clis/bin/claude; fi \
+ && /opt/clis/bin/claude --version && /opt/clis/bin/copilot --version
+RUN if [ "$INSTALL_CURSOR" = true ]; then \
+      curl -fsSL "$CURSOR_INSTALL_URL" | HOME=/opt/clis/cursor bash \
+      && ln -s "$(readlink -f /opt/clis/cursor/.local/bin/cursor-agent)" /opt/clis/bin/cursor-agent; \
+    fi
+
+FROM ${RUNTIME_IMAGE} AS clis-none
+RUN mkdir -p /opt/clis/bin
+
+FROM binary-${WORKER_BINARY} AS binary
+FROM clis-${PROVIDER_CLIS} AS clis
+
+FROM ${RUNTIME_IMAGE} AS runtime
+# git and its certificates for cloning; tini as PID 1 reaps whatever a CLI leaves behind; libstdc++ for the node
+# runtimes some CLIs bring along (Cursor's bundle, Claude Code's cli.js fallback).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates git tini libstdc++6 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin worker \
+ && install -d -o worker -g worker -m 0700 /workspace /home/worker/.claude
+COPY --from=clis /opt/clis /opt/clis
+COPY --from=binary /out/unified-worker /usr/local/bin/unified-worker
+COPY entrypoint.sh /usr/local/bin/entrypoint.sh
+ENV PATH=/opt/clis/bin:$PATH \
+    WORKSPACE_DIR=/workspace \
+    CLAUDE_CONFIG_DIR=/home/worker/.claude \
+    PORT=5000
+USER worker
+WORKDIR /home/worker
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["unified-worker", "healthcheck"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/entrypoint.sh"]
+CMD ["unified-worker", "serve"]

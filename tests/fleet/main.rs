@@ -1,0 +1,12 @@
+//! Fleet tests: the image, docker-compose.yml, swarm.yml and deploy-swarm.sh on a real Docker engine, driven and
+//! watched through bollard. They need an engine and an image built from the Dockerfile (FLEET_IMAGE, default
+//! `unified-worker:latest`); without them they say so and pass, unless FLEET_TESTS_REQUIRED=1 (CI) makes that a
+//! failure. Traffic goes to 127.0.0.1 only.
+
+mod bench;
+mod compose;
+mod container;
+mod http;
+mod stack;
+mod support;
+mod swarm;
