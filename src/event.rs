@@ -87,6 +87,15 @@ impl EventKind {
         }
     }
 
+    /// A stdout line that is not in the provider's format (a banner, a crash trace): kept as a `log` event, never
+    /// dropped.
+    pub fn unparsed_stdout(line: &str) -> Self {
+        EventKind::Log {
+            stream: StreamName::Stdout,
+            text: line.to_string(),
+        }
+    }
+
     pub fn warn(text: impl Into<String>) -> Self {
         EventKind::Message {
             text: text.into(),

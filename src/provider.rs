@@ -86,6 +86,19 @@ pub struct CommandPlan {
     pub stdin: String,
 }
 
+impl CommandPlan {
+    /// Every CLI runs in the job's workspace with the prompt on stdin.
+    pub fn in_workspace(program: PathBuf, args: Vec<String>, env: Vec<(String, String)>, ctx: &JobContext<'_>) -> Self {
+        CommandPlan {
+            program,
+            args,
+            env,
+            cwd: ctx.workdir.to_path_buf(),
+            stdin: ctx.request.prompt.clone(),
+        }
+    }
+}
+
 /// How the CLI process ended.
 #[derive(Clone, Debug, Default)]
 pub struct ExitInfo {

@@ -186,13 +186,7 @@ impl Provider for ClaudeCode {
         })?;
         set_env(&mut env, "CLAUDE_CONFIG_DIR", config_dir.to_string_lossy());
         self.route_credentials(ctx, &mut env, &config_dir).await?;
-        Ok(CommandPlan {
-            program: self.bin.clone(),
-            args: Self::args(ctx),
-            env,
-            cwd: ctx.workdir.to_path_buf(),
-            stdin: ctx.request.prompt.clone(),
-        })
+        Ok(CommandPlan::in_workspace(self.bin.clone(), Self::args(ctx), env, ctx))
     }
 
     async fn cleanup(&self) {

@@ -110,13 +110,12 @@ impl Provider for Copilot {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         *self.session_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(session_id.clone());
-        Ok(CommandPlan {
-            program: self.bin.clone(),
-            args: Self::args(ctx, &session_id),
+        Ok(CommandPlan::in_workspace(
+            self.bin.clone(),
+            Self::args(ctx, &session_id),
             env,
-            cwd: ctx.workdir.to_path_buf(),
-            stdin: ctx.request.prompt.clone(),
-        })
+            ctx,
+        ))
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {

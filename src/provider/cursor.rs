@@ -68,13 +68,7 @@ impl Provider for Cursor {
                 ));
             }
         }
-        Ok(CommandPlan {
-            program: self.bin.clone(),
-            args: Self::args(ctx),
-            env,
-            cwd: ctx.workdir.to_path_buf(),
-            stdin: ctx.request.prompt.clone(),
-        })
+        Ok(CommandPlan::in_workspace(self.bin.clone(), Self::args(ctx), env, ctx))
     }
 
     fn parser(&self) -> Box<dyn OutputParser> {

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    event::{ErrorCode, EventKind, Failure, StreamName, Usage},
+    event::{ErrorCode, EventKind, Failure, Usage},
     provider::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
@@ -195,10 +195,7 @@ impl OutputParser for ClaudeCodeParser {
             Ok(parsed) => parsed,
             // Not in the provider's format (a banner, a crash trace): it is kept, not dropped.
             Err(_) => {
-                return vec![EventKind::Log {
-                    stream: StreamName::Stdout,
-                    text: line.to_string(),
-                }];
+                return vec![EventKind::unparsed_stdout(line)];
             }
         };
         match parsed.kind.as_ref() {
@@ -207,10 +204,7 @@ impl OutputParser for ClaudeCodeParser {
                     self.note_session(result.session_id.clone(), &mut out);
                     self.result = Some(result);
                 }
-                Err(_) => out.push(EventKind::Log {
-                    stream: StreamName::Stdout,
-                    text: line.to_string(),
-                }),
+                Err(_) => out.push(EventKind::unparsed_stdout(line)),
             },
             "system" => self.note_session(parsed.session_id, &mut out),
             "assistant" if parsed.is_api_error_message => self.note_session(parsed.session_id, &mut out),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    event::{ErrorCode, EventKind, Failure, StreamName, Usage},
+    event::{ErrorCode, EventKind, Failure, Usage},
     provider::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
@@ -230,10 +230,7 @@ impl OutputParser for CopilotParser {
                 self.result = Some(result);
             }
             Ok(Line::Other) => {}
-            Err(_) => out.push(EventKind::Log {
-                stream: StreamName::Stdout,
-                text: line.to_string(),
-            }),
+            Err(_) => out.push(EventKind::unparsed_stdout(line)),
         }
         out
     }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{
-    event::{ErrorCode, EventKind, Failure, StreamName, Usage},
+    event::{ErrorCode, EventKind, Failure, Usage},
     provider::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
@@ -250,10 +250,7 @@ impl OutputParser for CursorParser {
                 self.result = Some(result);
             }
             Ok(Line::Other) => {}
-            Err(_) => out.push(EventKind::Log {
-                stream: StreamName::Stdout,
-                text: line.to_string(),
-            }),
+            Err(_) => out.push(EventKind::unparsed_stdout(line)),
         }
         out
     }

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::event::StreamName;
 
 fn feed(parser: &mut ClaudeCodeParser, lines: &[Value]) -> Vec<EventKind> {
     lines.iter().flat_map(|l| parser.push_line(&l.to_string())).collect()

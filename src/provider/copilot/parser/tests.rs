@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::event::StreamName;
 
 const SESSION: &str = "11111111-2222-4333-8444-555555555555";
 
