@@ -246,3 +246,32 @@ async fn exit_codes_say_what_happened() {
     assert_eq!(code, 3);
     assert!(err.contains("no worker accepted the job"), "{err}");
 }
+
+#[tokio::test]
+async fn exec_shows_the_clone_phases_and_the_changes_of_a_repo_job() {
+    use crate::support::git_server::GitServer;
+    let server = GitServer::start();
+    server.create_repo("app", "main", &[vec![("README.md".to_string(), b"hello\n".to_vec())]]);
+    let cli = FakeCli::new(&format!(
+        "echo '{INIT_LINE}'\necho 'one line' > notes.txt\necho '{RESULT_LINE}'"
+    ));
+    let worker = crate::git::git_worker(&cli, &[]);
+
+    let (code, out, err) = Exec::start(&["--url", &worker.base, "--repo", &server.url("app"), "take notes"])
+        .finish()
+        .await;
+
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Not a terminal: one line per clone phase instead of a redrawn bar.
+    let phases: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("clone: ")).collect();
+    assert_eq!(phases.first(), Some(&"connecting"), "{out}");
+    assert_eq!(phases.last(), Some(&"done"), "{out}");
+    assert!(out.contains("changes: 1 file changed, +1 -0"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap_or_default()
+            .contains("· 1 file changed, +1 -0"),
+        "{out}"
+    );
+}
