@@ -5,6 +5,8 @@ pub mod availability;
 pub mod claude_code;
 pub mod copilot;
 pub mod cursor;
+#[cfg(test)]
+mod parser_testing;
 
 use std::{
     fmt,

@@ -4,18 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::event::StreamName;
-
-fn feed(parser: &mut ClaudeCodeParser, lines: &[Value]) -> Vec<EventKind> {
-    lines.iter().flat_map(|l| parser.push_line(&l.to_string())).collect()
-}
-
-fn exit(code: i32) -> ExitInfo {
-    ExitInfo {
-        code: Some(code),
-        signal: None,
-        stderr_tail: "boom".into(),
-    }
-}
+use crate::provider::parser_testing::{exit, feed, feed_text, fixture, names};
 
 fn result_line(extra: Value) -> Value {
     let mut base = json!({
@@ -122,7 +111,7 @@ fn lines_outside_the_format_become_log_events() {
 fn a_successful_result_completes_with_cost_and_usage() {
     let mut p = ClaudeCodeParser::default();
     feed(&mut p, &[result_line(json!({}))]);
-    let Outcome::Completed(summary) = p.finish(&exit(0)) else {
+    let Outcome::Completed(summary) = p.finish(&exit(0, "boom")) else {
         panic!("expected success")
     };
     assert_eq!(summary.session_id.as_deref(), Some("s-1"));
@@ -158,7 +147,7 @@ fn api_errors_with_subtype_success_are_failures() {
                 json!({"is_error": true, "api_error_status": status, "result": "API Error"}),
             )],
         );
-        let Outcome::Failed(f) = p.finish(&exit(1)) else {
+        let Outcome::Failed(f) = p.finish(&exit(1, "boom")) else {
             panic!("expected failure for {status}")
         };
         assert_eq!(f.code, code, "status {status}");
@@ -176,7 +165,7 @@ fn error_texts_without_a_status_are_classified() {
             json!({"is_error": true, "result": "Invalid API key · Please run /login"}),
         )],
     );
-    assert!(matches!(p.finish(&exit(1)), Outcome::Failed(f) if f.code == ErrorCode::AuthFailed));
+    assert!(matches!(p.finish(&exit(1, "boom")), Outcome::Failed(f) if f.code == ErrorCode::AuthFailed));
 }
 
 #[test]
@@ -188,7 +177,7 @@ fn max_turns_is_a_provider_failure_that_says_so() {
             json!({"subtype": "error_max_turns", "is_error": true, "result": null}),
         )],
     );
-    let Outcome::Failed(f) = p.finish(&exit(1)) else {
+    let Outcome::Failed(f) = p.finish(&exit(1, "boom")) else {
         panic!("expected failure")
     };
     assert_eq!(f.code, ErrorCode::ProviderFailed);
@@ -214,15 +203,9 @@ fn a_missing_result_line_is_provider_failed_with_exit_code_and_stderr() {
 
 /// Lines recorded from the real CLI (2.1.329) against a mock API.
 fn recorded(name: &str) -> (Vec<EventKind>, ClaudeCodeParser) {
-    let path = format!("{}/tests/fixtures/claude-code/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("fixture");
     let mut p = ClaudeCodeParser::default();
-    let events = text.lines().flat_map(|l| p.push_line(l)).collect();
+    let events = feed_text(&mut p, &fixture("claude-code", name));
     (events, p)
-}
-
-fn names(events: &[EventKind]) -> Vec<&'static str> {
-    events.iter().map(EventKind::type_name).collect()
 }
 
 #[test]
@@ -247,7 +230,7 @@ fn recorded_write_run_gives_the_expected_sequence() {
         "{input}"
     );
     assert!(matches!(&events[3], EventKind::ToolResult { is_error: false, .. }));
-    let Outcome::Completed(run) = p.finish(&exit(0)) else {
+    let Outcome::Completed(run) = p.finish(&exit(0, "boom")) else {
         panic!("completed")
     };
     assert_eq!(run.num_turns, 2);
@@ -263,7 +246,7 @@ fn recorded_api_errors_map_to_their_codes_without_a_fake_assistant_message() {
     ] {
         let (events, mut p) = recorded(name);
         assert_eq!(names(&events), ["session"], "{name}");
-        let Outcome::Failed(f) = p.finish(&exit(1)) else {
+        let Outcome::Failed(f) = p.finish(&exit(1, "boom")) else {
             panic!("{name} must fail")
         };
         assert_eq!(f.code, code, "{name}");
@@ -274,7 +257,7 @@ fn recorded_api_errors_map_to_their_codes_without_a_fake_assistant_message() {
 #[test]
 fn recorded_max_turns_reports_the_errors_array() {
     let (_, mut p) = recorded("maxturns");
-    let Outcome::Failed(f) = p.finish(&exit(1)) else {
+    let Outcome::Failed(f) = p.finish(&exit(1, "boom")) else {
         panic!("must fail")
     };
     assert_eq!(f.code, ErrorCode::ProviderFailed);
@@ -304,7 +287,7 @@ fn recorded_sigterm_has_no_result_and_unknown_resume_has_no_init() {
     assert!(matches!(outcome, Outcome::Failed(f) if f.code == ErrorCode::ProviderFailed && f.exit_code == Some(143)));
     let (events, mut p) = recorded("resume_unknown");
     assert_eq!(names(&events), ["session"]);
-    let Outcome::Failed(f) = p.finish(&exit(1)) else {
+    let Outcome::Failed(f) = p.finish(&exit(1, "boom")) else {
         panic!("must fail")
     };
     assert!(f.message.contains("No conversation found"), "{}", f.message);

@@ -4,38 +4,14 @@ use serde_json::json;
 
 use super::*;
 use crate::event::StreamName;
+use crate::provider::parser_testing::{exit, feed, feed_text, fixture, names};
 
 const SESSION: &str = "11111111-2222-4333-8444-555555555555";
-
-fn fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/copilot/{name}.jsonl", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn feed_text(parser: &mut CopilotParser, text: &str) -> Vec<EventKind> {
-    text.lines().flat_map(|l| parser.push_line(l)).collect()
-}
-
-fn feed(parser: &mut CopilotParser, lines: &[Value]) -> Vec<EventKind> {
-    lines.iter().flat_map(|l| parser.push_line(&l.to_string())).collect()
-}
-
-fn exit(code: i32, stderr: &str) -> ExitInfo {
-    ExitInfo {
-        code: Some(code),
-        signal: None,
-        stderr_tail: stderr.into(),
-    }
-}
-
-fn names(events: &[EventKind]) -> Vec<&'static str> {
-    events.iter().map(EventKind::type_name).collect()
-}
 
 #[test]
 fn a_recorded_file_write_tells_the_whole_story() {
     let mut p = CopilotParser::new(Some(SESSION.into()));
-    let events = feed_text(&mut p, &fixture("write"));
+    let events = feed_text(&mut p, &fixture("copilot", "write"));
     assert_eq!(
         names(&events),
         [
@@ -74,7 +50,7 @@ fn a_recorded_file_write_tells_the_whole_story() {
 #[test]
 fn recorded_reasoning_is_reported_once_before_the_answer() {
     let mut p = CopilotParser::new(None);
-    let events = feed_text(&mut p, &fixture("thinking"));
+    let events = feed_text(&mut p, &fixture("copilot", "thinking"));
     assert_eq!(
         events,
         vec![
@@ -96,7 +72,7 @@ fn recorded_reasoning_is_reported_once_before_the_answer() {
 #[test]
 fn a_recorded_authentication_error_is_auth_failed() {
     let mut p = CopilotParser::new(None);
-    feed_text(&mut p, &fixture("status401"));
+    feed_text(&mut p, &fixture("copilot", "status401"));
     let Outcome::Failed(f) = p.finish(&exit(1, "")) else {
         panic!("expected failure")
     };

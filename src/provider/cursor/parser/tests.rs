@@ -4,18 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::event::StreamName;
-
-fn feed(parser: &mut CursorParser, lines: &[Value]) -> Vec<EventKind> {
-    lines.iter().flat_map(|l| parser.push_line(&l.to_string())).collect()
-}
-
-fn exit(code: i32, stderr: &str) -> ExitInfo {
-    ExitInfo {
-        code: Some(code),
-        signal: None,
-        stderr_tail: stderr.into(),
-    }
-}
+use crate::provider::parser_testing::{exit, feed};
 
 fn init() -> Value {
     json!({"type":"system","subtype":"init","apiKeySource":"env","cwd":"/w","session_id":"c-1","model":"Claude 4 Sonnet","permissionMode":"default"})
