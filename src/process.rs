@@ -222,6 +222,15 @@ impl ProviderProcess {
     }
 }
 
+impl Drop for ProviderProcess {
+    /// `kill_on_drop` reaches only the CLI itself; a job future dropped mid-run must not leave its tools running.
+    fn drop(&mut self) {
+        if self.group_alive() {
+            self.signal_group(libc::SIGKILL);
+        }
+    }
+}
+
 fn exit_status_unknown() -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     ExitStatus::from_raw(255 << 8)

@@ -261,7 +261,9 @@ impl Env<'_> {
     /// Secrets shorter than 8 characters are refused: redaction of a 3-letter token would mangle ordinary output,
     /// and not redacting it would leak it.
     fn secret(&self, var: &'static str) -> Result<Option<Secret>, SettingsError> {
-        match (self.0)(var).filter(|v| !v.trim().is_empty()) {
+        // Trimmed like every other value: a secret file read with `$(cat …)` keeps its newline, and an untrimmed
+        // secret would neither match a bearer token nor be found by the redactor.
+        match self.string(var) {
             None => Ok(None),
             Some(v) if v.len() < crate::secret::MIN_SECRET_LEN => Err(invalid(
                 var,

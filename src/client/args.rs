@@ -121,17 +121,11 @@ impl ExecArgs {
                 github["accessToken"] = json!(token);
             }
             if let Some(push) = &self.push_branch {
-                let first_line = self
-                    .prompt
-                    .as_deref()
-                    .unwrap_or_default()
-                    .lines()
-                    .next()
-                    .unwrap_or("agent changes");
-                let mut push =
-                    json!({ "branch": push, "commitMessage": first_line.chars().take(72).collect::<String>() });
+                // The commit message and the pull request title are left to the worker's defaults (the prompt's
+                // first line with text on it).
+                let mut push = json!({ "branch": push });
                 if self.pull_request {
-                    push["pullRequest"] = json!({ "title": push["commitMessage"].clone() });
+                    push["pullRequest"] = json!({});
                 }
                 github["push"] = push;
             }
@@ -165,7 +159,7 @@ mod tests {
         let body = args.request_body().unwrap();
         assert_eq!(body["codingAssistantProvider"], "copilot");
         assert_eq!(body["github"]["push"]["branch"], "b");
-        assert_eq!(body["github"]["push"]["pullRequest"]["title"], "fix it");
+        assert!(body["github"]["push"]["pullRequest"].is_object());
         assert_eq!(body["jobId"], args.job_id.as_str());
     }
 

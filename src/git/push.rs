@@ -1,7 +1,10 @@
 //! `github.push`: one commit of the whole working tree on a new branch from the checked-out commit, pushed to
 //! `origin` with the token. The agent's own commits, staging or branch switches do not change what is pushed.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use git2::{IndexAddOption, PushOptions, RemoteCallbacks, RemoteRedirect, Repository, Signature};
 
@@ -23,7 +26,13 @@ pub struct Pushed {
 }
 
 /// Commits and pushes; `Ok(None)` when the run changed nothing, in which case nothing is pushed.
-pub fn commit_and_push(dir: &Path, spec: &CommitSpec<'_>, token: Option<&Secret>) -> Result<Option<Pushed>, GitError> {
+/// `abort` stops the push at its next progress callback (cancel, SIGTERM, job timeout).
+pub fn commit_and_push(
+    dir: &Path,
+    spec: &CommitSpec<'_>,
+    token: Option<&Secret>,
+    abort: &AtomicBool,
+) -> Result<Option<Pushed>, GitError> {
     let fail = |e: git2::Error| GitError::Push(format!("could not commit the changes: {}", e.message()));
     let repo = Repository::open(dir).map_err(fail)?;
     let base = spec.base.map(|oid| repo.find_commit(oid)).transpose().map_err(fail)?;
@@ -54,21 +63,28 @@ pub fn commit_and_push(dir: &Path, spec: &CommitSpec<'_>, token: Option<&Secret>
         .map_err(fail)?;
     repo.set_head(&refname).map_err(fail)?;
 
-    push(&repo, &refname, token)?;
+    push(&repo, &refname, token, abort)?;
     Ok(Some(Pushed {
         branch: spec.branch.to_string(),
         commit: commit.to_string(),
     }))
 }
 
-fn push(repo: &Repository, refname: &str, token: Option<&Secret>) -> Result<(), GitError> {
+fn push(repo: &Repository, refname: &str, token: Option<&Secret>, abort: &AtomicBool) -> Result<(), GitError> {
     let mut remote = repo
         .find_remote("origin")
         .map_err(|e| GitError::Push(format!("the workspace has no origin remote: {}", e.message())))?;
     let auth = Auth::new(token);
     let mut rejected: Option<String> = None;
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_, _, allowed| auth.answer(allowed));
+    callbacks.credentials(|_, _, allowed| {
+        if abort.load(Ordering::SeqCst) {
+            return Err(git2::Error::from_str("the push was stopped"));
+        }
+        auth.answer(allowed)
+    });
+    // libgit2 gives up the transfer when the server's progress callback returns false.
+    callbacks.sideband_progress(|_| !abort.load(Ordering::SeqCst));
     callbacks.push_update_reference(|_, status| {
         if let Some(status) = status {
             rejected = Some(status.to_string());
@@ -80,6 +96,9 @@ fn push(repo: &Repository, refname: &str, token: Option<&Secret>) -> Result<(), 
         .remote_callbacks(callbacks)
         .proxy_options(proxy())
         .follow_redirects(RemoteRedirect::None);
+    if abort.load(Ordering::SeqCst) {
+        return Err(GitError::Push("the push was stopped before it started".into()));
+    }
     let pushed = remote.push(&[format!("{refname}:{refname}")], Some(&mut options));
     drop(options);
     pushed.map_err(|e| auth.classify(&e, |m| GitError::Push(format!("could not push: {m}"))))?;

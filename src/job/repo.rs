@@ -23,7 +23,7 @@ impl Pipeline<'_> {
         let settings = &self.worker.settings;
         git::set_server_timeouts(settings.clone_timeout);
         let spec = RepoSpec {
-            url: github.repo_url.trim().to_string(),
+            url: github.repo_url.clone(),
             branch: github.branch.clone(),
             depth: github.depth.unwrap_or(1),
             token: github.access_token.clone().map(Secret::new),
@@ -86,7 +86,7 @@ impl Pipeline<'_> {
         let settings = self.worker.settings.clone();
         let (dir, branch, push_token) = (self.workdir.clone(), push.branch.clone(), token.clone());
         let pushed = self
-            .blocking(deadline, None, move |_| {
+            .blocking(deadline, None, move |abort| {
                 let spec = CommitSpec {
                     base,
                     branch: &branch,
@@ -94,7 +94,7 @@ impl Pipeline<'_> {
                     author_name: &settings.git_author_name,
                     author_email: &settings.git_author_email,
                 };
-                git::push::commit_and_push(&dir, &spec, push_token.as_ref())
+                git::push::commit_and_push(&dir, &spec, push_token.as_ref(), abort)
             })
             .await?;
         let Some(pushed) = pushed else {
@@ -106,13 +106,13 @@ impl Pipeline<'_> {
         self.emit(EventKind::GitPush {
             branch: pushed.branch.clone(),
             commit: pushed.commit.clone(),
-            remote: github.repo_url.trim().to_string(),
+            remote: github.repo_url.clone(),
         });
 
         let (Some(pr), Some(token)) = (&push.pull_request, token) else {
             return Ok((changes, None));
         };
-        let first_line = push.commit_message.as_deref().map(first_line);
+        let first_line = push.commit_message.as_deref().map(first_line).filter(|l| !l.is_empty());
         let title = pr
             .title
             .clone()
@@ -124,7 +124,7 @@ impl Pipeline<'_> {
                 "the repository was empty, so there is no base branch; send pullRequest.base",
             )
         })?;
-        let owner_repo = git::owner_and_repo(github.repo_url.trim()).ok_or_else(|| {
+        let owner_repo = git::owner_and_repo(&github.repo_url).ok_or_else(|| {
             Failure::new(
                 ErrorCode::PullRequestFailed,
                 "github.repoUrl does not name an owner and a repository",
@@ -193,8 +193,13 @@ impl Pipeline<'_> {
     }
 }
 
+/// The first line with text on it: prompts often start with a blank line.
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim().to_string()
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The commit message when the request gives none: the first line of the prompt, cut to a readable length.

@@ -3,8 +3,11 @@
 use super::{ApiError, GithubSpec, Settings, required};
 use crate::{secret::MIN_SECRET_LEN, url_policy::UrlPolicy};
 
-pub(super) fn validate_github(github: GithubSpec, settings: &Settings) -> Result<GithubSpec, ApiError> {
+pub(super) fn validate_github(mut github: GithubSpec, settings: &Settings) -> Result<GithubSpec, ApiError> {
     required("github.repoUrl", &github.repo_url)?;
+    // Normalised here, once: what is checked is exactly what is cloned, sent and redacted.
+    github.repo_url = github.repo_url.trim().to_string();
+    github.access_token = github.access_token.map(|t| t.trim().to_string());
     let policy = UrlPolicy {
         allowed_hosts: &settings.git_allowed_hosts,
         allow_insecure: settings.git_allow_insecure,
@@ -19,7 +22,7 @@ pub(super) fn validate_github(github: GithubSpec, settings: &Settings) -> Result
         branch_name("github.branch", branch)?;
     }
     if let Some(token) = &github.access_token
-        && token.trim().len() < MIN_SECRET_LEN
+        && token.len() < MIN_SECRET_LEN
     {
         return Err(ApiError::invalid(
             "github.accessToken",

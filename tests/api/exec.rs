@@ -21,6 +21,7 @@ struct Exec {
     child: tokio::process::Child,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Exec {
@@ -37,6 +38,7 @@ impl Exec {
             .expect("start exec");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for (pipe, sink) in [
             (
                 Box::new(child.stdout.take().expect("stdout")) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
@@ -44,16 +46,21 @@ impl Exec {
             ),
             (Box::new(child.stderr.take().expect("stderr")), stderr.clone()),
         ] {
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(pipe).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let mut sink = sink.lock().unwrap();
                     sink.push_str(&line);
                     sink.push('\n');
                 }
-            });
+            }));
         }
-        Exec { child, stdout, stderr }
+        Exec {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
     }
 
     async fn wait_for_output(&self, needle: &str) {
@@ -77,7 +84,9 @@ impl Exec {
             .expect("exec hung")
             .expect("wait");
         // The readers finish once the pipes close.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
+        }
         let out = self.stdout.lock().unwrap().clone();
         let err = self.stderr.lock().unwrap().clone();
         (status.code().unwrap_or(-1), out, err)
