@@ -53,6 +53,14 @@ impl ApiError {
     }
 }
 
+impl From<crate::event_log::Evicted> for ApiError {
+    fn from(e: crate::event_log::Evicted) -> Self {
+        ApiError::EventsEvicted {
+            first_available: e.first_available,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

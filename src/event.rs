@@ -253,7 +253,7 @@ pub struct Envelope<'a> {
     pub seq: u64,
     #[serde(rename = "jobId")]
     pub job_id: &'a str,
-    pub ts: String,
+    pub ts: &'a str,
     #[serde(flatten)]
     pub kind: &'a EventKind,
 }
@@ -277,7 +277,7 @@ mod tests {
             kind_name: kind.type_name(),
             seq: 7,
             job_id: "j",
-            ts: "T".into(),
+            ts: "T",
             kind: &kind,
         };
         assert_eq!(

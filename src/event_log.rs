@@ -132,7 +132,7 @@ impl EventLog {
             kind_name: kind.type_name(),
             seq,
             job_id: &self.job_id,
-            ts: ts.to_string(),
+            ts,
             kind,
         };
         // serde_json escapes every control character, so the data line can never contain CR, LF or NUL and no

@@ -68,6 +68,18 @@ impl Pipeline<'_> {
         self.job.log.append(kind);
     }
 
+    /// The terminal failure for a cancel, a vanished `cancelOnDisconnect` client or SIGTERM.
+    fn stopped_from_outside(&self) -> Failure {
+        cancelled(self.job.cancel_reason().unwrap_or(CancelReason::Requested))
+    }
+
+    fn job_timed_out(&self) -> Failure {
+        Failure::new(
+            ErrorCode::Timeout,
+            format!("the job exceeded its time limit of {}", seconds(self.request.timeout)),
+        )
+    }
+
     async fn run(&self) -> EventKind {
         let settings = &self.worker.settings;
         self.emit(EventKind::Connected {
@@ -86,10 +98,7 @@ impl Pipeline<'_> {
             },
             None => None,
         };
-        let provider = match provider::build(self.request.provider, settings) {
-            Ok(p) => p,
-            Err(f) => return f.into(),
-        };
+        let provider = provider::build(self.request.provider, settings);
         let ctx = JobContext {
             settings,
             request: self.request,
@@ -223,11 +232,8 @@ impl Pipeline<'_> {
         let stop = loop {
             tokio::select! {
                 biased;
-                _ = self.job.cancelled() => break cancelled(self.job.cancel_reason().unwrap_or(CancelReason::Requested)),
-                _ = &mut total_timer => break Failure::new(
-                    ErrorCode::Timeout,
-                    format!("the job exceeded its time limit of {}", seconds(self.request.timeout)),
-                ),
+                _ = self.job.cancelled() => break self.stopped_from_outside(),
+                _ = &mut total_timer => break self.job_timed_out(),
                 _ = &mut idle_timer => {
                     if last_output.elapsed() >= idle {
                         break Failure::new(

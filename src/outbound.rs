@@ -49,7 +49,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap) -> Verdict {
 }
 
 /// Delta-seconds only: that is what rate limiters send; an HTTP date falls back to the backoff.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
@@ -63,28 +63,38 @@ pub fn transient(err: &reqwest::Error) -> bool {
 /// Exponential backoff with jitter, so that many replicas retrying against a recovering server spread out.
 pub struct Backoff {
     next: Duration,
+    max: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: FIRST_BACKOFF }
+        Backoff::new(FIRST_BACKOFF, MAX_BACKOFF)
     }
 }
 
 impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Backoff { next: first, max }
+    }
+
     /// The pause before the next attempt: the server's wish when it stated one, otherwise the backoff.
     pub fn delay(&mut self, server: Option<Duration>) -> Duration {
         let base = self.next;
-        self.next = (self.next * 2).min(MAX_BACKOFF);
+        self.next = (self.next * 2).min(self.max);
         if let Some(wanted) = server {
             return wanted;
         }
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        base / 2 + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+        base / 2 + base.mul_f64(unit_random() / 2.0)
     }
+}
+
+/// A number in [0, 1) good enough to spread retries of many clients apart; no cryptographic use.
+pub fn unit_random() -> f64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
 }
 
 #[cfg(test)]

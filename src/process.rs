@@ -197,17 +197,12 @@ impl ProviderProcess {
     }
 
     fn signal_group(&self, signal: i32) {
-        if self.pgid > 0 {
-            // SAFETY: kill(2) with a negative pid signals a process group; it has no memory-safety preconditions.
-            unsafe {
-                libc::kill(-self.pgid, signal);
-            }
-        }
+        signal_group(self.pgid, signal);
     }
 
     fn group_alive(&self) -> bool {
-        // SAFETY: signal 0 only checks for existence.
-        self.pgid > 0 && unsafe { libc::kill(-self.pgid, 0) } == 0
+        // Signal 0 only checks for existence.
+        signal_group(self.pgid, 0)
     }
 
     /// Waits for the rest of the group to go after the leader ended, then kills what remains.
@@ -229,6 +224,12 @@ impl Drop for ProviderProcess {
             self.signal_group(libc::SIGKILL);
         }
     }
+}
+
+/// Sends `signal` to every process of the group `pgid`; true when the group exists.
+pub fn signal_group(pgid: i32, signal: i32) -> bool {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory-safety preconditions.
+    pgid > 0 && unsafe { libc::kill(-pgid, signal) } == 0
 }
 
 fn exit_status_unknown() -> ExitStatus {

@@ -41,14 +41,6 @@ impl ProviderKind {
         }
     }
 
-    /// Providers whose implementation has landed; the others are refused at validation time.
-    pub fn is_built(self) -> bool {
-        matches!(
-            self,
-            ProviderKind::ClaudeCode | ProviderKind::Cursor | ProviderKind::Copilot
-        )
-    }
-
     pub fn binary(self, settings: &Settings) -> &Path {
         match self {
             ProviderKind::ClaudeCode => &settings.claude_bin,
@@ -187,11 +179,11 @@ pub trait Provider: Send + Sync {
     }
 }
 
-pub fn build(kind: ProviderKind, settings: &Settings) -> Result<Box<dyn Provider>, Failure> {
+pub fn build(kind: ProviderKind, settings: &Settings) -> Box<dyn Provider> {
     match kind {
-        ProviderKind::ClaudeCode => Ok(Box::new(claude_code::ClaudeCode::new(settings))),
-        ProviderKind::Cursor => Ok(Box::new(cursor::Cursor::new(settings))),
-        ProviderKind::Copilot => Ok(Box::new(copilot::Copilot::new(settings))),
+        ProviderKind::ClaudeCode => Box::new(claude_code::ClaudeCode::new(settings)),
+        ProviderKind::Cursor => Box::new(cursor::Cursor::new(settings)),
+        ProviderKind::Copilot => Box::new(copilot::Copilot::new(settings)),
     }
 }
 

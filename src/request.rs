@@ -233,15 +233,6 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
             ),
         )
     })?;
-    if !provider.is_built() {
-        return Err(ApiError::invalid(
-            "codingAssistantProvider",
-            format!(
-                "provider {} is not available in this version of the worker",
-                provider.as_str()
-            ),
-        ));
-    }
     let credential = raw
         .coding_assistant_access_token
         .map(|v| credential(provider, v))

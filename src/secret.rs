@@ -48,7 +48,8 @@ pub fn oauth_tokens(credentials: &serde_json::Value) -> Vec<String> {
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     /// Raw forms and their JSON-escaped forms, longest first so that a secret containing another is replaced whole.
-    needles: Vec<String>,
+    /// Each searcher is built once per job, not once per event.
+    needles: Vec<(String, memchr::memmem::Finder<'static>)>,
 }
 
 impl Redactor {
@@ -67,8 +68,15 @@ impl Redactor {
                 }
             }
         }
-        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.sort_by_key(|n: &String| std::cmp::Reverse(n.len()));
         needles.dedup();
+        let needles = needles
+            .into_iter()
+            .map(|n| {
+                let finder = memchr::memmem::Finder::new(n.as_bytes()).into_owned();
+                (n, finder)
+            })
+            .collect();
         Redactor { needles }
     }
 
@@ -79,8 +87,8 @@ impl Redactor {
     /// Returns the input untouched (no allocation) in the common case that no secret occurs.
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         let mut out = std::borrow::Cow::Borrowed(text);
-        for needle in &self.needles {
-            if memchr::memmem::find(out.as_bytes(), needle.as_bytes()).is_some() {
+        for (needle, finder) in &self.needles {
+            if finder.find(out.as_bytes()).is_some() {
                 out = std::borrow::Cow::Owned(out.replace(needle.as_str(), REDACTED));
             }
         }

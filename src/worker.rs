@@ -87,7 +87,6 @@ struct State {
     phase: Phase,
     /// The running job, or the last one (so `GET /events` can still replay it).
     job: Option<Arc<JobHandle>>,
-    shutting_down: bool,
 }
 
 pub struct Worker {
@@ -108,7 +107,6 @@ impl Worker {
             state: Mutex::new(State {
                 phase: Phase::Idle,
                 job: None,
-                shutting_down: false,
             }),
             exit: CancellationToken::new(),
             shutdown: CancellationToken::new(),
@@ -132,7 +130,8 @@ impl Worker {
             phase,
             retry_after_seconds: self.settings.retry_after_seconds,
         };
-        if state.shutting_down {
+        // Checked under the state lock, which `begin_shutdown` also holds while it cancels the token.
+        if self.shutdown.is_cancelled() {
             return Err(busy(Phase::Draining));
         }
         if state.phase != Phase::Idle {
@@ -172,7 +171,7 @@ impl Worker {
     /// After the drain: exit (the default, and always during shutdown) or take the next job.
     pub fn finish_job(&self) {
         let mut state = self.lock();
-        if self.settings.exit_after_job || state.shutting_down {
+        if self.settings.exit_after_job || self.shutdown.is_cancelled() {
             state.phase = Phase::Draining;
             drop(state);
             tracing::info!("job finished; exiting so that a fresh replica takes this one's place");
@@ -185,10 +184,9 @@ impl Worker {
     /// SIGTERM/SIGINT: exit at once when idle; otherwise stop the job and exit after its drain.
     pub fn begin_shutdown(&self) {
         let mut state = self.lock();
-        if state.shutting_down {
+        if self.shutdown.is_cancelled() {
             return;
         }
-        state.shutting_down = true;
         self.shutdown.cancel();
         match state.phase {
             Phase::Idle => {

@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use crate::outbound::{self, Backoff};
+
 use super::{
     EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs, render::Renderer,
 };
 
 /// Retry-After is honoured up to this; a fleet that asks for longer is better probed again sooner.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// What a 429 without Retry-After is taken to mean (the worker's own default).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 enum StreamEnd {
     /// The terminal event arrived: the exit code.
@@ -82,27 +86,21 @@ impl Session {
 
     async fn start(&self, body: &Value) -> Result<reqwest::Response, i32> {
         let deadline = Instant::now() + self.args.max_wait;
-        let mut attempt = 0u32;
+        let mut backoff = unreachable_backoff();
         loop {
-            attempt += 1;
             let req = self
                 .authorized(self.client.post(format!("{}/execute", self.args.url)))
                 .json(body);
             let wait = match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) if resp.status() == 429 => {
-                    let after = resp
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<f64>().ok())
-                        .unwrap_or(5.0);
+                    let after = outbound::retry_after(resp.headers()).unwrap_or(DEFAULT_RETRY_AFTER);
                     let state = resp
                         .json::<Value>()
                         .await
                         .ok()
                         .and_then(|b| b["status"].as_str().map(String::from));
-                    let wait = jitter(Duration::from_secs_f64(after.max(0.0)).min(MAX_BACKOFF));
+                    let wait = jitter(after.min(MAX_RETRY_AFTER));
                     self.renderer.notice(&format!(
                         "worker {}; retrying on a new connection in {:.1}s",
                         state.as_deref().unwrap_or("busy"),
@@ -124,7 +122,7 @@ impl Session {
                     return Err(EXIT_USAGE);
                 }
                 Ok(resp) => {
-                    let wait = backoff(attempt);
+                    let wait = backoff.delay(None);
                     self.renderer.notice(&format!(
                         "worker answered {}; retrying in {:.1}s",
                         resp.status(),
@@ -133,7 +131,7 @@ impl Session {
                     wait
                 }
                 Err(e) => {
-                    let wait = backoff(attempt);
+                    let wait = backoff.delay(None);
                     self.renderer.notice(&format!(
                         "cannot reach {} ({}); retrying in {:.1}s",
                         self.args.url,
@@ -157,9 +155,8 @@ impl Session {
     /// After a dropped stream: `GET /events` from the last event seen, until the job's replica answers.
     async fn reattach(&mut self) -> Result<reqwest::Response, i32> {
         let deadline = Instant::now() + self.args.max_wait;
-        let mut attempt = 0u32;
+        let mut backoff = unreachable_backoff();
         loop {
-            attempt += 1;
             let mut req = self.authorized(self.client.get(format!("{}/events", self.args.url)));
             if let Some(seq) = self.last_seq {
                 req = req.header("Last-Event-ID", seq.to_string());
@@ -181,7 +178,7 @@ impl Session {
                     root_cause(&e)
                 )),
             }
-            let wait = backoff(attempt);
+            let wait = backoff.delay(None);
             if Instant::now() + wait > deadline {
                 eprintln!(
                     "unified-worker exec: lost the job's stream and could not reattach within {}s",
@@ -247,16 +244,12 @@ impl Session {
 
 /// Up to ±20% so that many clients told the same Retry-After do not come back in one wave.
 fn jitter(wait: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let factor = 0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4;
-    wait.mul_f64(factor)
+    wait.mul_f64(0.8 + outbound::unit_random() * 0.4)
 }
 
-fn backoff(attempt: u32) -> Duration {
-    jitter(Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5)))
+/// Waits between attempts when the worker cannot be reached: a replica restarting takes about half a second.
+fn unreachable_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(5))
 }
 
 fn root_cause(e: &reqwest::Error) -> String {
@@ -271,6 +264,8 @@ fn root_cause(e: &reqwest::Error) -> String {
 #[derive(Default)]
 pub struct SseDecoder {
     pending: Vec<u8>,
+    /// No frame ends before this offset of `pending`: a multi-MiB event arriving in small chunks is scanned once.
+    scanned: usize,
 }
 
 impl SseDecoder {
@@ -278,8 +273,10 @@ impl SseDecoder {
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::new();
         let mut start = 0;
-        while let Some(end) = self.pending[start..].windows(2).position(|w| w == b"\n\n") {
-            let frame = String::from_utf8_lossy(&self.pending[start..start + end]);
+        let mut from = self.scanned;
+        while let Some(found) = memchr::memmem::find(&self.pending[from..], b"\n\n") {
+            let end = from + found;
+            let frame = String::from_utf8_lossy(&self.pending[start..end]);
             let data: Vec<&str> = frame
                 .lines()
                 .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
@@ -287,9 +284,12 @@ impl SseDecoder {
             if !data.is_empty() {
                 out.push(data.join("\n"));
             }
-            start += end + 2;
+            start = end + 2;
+            from = start;
         }
         self.pending.drain(..start);
+        // The last byte may be the first half of the next frame's end.
+        self.scanned = self.pending.len().saturating_sub(1);
         out
     }
 }
@@ -306,11 +306,5 @@ mod tests {
             d.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\nid: 1\ndata: 2\n\n"),
             vec!["{\"a\":1}", "2"]
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) < backoff(4));
-        assert!(backoff(30) <= Duration::from_secs(6));
     }
 }

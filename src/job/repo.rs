@@ -9,13 +9,12 @@ use std::sync::{
 
 use tokio::time::Instant;
 
-use super::{Pipeline, cancelled, seconds};
+use super::{Pipeline, seconds};
 use crate::{
     event::{Changes, ErrorCode, EventKind, Failure, PullRequestRef},
     git::{self, GitError, RepoSpec, clone::Cloned, pull_request::NewPullRequest, push::CommitSpec},
     request::GithubSpec,
     secret::Secret,
-    worker::CancelReason,
 };
 
 impl Pipeline<'_> {
@@ -142,7 +141,7 @@ impl Pipeline<'_> {
             created = git::pull_request::create(api, (&owner_repo.0, &owner_repo.1), &request, &token) => {
                 created.map_err(GitError::into_failure)?
             }
-            _ = self.job.cancelled() => return Err(cancelled(self.job.cancel_reason().unwrap_or(CancelReason::Requested))),
+            _ = self.job.cancelled() => return Err(self.stopped_from_outside()),
             _ = tokio::time::sleep_until(deadline) => return Err(self.job_timed_out()),
         };
         self.emit(EventKind::PullRequest(created.clone()));
@@ -169,7 +168,7 @@ impl Pipeline<'_> {
                 Ok(result) => result.map_err(GitError::into_failure),
                 Err(e) => Err(Failure::new(ErrorCode::Internal, format!("a git step failed: {e}"))),
             },
-            _ = self.job.cancelled() => cancelled(self.job.cancel_reason().unwrap_or(CancelReason::Requested)),
+            _ = self.job.cancelled() => self.stopped_from_outside(),
             _ = tokio::time::sleep_until(deadline) => self.job_timed_out(),
             _ = tokio::time::sleep_until(limit_at), if limit_failure.is_some() => limit_failure.unwrap_or_else(|| self.job_timed_out()),
         };
@@ -183,13 +182,6 @@ impl Pipeline<'_> {
             tracing::warn!(job_id = %self.job.id, "a git step is still waiting for the server; not waiting for it");
         }
         Err(stop)
-    }
-
-    fn job_timed_out(&self) -> Failure {
-        Failure::new(
-            ErrorCode::Timeout,
-            format!("the job exceeded its time limit of {}", seconds(self.request.timeout)),
-        )
     }
 }
 

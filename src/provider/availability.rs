@@ -42,7 +42,7 @@ impl Availability {
     /// Runs `<cli> --version` for every provider, once.
     pub async fn probe(&self) {
         for (kind, bin) in &self.binaries {
-            let status = probe_one(*kind, bin).await;
+            let status = probe_one(bin).await;
             self.probed
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -56,12 +56,12 @@ impl Availability {
             .iter()
             .map(|(kind, bin)| {
                 let status = probed.get(kind).cloned().unwrap_or_else(|| match resolve(bin) {
-                    Some(_) if kind.is_built() => ProviderStatus {
+                    Some(_) => ProviderStatus {
                         available: true,
                         version: None,
                         reason: None,
                     },
-                    _ => unavailable(*kind, bin),
+                    None => unavailable(bin),
                 });
                 (*kind, status)
             })
@@ -69,22 +69,17 @@ impl Availability {
     }
 }
 
-fn unavailable(kind: ProviderKind, bin: &Path) -> ProviderStatus {
-    let reason = if !kind.is_built() {
-        "not supported by this version of the worker".to_string()
-    } else {
-        format!("{} not found", bin.display())
-    };
+fn unavailable(bin: &Path) -> ProviderStatus {
     ProviderStatus {
         available: false,
         version: None,
-        reason: Some(reason),
+        reason: Some(format!("{} not found", bin.display())),
     }
 }
 
-async fn probe_one(kind: ProviderKind, bin: &Path) -> ProviderStatus {
-    let Some(path) = resolve(bin).filter(|_| kind.is_built()) else {
-        return unavailable(kind, bin);
+async fn probe_one(bin: &Path) -> ProviderStatus {
+    let Some(path) = resolve(bin) else {
+        return unavailable(bin);
     };
     let child = tokio::process::Command::new(&path)
         .arg("--version")
@@ -111,10 +106,7 @@ async fn probe_one(kind: ProviderKind, bin: &Path) -> ProviderStatus {
     let run = child.wait_with_output();
     let result = tokio::time::timeout(Duration::from_secs(20), run).await;
     if let Some(pgid) = pgid {
-        // SAFETY: kill(2) on a process group we created; no memory is involved.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
+        crate::process::signal_group(pgid, libc::SIGKILL);
     }
     match result {
         Ok(Ok(out)) if out.status.success() => {

@@ -31,9 +31,7 @@ pub async fn events(
         (None, None) => None,
     };
     let from = after.map_or(0, |id| id.saturating_add(1));
-    let reader = job.log.reader(from).map_err(|e| ApiError::EventsEvicted {
-        first_available: e.first_available,
-    })?;
+    let reader = job.log.reader(from)?;
     Ok(sse::response(reader, worker.settings.keepalive, None))
 }
 

@@ -42,9 +42,7 @@ pub async fn execute(
     tracing::info!(job_id = %job.id, provider = %job.provider, "job accepted");
 
     // The reader exists before the job starts, so this stream begins at event 0.
-    let reader = log.reader(0).map_err(|e| ApiError::EventsEvicted {
-        first_available: e.first_available,
-    })?;
+    let reader = log.reader(0)?;
     worker
         .runtime()
         .spawn(job::run(worker.get_ref().clone(), job.clone(), request));

@@ -45,14 +45,6 @@ pub fn in_workspace(worker: &TestWorker, args: &[&str]) -> String {
 }
 
 /// With `EXIT_AFTER_JOB=false` the worker takes the next job once it is idle again (after the stream's end).
-pub async fn until_idle(worker: &TestWorker) {
-    let deadline = Instant::now() + PATIENCE;
-    while worker.status().await["status"] != "idle" {
-        assert!(Instant::now() < deadline, "the worker never became idle");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn three_commits() -> Vec<Vec<(String, Vec<u8>)>> {
     (0..3)
         .map(|i| vec![(format!("f{i}.txt"), format!("{i}\n").into_bytes())])
@@ -195,7 +187,7 @@ async fn a_private_repo_is_cloned_with_the_token_and_a_wrong_token_fails_after_o
     let events = worker.execute(&good).await.collect().await;
     assert_eq!(terminal(&events)["type"], "completed", "{}", terminal(&events));
 
-    until_idle(&worker).await;
+    worker.wait_for_status("idle").await;
     let before = server.seen().len();
     let wrong = repo_job(json!({"repoUrl": url, "accessToken": "ghp_wrong_token_456"}));
     let events = worker.execute(&wrong).await.collect().await;
@@ -211,7 +203,7 @@ async fn a_private_repo_is_cloned_with_the_token_and_a_wrong_token_fails_after_o
         .count();
     assert_eq!(attempts, 1, "the wrong token is tried once, not replayed");
 
-    until_idle(&worker).await;
+    worker.wait_for_status("idle").await;
     let none = repo_job(json!({"repoUrl": url}));
     let events = worker.execute(&none).await.collect().await;
     let end = terminal(&events);

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::{
     claude_code::claude_worker,
-    git::{git_worker, quiet_cli, repo_job, until_idle},
+    git::{git_worker, quiet_cli, repo_job},
     support::{
         FakeCli, INIT_LINE, RESULT_LINE, TestWorker,
         fake_github::FakeGithub,
@@ -276,9 +276,9 @@ async fn two_jobs_in_a_row_do_not_see_each_others_files() {
     let body = repo_job(json!({"repoUrl": server.url("acme/app"), "accessToken": TOKEN}));
 
     let first = worker.execute(&body).await.collect().await;
-    until_idle(&worker).await;
+    worker.wait_for_status("idle").await;
     let second = worker.execute(&body).await.collect().await;
-    until_idle(&worker).await;
+    worker.wait_for_status("idle").await;
 
     for events in [&first, &second] {
         let files = &find(events, "git_changes")["files"];

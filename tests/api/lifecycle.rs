@@ -3,8 +3,7 @@
 use serde_json::json;
 
 use crate::support::{
-    FakeCli, INIT_LINE, PATIENCE, RESULT_LINE, SseStream, TestWorker, job, sse::assert_well_formed, wait_for,
-    wait_until_dead,
+    FakeCli, INIT_LINE, RESULT_LINE, SseStream, TestWorker, job, sse::assert_well_formed, wait_for, wait_until_dead,
 };
 
 /// A CLI that announces its session, records its pid and a TERM-ignoring grandchild's pid, then blocks.
@@ -23,14 +22,6 @@ async fn pids(cli: &FakeCli) -> (i32, i32) {
         parse(cli.wait_for_file("cli.pid").await),
         parse(cli.wait_for_file("grandchild.pid").await),
     )
-}
-
-async fn wait_for_phase(worker: &TestWorker, phase: &str) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while worker.status().await["status"] != phase {
-        assert!(std::time::Instant::now() < deadline, "worker never became {phase}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]
@@ -95,7 +86,7 @@ async fn cancel_on_disconnect_stops_the_job_when_the_client_goes() {
     let (cli_pid, grandchild) = pids(&cli).await;
     drop(stream);
 
-    wait_for_phase(&worker, "idle").await;
+    worker.wait_for_status("idle").await;
     let events = SseStream::new(worker.events_after(None).await).collect().await;
     assert_eq!(events.last().unwrap().data["code"], "cancelled");
     assert!(wait_until_dead(cli_pid).await && wait_until_dead(grandchild).await);
@@ -175,7 +166,7 @@ async fn with_exit_after_job_false_the_worker_takes_the_next_job() {
         body["workspace"] = json!("shared-name");
         let events = worker.execute(&body).await.collect().await;
         assert_eq!(events.last().unwrap().kind(), "completed");
-        wait_for_phase(&worker, "idle").await;
+        worker.wait_for_status("idle").await;
     }
     assert!(!worker.has_exited());
     // The second job did not see the file the first one left.
@@ -201,7 +192,7 @@ async fn a_finished_job_lingers_for_a_late_reader_and_refuses_new_work_while_dra
     crate::support::execute_then_reset(worker.port, &job("x"), "event: session").await;
     cli.release("release");
 
-    wait_for_phase(&worker, "draining").await;
+    worker.wait_for_status("draining").await;
     let resp = worker.post_execute(&job("another")).await;
     assert_eq!(resp.status(), 429);
     let body: serde_json::Value = resp.json().await.unwrap();

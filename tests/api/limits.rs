@@ -45,11 +45,7 @@ async fn a_replay_of_evicted_events_answers_410_and_what_is_held_replays_whole()
     ]);
     // The client goes away at once, so the whole job runs into the 8 KiB bound with nobody reading.
     crate::support::execute_then_reset(worker.port, &job("x"), "event: connected").await;
-    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
-    while worker.status().await["status"] != "idle" {
-        assert!(std::time::Instant::now() < deadline, "the job never ended");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    worker.wait_for_status("idle").await;
 
     let resp = worker.events_after(Some(0)).await;
     assert_eq!(resp.status(), 410);

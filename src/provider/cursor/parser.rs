@@ -1,7 +1,5 @@
 //! Cursor's `stream-json` output → normalized events. Pure: one line in, events out.
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -95,8 +93,6 @@ pub struct CursorParser {
     result: Option<ResultLine>,
     /// Thinking arrives as deltas; one `thinking` event per thought reads better than hundreds of fragments.
     thinking: String,
-    /// Tool names by call id, so a `completed` line whose payload lacks the key still pairs with its start.
-    tools: HashMap<String, String>,
     turns: u64,
 }
 
@@ -128,7 +124,6 @@ impl CursorParser {
         let name = tool_name(&key, &body);
         match subtype {
             Some("started") => {
-                self.tools.insert(call_id.clone(), name.clone());
                 let input = body.get("args").or_else(|| body.get("arguments")).cloned();
                 vec![EventKind::ToolUse {
                     id: call_id,
@@ -138,7 +133,6 @@ impl CursorParser {
             }
             Some("completed") => {
                 let (output, is_error) = tool_result(body.get("result"));
-                self.tools.remove(&call_id);
                 vec![EventKind::ToolResult {
                     tool_use_id: call_id,
                     output,

@@ -186,6 +186,15 @@ impl TestWorker {
             .expect("status json")
     }
 
+    /// Waits until `/status` reports `phase` (idle, busy, draining).
+    pub async fn wait_for_status(&self, phase: &str) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while self.status().await["status"] != phase {
+            assert!(std::time::Instant::now() < deadline, "the worker never became {phase}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn cancel(&self) -> reqwest::Response {
         client()
             .post(self.url("/cancel"))
