@@ -38,10 +38,8 @@ pub async fn create(
     token: &Secret,
 ) -> Result<PullRequestRef, GitError> {
     let url = format!("{api_url}/repos/{owner}/{repo}/pulls");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .user_agent(concat!("unified-worker/", env!("CARGO_PKG_VERSION")))
-        .build()
+    // The shared outbound client: no redirects, so the token never follows one to another host.
+    let client = crate::outbound::client(Duration::from_secs(60))
         .map_err(|e| GitError::PullRequest(format!("could not build the HTTP client: {e}")))?;
     let response = client
         .post(&url)
@@ -51,7 +49,7 @@ pub async fn create(
         .json(request)
         .send()
         .await
-        .map_err(|e| GitError::PullRequest(format!("could not reach {url}: {e}")))?;
+        .map_err(|e| GitError::PullRequest(format!("could not reach {url}: {}", e.without_url())))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {
