@@ -175,6 +175,24 @@ async fn exec_waits_for_a_busy_worker_and_then_runs_its_job() {
 }
 
 #[tokio::test]
+async fn exec_through_a_gateway_shows_its_place_in_line_then_runs_the_job() {
+    let fleet = crate::support::fleet::LocalFleet::start(1, &[]);
+    let gw = fleet.gateway(&[]);
+    crate::support::fleet::wait_idle_workers(&gw, 1).await;
+    let mut first = gw.execute(&crate::support::fleet::named_job("first")).await;
+    first.until("session").await;
+
+    let exec = Exec::start(&["--url", &gw.base, "second"]);
+    exec.wait_for_output("waiting for a worker: position 1 of 1").await;
+    fleet.release("first");
+    fleet.release("second");
+    first.collect().await;
+
+    let (code, _out, err) = exec.finish().await;
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test]
 async fn exec_reattaches_after_a_dropped_connection_and_prints_every_event_once() {
     let cli = FakeCli::new(&format!(
         "echo '{INIT_LINE}'\necho 'before the cut'\n{}\necho 'after the cut'\necho '{RESULT_LINE}'",
