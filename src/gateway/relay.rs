@@ -138,6 +138,14 @@ pub async fn relay(
             tokio::select! {
                 next = body.next() => next,
                 _ = gone.cancelled() => continue,
+                // Noticed at once, not only at the next write: a `cancelOnDisconnect` job must stop now.
+                _ = out.closed(), if !client_gone => {
+                    client_gone = true;
+                    if stop_with_client {
+                        break;
+                    }
+                    continue;
+                }
             }
         };
         let Some(Ok(chunk)) = next else { break };
