@@ -456,8 +456,9 @@ async fn the_gateway_and_the_worker_serve_prometheus_metrics() {
 
 #[tokio::test]
 async fn a_client_that_leaves_a_cancel_on_disconnect_job_cancels_it_through_the_gateway() {
-    // No keep-alive from the worker: the gateway must notice the client leave without writing to it.
-    let fleet = LocalFleet::start(1, &[("SSE_KEEPALIVE_SECONDS", "600")]);
+    // A vanished peer shows when a write to it fails (for the worker's own connections too): the worker's next
+    // keep-alive, passed on by the gateway, is that write.
+    let fleet = LocalFleet::start(1, &[("SSE_KEEPALIVE_SECONDS", "1")]);
     let gw = fleet.gateway(&[]);
     wait_idle_workers(&gw, 1).await;
     let mut body = named_job("a");
