@@ -155,49 +155,8 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
             field: None,
         });
     }
-    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(classify)?;
+    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))?;
     validate(raw, settings)
-}
-
-/// serde reports structure problems (missing/unknown fields, values out of range) and type mismatches alike;
-/// the contract answers the first with 422 and the second with 400.
-fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = err.path().to_string();
-    let message = err.inner().to_string();
-    let join = |name: &str| {
-        if path == "." {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    if let Some(name) = backticked(&message, "missing field `") {
-        return ApiError::invalid(join(name), format!("{} is required", join(name)));
-    }
-    if let Some(name) = backticked(&message, "unknown field `") {
-        let field = if path.ends_with(name) { path.clone() } else { join(name) };
-        return ApiError::invalid(field.clone(), format!("unknown field {field}"));
-    }
-    let field = if path == "." { None } else { Some(path) };
-    if message.starts_with("invalid value") {
-        return ApiError::InvalidRequest {
-            field: field.unwrap_or_default(),
-            message: strip_position(&message).to_string(),
-        };
-    }
-    let shown = field.clone().unwrap_or_else(|| "body".into());
-    ApiError::InvalidJson {
-        message: format!("{shown}: {}", strip_position(&message)),
-        field,
-    }
-}
-
-fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    message.strip_prefix(prefix)?.split('`').next()
-}
-
-fn strip_position(message: &str) -> &str {
-    message.split(" at line ").next().unwrap_or(message)
 }
 
 pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {

@@ -14,22 +14,7 @@ use crate::{
     settings::Settings,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Idle,
-    Busy,
-    Draining,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Idle => "idle",
-            Phase::Busy => "busy",
-            Phase::Draining => "draining",
-        }
-    }
-}
+pub use crate::error::Phase;
 
 /// Why a job was stopped from outside; the first reason wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
