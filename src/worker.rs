@@ -8,10 +8,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    error::ApiError,
-    event_log::EventLog,
-    provider::{ProviderKind, availability::Availability},
-    settings::Settings,
+    availability::Availability, error::ApiError, event_log::EventLog, provider::ProviderKind, settings::Settings,
 };
 
 pub use crate::error::Phase;

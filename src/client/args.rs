@@ -10,7 +10,7 @@ pub const USAGE: &str = "usage: unified-worker exec [--url URL] [--provider P] [
                             [--max-wait SECONDS] [--json] [--cancel-on-exit] [PROMPT | -]
 
   --url URL           worker or fleet address (default $UNIFIED_WORKER_URL or http://127.0.0.1:5000)
-  --provider P        claude-code (default), cursor or copilot
+  --provider P        the provider's name (default claude-code; the worker's /health lists them)
   --token-env VAR     send the value of $VAR as the provider credential
   --repo URL          GitHub repository to clone (token from $GITHUB_TOKEN when set)
   --push-branch B     push the changes to branch B afterwards; --pr also opens a pull request
