@@ -11,6 +11,7 @@ mod git;
 mod git_push;
 mod lifecycle;
 mod limits;
+mod opencode;
 mod persistence;
 mod resume;
 mod secrets;
