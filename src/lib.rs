@@ -6,6 +6,11 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod event_log;
+pub mod gateway {
+    pub mod discovery {
+        pub mod docker;
+    }
+}
 pub mod git;
 pub mod healthcheck;
 pub mod job;
