@@ -111,6 +111,10 @@ impl Mesh {
         }
     }
 
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
     pub fn pick(&self) -> &str {
         &self.bases[self.next.fetch_add(1, Ordering::Relaxed) % self.bases.len()]
     }

@@ -6,6 +6,7 @@
 mod bench;
 mod compose;
 mod container;
+mod discovery;
 mod http;
 mod stack;
 mod support;
