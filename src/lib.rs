@@ -6,14 +6,11 @@ pub mod delivery;
 pub mod error;
 pub mod event;
 pub mod event_log;
-pub mod gateway {
-    pub mod discovery {
-        pub mod docker;
-    }
-}
+pub mod gateway;
 pub mod git;
 pub mod healthcheck;
 pub mod job;
+pub mod metrics;
 pub mod outbound;
 pub mod persistence;
 pub mod process;
@@ -24,6 +21,7 @@ pub mod secret;
 pub mod session_store;
 pub mod settings;
 pub mod sse;
+pub mod sse_wire;
 pub mod startup;
 pub mod telemetry;
 pub mod url_policy;

@@ -1,10 +1,15 @@
-//! Entry point: `serve` (default) or `healthcheck [URL]`. Settings → telemetry → build → run.
+//! Entry point: `serve` (default), `gateway`, `healthcheck [URL]` or `exec`. Settings → telemetry → build → run.
 
 use std::process::ExitCode;
 
-use unified_worker::{settings::Settings, startup::Application, telemetry};
+use unified_worker::{
+    gateway::{GatewayApp, settings::GatewaySettings},
+    settings::Settings,
+    startup::Application,
+    telemetry,
+};
 
-const USAGE: &str = "usage: unified-worker [serve | healthcheck [URL] | exec [OPTIONS] [PROMPT] | --version]";
+const USAGE: &str = "usage: unified-worker [serve | gateway | healthcheck [URL] | exec [OPTIONS] [PROMPT] | --version]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +22,7 @@ fn main() -> ExitCode {
     };
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["serve"] => runtime.block_on(serve()),
+        ["gateway"] => runtime.block_on(gateway()),
         ["healthcheck"] => ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(None)) as u8),
         ["healthcheck", url] => {
             ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(Some(url.to_string()))) as u8)
@@ -57,6 +63,32 @@ async fn serve() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The fleet's front door (SPEC §13).
+async fn gateway() -> ExitCode {
+    let settings = match GatewaySettings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("unified-worker gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.common.log_format);
+    let app = match GatewayApp::build(settings) {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "gateway failed");
             ExitCode::FAILURE
         }
     }

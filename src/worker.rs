@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::ApiError,
     event_log::EventLog,
+    metrics::WorkerMetrics,
     provider::{ProviderKind, availability::Availability},
     settings::Settings,
 };
@@ -92,6 +93,7 @@ struct State {
 pub struct Worker {
     pub settings: Arc<Settings>,
     pub availability: Availability,
+    pub metrics: WorkerMetrics,
     state: Mutex<State>,
     exit: CancellationToken,
     shutdown: CancellationToken,
@@ -103,6 +105,7 @@ impl Worker {
     pub fn new(settings: Arc<Settings>, runtime: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Worker {
             availability: Availability::new(&settings),
+            metrics: WorkerMetrics::default(),
             settings,
             state: Mutex::new(State {
                 phase: Phase::Idle,
@@ -126,9 +129,12 @@ impl Worker {
     /// exactly one gets it.
     pub fn take_slot(&self, job: Arc<JobHandle>) -> Result<(), ApiError> {
         let mut state = self.lock();
-        let busy = |phase| ApiError::Busy {
-            phase,
-            retry_after_seconds: self.settings.retry_after_seconds,
+        let busy = |phase| {
+            self.metrics.refused_busy();
+            ApiError::Busy {
+                phase,
+                retry_after_seconds: self.settings.retry_after_seconds,
+            }
         };
         // Checked under the state lock, which `begin_shutdown` also holds while it cancels the token.
         if self.shutdown.is_cancelled() {
@@ -148,6 +154,15 @@ impl Worker {
 
     pub fn job(&self) -> Option<Arc<JobHandle>> {
         self.lock().job.clone()
+    }
+
+    /// The current or last job if it has this id (`/jobs/{jobId}…`).
+    pub fn job_named(&self, job_id: &str) -> Result<Arc<JobHandle>, ApiError> {
+        self.job()
+            .filter(|job| job.id == job_id)
+            .ok_or_else(|| ApiError::JobNotFound {
+                job_id: job_id.to_string(),
+            })
     }
 
     /// The job if it is still running.

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::outbound::{self, Backoff};
+use crate::{
+    outbound::{self, Backoff},
+    sse_wire,
+};
 
 use super::{
     EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs, render::Renderer,
@@ -263,34 +266,18 @@ fn root_cause(e: &reqwest::Error) -> String {
 /// SSE frames in, `data` payloads out; comments (keep-alives) are dropped.
 #[derive(Default)]
 pub struct SseDecoder {
-    pending: Vec<u8>,
-    /// No frame ends before this offset of `pending`: a multi-MiB event arriving in small chunks is scanned once.
-    scanned: usize,
+    frames: sse_wire::FrameSplitter,
 }
 
 impl SseDecoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.pending.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut from = self.scanned;
-        while let Some(found) = memchr::memmem::find(&self.pending[from..], b"\n\n") {
-            let end = from + found;
-            let frame = String::from_utf8_lossy(&self.pending[start..end]);
-            let data: Vec<&str> = frame
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
-                .collect();
-            if !data.is_empty() {
-                out.push(data.join("\n"));
-            }
-            start = end + 2;
-            from = start;
-        }
-        self.pending.drain(..start);
-        // The last byte may be the first half of the next frame's end.
-        self.scanned = self.pending.len().saturating_sub(1);
-        out
+        let Some(joined) = self.frames.push(chunk) else {
+            return Vec::new();
+        };
+        sse_wire::frames(&joined)
+            .filter_map(|frame| sse_wire::fields(frame).data)
+            .map(|data| String::from_utf8_lossy(&data).into_owned())
+            .collect()
     }
 }
 
