@@ -33,13 +33,13 @@ async fn docker_discovery_follows_overlay_tasks_through_events() {
 
     // The three tasks, at their addresses on the stack's overlay network.
     let first = stack.running_containers(&fleet).await;
-    let expected = overlay_urls(&fleet, &stack, &first).await;
+    let expected = stack.overlay_urls(&fleet, &first).await;
     assert_eq!(expected.len(), 3, "{expected:?}");
     assert_eq!(published(&mut urls, |u| u.len() == 3).await, expected);
 
     // A replica dies: it leaves the list at once, and its replacement joins once Swarm reports it running.
     let victim = first.iter().next().expect("a replica").clone();
-    let victim_url = overlay_urls(&fleet, &stack, &HashSet::from([victim.clone()])).await;
+    let victim_url = stack.overlay_urls(&fleet, &HashSet::from([victim.clone()])).await;
     fleet
         .docker
         .kill_container(&victim, None)
@@ -51,7 +51,7 @@ async fn docker_discovery_follows_overlay_tasks_through_events() {
         "{fewer:?} still has the dead {victim_url:?}"
     );
     let second = replaced(&fleet, &stack, &victim).await;
-    let expected = overlay_urls(&fleet, &stack, &second).await;
+    let expected = stack.overlay_urls(&fleet, &second).await;
     assert_eq!(published(&mut urls, |u| *u == expected[..]).await, expected);
 
     stop.cancel();
@@ -111,23 +111,6 @@ async fn published(urls: &mut watch::Receiver<Vec<String>>, done: impl Fn(&[Stri
         Ok(list) => list,
         Err(_) => panic!("never published as expected; last: {:?}", *urls.borrow()),
     }
-}
-
-/// `http://<address on the stack's network>:5000` of each container, sorted.
-async fn overlay_urls(fleet: &Fleet, stack: &Stack, containers: &HashSet<String>) -> Vec<String> {
-    let network = format!("{}_default", stack.name);
-    let mut urls = Vec::new();
-    for container in containers {
-        let inspect = fleet.docker.inspect_container(container, None).await.expect("inspect");
-        let networks = inspect.network_settings.and_then(|n| n.networks).unwrap_or_default();
-        let ip = networks
-            .get(&network)
-            .and_then(|n| n.ip_address.clone())
-            .unwrap_or_else(|| panic!("{container} is not on {network}"));
-        urls.push(format!("http://{ip}:5000"));
-    }
-    urls.sort();
-    urls
 }
 
 /// Waits until the service runs three replicas again, `gone` not among them, and returns them.

@@ -7,6 +7,7 @@ mod bench;
 mod compose;
 mod container;
 mod discovery;
+mod gateway;
 mod http;
 mod stack;
 mod support;

@@ -158,6 +158,24 @@ impl Stack {
         }
     }
 
+    /// `http://<address on the stack's overlay network>:5000` of each container, sorted: where the gateways and
+    /// docker discovery reach them.
+    pub async fn overlay_urls(&self, fleet: &Fleet, containers: &HashSet<String>) -> Vec<String> {
+        let network = format!("{}_default", self.name);
+        let mut urls = Vec::new();
+        for container in containers {
+            let inspect = fleet.docker.inspect_container(container, None).await.expect("inspect");
+            let networks = inspect.network_settings.and_then(|n| n.networks).unwrap_or_default();
+            let ip = networks
+                .get(&network)
+                .and_then(|n| n.ip_address.clone())
+                .unwrap_or_else(|| panic!("{container} is not on {network}"));
+            urls.push(format!("http://{ip}:5000"));
+        }
+        urls.sort();
+        urls
+    }
+
     /// The container whose id a fake CLI reported, if it is one of this service's running containers.
     pub async fn container_of(&self, fleet: &Fleet, reported: &str) -> String {
         let reported = reported.trim();
