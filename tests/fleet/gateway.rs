@@ -1,6 +1,6 @@
 //! The gateway in front of real replicas: swarm.yml's own layout (two gateways finding three workers by
-//! `dns:tasks.worker:5000` over the stack's overlay network) and docker-compose.fleet.yml (one gateway, three
-//! workers in a fixed list). Clients never see a 429: jobs beyond the idle workers wait in the gateways' queues
+//! `dns:tasks.worker:5000` over the stack's overlay network), a gateway on the host finding host-network workers by
+//! `docker:<service>` through the engine, and docker-compose.fleet.yml (one gateway, three workers in a fixed list). Clients never see a 429: jobs beyond the idle workers wait in the gateways' queues
 //! with positions that only go down, and run on the replicas that replace the finished ones.
 
 use std::collections::HashSet;
@@ -71,6 +71,90 @@ async fn stack_gateways_serve_nine_clients_on_three_workers_without_a_429() {
         eprintln!("{gateway}/fleet counters after nine jobs: {}", view["counters"]);
     }
     stack.remove(&fleet).await;
+}
+
+#[tokio::test]
+async fn gateway_with_docker_discovery_serves_host_network_workers() {
+    let Some(fleet) = Fleet::connect("gateway_with_docker_discovery_serves_host_network_workers").await else {
+        return;
+    };
+    let (_, credentials) = canary_credentials();
+    let stack = Stack::deploy(&fleet, "fleetgwd", 3, "1524", &credentials).await;
+    let first = stack.running_containers(&fleet).await;
+    // The gateway as a process on the host, asking the engine for the service's tasks over its socket; each worker
+    // is at 127.0.0.1 (the node's address) and the PORT of its own container.
+    let gateway = GatewayProcess::start(&fleet, &format!("docker:{}", stack.service));
+    let mut workers = stack.mesh.bases().to_vec();
+    workers.sort();
+    wait_healthy(&format!("{}/health", gateway.base)).await;
+    wait_fleet(&gateway.base, |f| all_idle(f, &workers)).await;
+
+    let seen = clients(std::slice::from_ref(&gateway.base), 6, "d", "d-go").await;
+    assert_eq!(count(&seen.firsts, "connected"), 3, "{:?}", seen.firsts);
+    assert_eq!(count(&seen.firsts, "queued"), 3, "{:?}", seen.firsts);
+    fleet.release("d-go");
+    let outcomes = seen.finish().await;
+    assert_eq!(outcomes.len(), 6);
+    assert!(
+        !outcomes.iter().any(Outcome::position_rose),
+        "{:?}",
+        outcomes.iter().map(|o| &o.positions).collect::<Vec<_>>()
+    );
+
+    // Three jobs on the first replicas, three on their replacements (at the same ports: the task slot's).
+    let mut hosts = HashSet::new();
+    for i in 0..6 {
+        hosts.insert(
+            fleet
+                .wait_for_control(&format!("started-d{i}"))
+                .await
+                .trim()
+                .to_string(),
+        );
+    }
+    assert_eq!(hosts.len(), 6, "{hosts:?}");
+    assert_eq!(hosts.intersection(&first).count(), 3, "{hosts:?} vs {first:?}");
+    stack.wait_replaced(&fleet, 3, &hosts).await;
+    wait_fleet(&gateway.base, |f| all_idle(f, &workers)).await;
+    drop(gateway);
+    stack.remove(&fleet).await;
+}
+
+/// `unified-worker gateway` run from this build on 127.0.0.1:GATEWAY_PORT, killed when dropped; its log goes to
+/// `gateway.log` in the fleet folder.
+struct GatewayProcess {
+    base: String,
+    child: std::process::Child,
+}
+
+const GATEWAY_PORT: &str = "15249";
+
+impl GatewayProcess {
+    fn start(fleet: &Fleet, workers: &str) -> GatewayProcess {
+        let log = std::fs::File::create(fleet.dir.path().join("gateway.log")).expect("gateway log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"))
+            .arg("gateway")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", GATEWAY_PORT)
+            .env("GATEWAY_WORKERS", workers)
+            .env("GATEWAY_POLL_MS", "100")
+            .env("LOG_FORMAT", "json")
+            .stdout(log.try_clone().expect("gateway log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the gateway");
+        GatewayProcess {
+            base: format!("http://127.0.0.1:{GATEWAY_PORT}"),
+            child,
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 const COMPOSE_PORT: &str = "15085";

@@ -22,6 +22,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    convert::Infallible,
     net::IpAddr,
     time::{Duration, SystemTime},
 };
@@ -75,7 +76,12 @@ pub async fn watch_polling_every(
             backoff: &mut backoff,
             known: Known::default(),
         };
-        if let Err(e) = watcher.run(&stop).await {
+        // Raced with `stop` as a whole: an engine that does not answer must not hold up the gateway's shutdown.
+        let failure = tokio::select! {
+            outcome = watcher.run() => outcome.err(),
+            _ = stop.cancelled() => None,
+        };
+        if let Some(e) = failure {
             // bollard's errors carry the engine's message and the socket's path, never a credential.
             tracing::warn!(service = %service, error = %e, "docker discovery: trying again");
         }
@@ -96,7 +102,7 @@ enum Failure {
     EventsEnded,
 }
 
-/// One connection's worth of watching: ends with a [`Failure`], or `Ok` when stopped.
+/// One connection's worth of watching: ends with a [`Failure`] (stopping drops it).
 struct Watcher<'a> {
     service: &'a str,
     port: u16,
@@ -124,7 +130,7 @@ struct Known {
 }
 
 impl Watcher<'_> {
-    async fn run(&mut self, stop: &CancellationToken) -> Result<(), Failure> {
+    async fn run(&mut self) -> Result<Infallible, Failure> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await?;
         // Asked from before the first listing, so that nothing that happens in between is missed; the stream is
         // only requested when first polled.
@@ -157,7 +163,6 @@ impl Watcher<'_> {
                 SETTLE_EVERY
             };
             tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
                 event = events.next() => match event {
                     Some(Ok(event)) => self.note(event),
                     Some(Err(e)) => return Err(e.into()),
