@@ -155,17 +155,23 @@ impl Session {
         }
     }
 
-    /// After a dropped stream: `GET /events` from the last event seen, until the job's replica answers.
+    /// After a dropped stream: `GET /jobs/{jobId}/events` from the last event seen, until the replica (or the
+    /// gateway) that has the job answers.
     async fn reattach(&mut self) -> Result<reqwest::Response, i32> {
         let deadline = Instant::now() + self.args.max_wait;
         let mut backoff = unreachable_backoff();
         loop {
-            let mut req = self.authorized(self.client.get(format!("{}/events", self.args.url)));
+            let url = format!("{}/jobs/{}/events", self.args.url, self.args.job_id);
+            let mut req = self.authorized(self.client.get(url));
             if let Some(seq) = self.last_seq {
                 req = req.header("Last-Event-ID", seq.to_string());
             }
             match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status() == 204 => {
+                    eprintln!("unified-worker exec: the job has ended and its last event was already shown");
+                    return Err(EXIT_JOB_ERROR);
+                }
                 Ok(resp) if resp.status() == 410 => {
                     eprintln!(
                         "unified-worker exec: the worker no longer holds the missed events; read them from persistence"
@@ -204,6 +210,11 @@ impl Session {
                 let Ok(event) = serde_json::from_str::<Value>(&data) else {
                     continue;
                 };
+                // A gateway's line: no seq, never part of the job's own events.
+                if event["type"] == "queued" {
+                    self.renderer.queued(&event, &data);
+                    continue;
+                }
                 if event["jobId"].as_str() != Some(self.args.job_id.as_str()) {
                     return StreamEnd::WrongJob;
                 }
@@ -226,13 +237,13 @@ impl Session {
     async fn interrupted(&mut self) -> i32 {
         if !self.args.cancel_on_exit {
             eprintln!(
-                "\ninterrupted; job {} keeps running on the worker (reattach with GET {}/events)",
-                self.args.job_id, self.args.url
+                "\ninterrupted; job {} keeps running on the worker (reattach with GET {}/jobs/{}/events)",
+                self.args.job_id, self.args.url, self.args.job_id
             );
             return EXIT_INTERRUPTED;
         }
-        let req = self.authorized(self.client.post(format!("{}/cancel", self.args.url)));
-        match req.query(&[("jobId", &self.args.job_id)]).send().await {
+        let url = format!("{}/jobs/{}/cancel", self.args.url, self.args.job_id);
+        match self.authorized(self.client.post(url)).send().await {
             Ok(resp) if resp.status().is_success() => eprintln!("\ncancelled job {}", self.args.job_id),
             Ok(resp) => eprintln!(
                 "\ncould not cancel job {}: the worker answered {}",

@@ -52,6 +52,8 @@ struct Entry {
     poke: Arc<Notify>,
     /// Cancelled when the worker goes away: relays from it stop waiting for bytes that will never come.
     gone: CancellationToken,
+    /// Probes in a row that got no answer.
+    failures: u32,
     stop_polling: CancellationToken,
 }
 
@@ -88,6 +90,9 @@ pub enum Admission {
 /// The line is full (or there is no line at all, `GATEWAY_QUEUE_MAX=0`).
 #[derive(Debug)]
 pub struct Full;
+
+/// Missed probes in a row after which a worker's streams are given up.
+const GONE_AFTER: u32 = 3;
 
 pub struct Fleet {
     state: Mutex<State>,
@@ -292,6 +297,7 @@ impl Fleet {
     pub fn polled(&self, address: &str, asked: Instant, state: WorkerState, job_id: Option<String>) {
         let mut st = self.lock();
         let Some(e) = st.workers.get_mut(address) else { return };
+        e.failures = 0;
         if e.reserved || e.learned_at.is_some_and(|t| t > asked) {
             return;
         }
@@ -307,6 +313,7 @@ impl Fleet {
         }
     }
 
+    /// Gets no more jobs until it answers again.
     pub fn set_down(&self, address: &str) {
         let mut st = self.lock();
         let Some(e) = st.workers.get_mut(address) else { return };
@@ -318,11 +325,23 @@ impl Fleet {
         e.reserved = false;
         e.job_id = None;
         e.learned_at = Some(Instant::now());
-        // Relays from a worker that went down stop waiting; the next incarnation at this address gets a new token.
-        e.gone.cancel();
-        e.gone = CancellationToken::new();
         drop(st);
         self.bump();
+    }
+
+    /// A probe got no answer. One miss only stops new jobs (a loaded worker can be slow to answer); after
+    /// `GONE_AFTER` in a row the worker counts as gone and streams from it stop waiting. A killed process closes
+    /// its connections anyway; this is for a host that vanished without a word.
+    pub fn probe_failed(&self, address: &str) {
+        self.set_down(address);
+        let mut st = self.lock();
+        let Some(e) = st.workers.get_mut(address) else { return };
+        e.failures += 1;
+        if e.failures == GONE_AFTER {
+            // The next incarnation at this address gets a new token.
+            e.gone.cancel();
+            e.gone = CancellationToken::new();
+        }
     }
 
     /// Makes the set of workers equal to what discovery found; returns the addresses that are new.
@@ -351,6 +370,7 @@ impl Fleet {
                         learned_at: None,
                         poke: Arc::new(Notify::new()),
                         gone: CancellationToken::new(),
+                        failures: 0,
                         stop_polling: CancellationToken::new(),
                     },
                 );

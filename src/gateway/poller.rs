@@ -52,6 +52,7 @@ async fn probe(fleet: &Fleet, client: &reqwest::Client, address: &str) {
             .await
             .is_ok_and(|r| r.status().is_success());
         if !healthy {
+            fleet.probe_failed(address);
             return;
         }
     }
@@ -78,7 +79,7 @@ async fn probe(fleet: &Fleet, client: &reqwest::Client, address: &str) {
             if fleet.state_of(address) != Some(WorkerState::Down) {
                 tracing::info!(worker = %address, error = %e, "worker stopped answering");
             }
-            fleet.set_down(address);
+            fleet.probe_failed(address);
         }
     }
 }
