@@ -138,6 +138,15 @@ pub async fn relay(
             tokio::select! {
                 next = body.next() => next,
                 _ = gone.cancelled() => continue,
+                // The server drops a response body when a write to its vanished client fails (the worker's
+                // keep-alives make sure one comes); from then on a `cancelOnDisconnect` job stops at once.
+                _ = out.closed(), if !client_gone => {
+                    client_gone = true;
+                    if stop_with_client {
+                        break;
+                    }
+                    continue;
+                }
             }
         };
         let Some(Ok(chunk)) = next else { break };

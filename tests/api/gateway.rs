@@ -453,3 +453,27 @@ async fn the_gateway_and_the_worker_serve_prometheus_metrics() {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_cancel_on_disconnect_job_cancels_it_through_the_gateway() {
+    // A vanished peer shows when a write to it fails (for the worker's own connections too): the worker's next
+    // keep-alive, passed on by the gateway, is that write.
+    let fleet = LocalFleet::start(1, &[("SSE_KEEPALIVE_SECONDS", "1")]);
+    let gw = fleet.gateway(&[]);
+    wait_idle_workers(&gw, 1).await;
+    let mut body = named_job("a");
+    body["cancelOnDisconnect"] = json!(true);
+    let mut s = stream(&gw, &body).await;
+    let seen = s.until("session").await;
+    fleet.wait_started("a").await;
+    drop(s);
+
+    let rest = client()
+        .get(fleet.workers[0].url("/jobs/a/events"))
+        .header("Last-Event-ID", seen.last().unwrap().seq().to_string())
+        .send()
+        .await
+        .unwrap();
+    let end = SseStream::new(rest).collect().await;
+    assert_eq!(end.last().expect("terminal").data["code"], "cancelled");
+}
