@@ -1,6 +1,7 @@
 //! unified-worker: runs one coding-assistant job per process and streams it as Server-Sent Events.
 
 pub mod auth;
+pub mod availability;
 pub mod client;
 pub mod delivery;
 pub mod error;

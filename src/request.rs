@@ -13,8 +13,8 @@ mod github;
 
 use crate::{
     error::ApiError,
-    provider::ProviderKind,
-    secret::{MIN_SECRET_LEN, Secret, oauth_tokens},
+    provider::{ProviderKind, ProviderRequest, ProviderRun},
+    secret::{MIN_SECRET_LEN, Secret},
     settings::Settings,
     url_policy::UrlPolicy,
 };
@@ -33,7 +33,8 @@ struct RawRequest {
     workspace: Option<String>,
     cancel_on_disconnect: Option<bool>,
     timeout_seconds: Option<u64>,
-    provider_options: Option<ProviderOptions>,
+    /// Read by the provider, into its own options type.
+    provider_options: Option<Value>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -76,54 +77,20 @@ pub struct CallbackSpec {
     pub url: String,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProviderOptions {
-    pub model: Option<String>,
-    pub max_turns: Option<u32>,
-    pub permission_mode: Option<String>,
-    pub allowed_tools: Option<Vec<String>>,
-    pub disallowed_tools: Option<Vec<String>>,
-    pub append_system_prompt: Option<String>,
-}
-
-/// The credential a request brings for its provider.
-#[derive(Clone, Debug)]
-pub enum Credential {
-    Token(Secret),
-    /// Claude Code's credentials file content (`{"claudeAiOauth":…}`), with the token strings inside it so that
-    /// they can be redacted on their own.
-    ClaudeCredentialsJson {
-        json: Secret,
-        inner: Vec<Secret>,
-    },
-}
-
-impl Credential {
-    fn secrets(&self) -> Vec<&str> {
-        match self {
-            Credential::Token(t) => vec![t.expose()],
-            Credential::ClaudeCredentialsJson { json, inner } => std::iter::once(json.expose())
-                .chain(inner.iter().map(Secret::expose))
-                .collect(),
-        }
-    }
-}
-
 /// A request that passed validation: everything the job needs, typed.
 #[derive(Debug)]
 pub struct JobRequest {
     pub job_id: String,
     pub prompt: String,
     pub provider: ProviderKind,
-    pub credential: Option<Credential>,
+    /// The provider's own typed input: the request's credential and `providerOptions`, already checked.
+    pub provider_run: Box<dyn ProviderRun>,
     pub resume_session_id: Option<String>,
     pub github: Option<GithubSpec>,
     /// Relative to `WORKSPACE_DIR`; defaults to the job id.
     pub workspace: PathBuf,
     pub cancel_on_disconnect: bool,
     pub timeout: Duration,
-    pub options: ProviderOptions,
     /// Stream persistence (SPEC §9): where the chunks go, with the request's token.
     pub database: Option<crate::persistence::Destination>,
     /// The completion webhook (SPEC §10), already checked against `CALLBACK_ALLOWED_HOSTS`.
@@ -133,7 +100,7 @@ pub struct JobRequest {
 impl JobRequest {
     /// Every request secret, for the job's redactor.
     pub fn secrets(&self) -> Vec<&str> {
-        let mut out = self.credential.as_ref().map(Credential::secrets).unwrap_or_default();
+        let mut out = self.provider_run.secrets();
         if let Some(token) = self.github.as_ref().and_then(|g| g.access_token.as_deref()) {
             out.push(token);
         }
@@ -155,49 +122,8 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
             field: None,
         });
     }
-    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(classify)?;
+    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))?;
     validate(raw, settings)
-}
-
-/// serde reports structure problems (missing/unknown fields, values out of range) and type mismatches alike;
-/// the contract answers the first with 422 and the second with 400.
-fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = err.path().to_string();
-    let message = err.inner().to_string();
-    let join = |name: &str| {
-        if path == "." {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    if let Some(name) = backticked(&message, "missing field `") {
-        return ApiError::invalid(join(name), format!("{} is required", join(name)));
-    }
-    if let Some(name) = backticked(&message, "unknown field `") {
-        let field = if path.ends_with(name) { path.clone() } else { join(name) };
-        return ApiError::invalid(field.clone(), format!("unknown field {field}"));
-    }
-    let field = if path == "." { None } else { Some(path) };
-    if message.starts_with("invalid value") {
-        return ApiError::InvalidRequest {
-            field: field.unwrap_or_default(),
-            message: strip_position(&message).to_string(),
-        };
-    }
-    let shown = field.clone().unwrap_or_else(|| "body".into());
-    ApiError::InvalidJson {
-        message: format!("{shown}: {}", strip_position(&message)),
-        field,
-    }
-}
-
-fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    message.strip_prefix(prefix)?.split('`').next()
-}
-
-fn strip_position(message: &str) -> &str {
-    message.split(" at line ").next().unwrap_or(message)
 }
 
 pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {
@@ -233,13 +159,10 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
             ),
         )
     })?;
-    let credential = raw
-        .coding_assistant_access_token
-        .map(|v| credential(provider, v))
-        .transpose()?;
-    if let Some(credential) = &credential {
-        crate::provider::validate_credential(provider, credential)?;
-    }
+    let provider_run = provider.provider().configure(ProviderRequest {
+        credential: raw.coding_assistant_access_token,
+        options: raw.provider_options,
+    })?;
     if let Some(id) = &raw.resume_session_id {
         safe_id("resumeSessionId", id)?;
     }
@@ -264,19 +187,16 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         Some(secs) => Duration::from_secs(secs).min(settings.job_timeout),
         None => settings.job_timeout,
     };
-    let options = raw.provider_options.unwrap_or_default();
-    crate::provider::validate_options(provider, &options)?;
     Ok(JobRequest {
         job_id,
         prompt: raw.user_request,
         provider,
-        credential,
+        provider_run,
         resume_session_id: raw.resume_session_id,
         github,
         workspace,
         cancel_on_disconnect: raw.cancel_on_disconnect.unwrap_or(false),
         timeout,
-        options,
         database,
         callback,
     })
@@ -313,47 +233,6 @@ fn validate_callback(callback: CallbackSpec, settings: &Settings) -> Result<reqw
     }
     .check(&callback.url)
     .map_err(|e| ApiError::invalid("callback.url", format!("callback.url: {e} (CALLBACK_ALLOWED_HOSTS)")))
-}
-
-fn credential(provider: ProviderKind, value: Value) -> Result<Credential, ApiError> {
-    const FIELD: &str = "codingAssistantAccessToken";
-    match value {
-        Value::String(token) => {
-            let token = token.trim().to_string();
-            if token.len() < MIN_SECRET_LEN {
-                return Err(ApiError::invalid(
-                    FIELD,
-                    format!("{FIELD} is too short to be a credential"),
-                ));
-            }
-            Ok(Credential::Token(Secret::new(token)))
-        }
-        value @ Value::Object(_) if provider == ProviderKind::ClaudeCode => {
-            let inner: Vec<Secret> = oauth_tokens(&value).into_iter().map(Secret::new).collect();
-            if inner.is_empty() {
-                return Err(ApiError::invalid(
-                    FIELD,
-                    "a credentials object must hold claudeAiOauth.accessToken",
-                ));
-            }
-            let json = value.to_string();
-            Ok(Credential::ClaudeCredentialsJson {
-                json: Secret::new(json),
-                inner,
-            })
-        }
-        _ => Err(ApiError::InvalidJson {
-            message: format!(
-                "{FIELD} must be a string{}",
-                if provider == ProviderKind::ClaudeCode {
-                    " or a credentials object"
-                } else {
-                    ""
-                }
-            ),
-            field: Some(FIELD.into()),
-        }),
-    }
 }
 
 fn workspace(raw: &str) -> Result<PathBuf, ApiError> {

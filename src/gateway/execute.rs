@@ -50,7 +50,7 @@ pub async fn execute(
             gw.jobs.forget(&job.id);
             gw.metrics.queue_full.inc();
             return Err(ApiError::Busy {
-                phase: crate::worker::Phase::Busy,
+                phase: crate::error::Phase::Busy,
                 retry_after_seconds: settings.retry_after_seconds,
             });
         }

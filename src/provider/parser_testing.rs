@@ -2,8 +2,10 @@
 
 use serde_json::Value;
 
-use super::{ExitInfo, OutputParser};
-use crate::event::EventKind;
+use crate::{
+    event::EventKind,
+    process::{ExitInfo, OutputParser},
+};
 
 pub fn feed(parser: &mut dyn OutputParser, lines: &[Value]) -> Vec<EventKind> {
     lines.iter().flat_map(|l| parser.push_line(&l.to_string())).collect()
@@ -24,6 +26,7 @@ pub fn exit(code: i32, stderr: &str) -> ExitInfo {
         code: Some(code),
         signal: None,
         stderr_tail: stderr.into(),
+        ..ExitInfo::default()
     }
 }
 

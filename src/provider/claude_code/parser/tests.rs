@@ -192,6 +192,7 @@ fn a_missing_result_line_is_provider_failed_with_exit_code_and_stderr() {
         code: None,
         signal: Some(15),
         stderr_tail: "killed".into(),
+        ..ExitInfo::default()
     }) else {
         panic!("expected failure")
     };
@@ -283,6 +284,7 @@ fn recorded_sigterm_has_no_result_and_unknown_resume_has_no_init() {
         code: Some(143),
         signal: None,
         stderr_tail: String::new(),
+        ..ExitInfo::default()
     });
     assert!(matches!(outcome, Outcome::Failed(f) if f.code == ErrorCode::ProviderFailed && f.exit_code == Some(143)));
     let (events, mut p) = recorded("resume_unknown");
