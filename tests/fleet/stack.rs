@@ -194,7 +194,19 @@ impl Stack {
             .output();
         let deadline = Instant::now() + PATIENCE;
         let namespace = format!("com.docker.stack.namespace={}", self.name);
-        while !fleet.containers(&namespace).await.is_empty() || !self.networks(fleet).await.is_empty() {
+        loop {
+            let containers = fleet.containers(&namespace).await;
+            let networks = self.networks(fleet).await;
+            if containers.is_empty() && networks.is_empty() {
+                break;
+            }
+            // `docker stack rm` tries the network once, right after the services, and gives up on it while their
+            // tasks still hold it: remove what it left once the containers are gone.
+            if containers.is_empty() {
+                for network in &networks {
+                    let _ = fleet.docker.remove_network(network).await;
+                }
+            }
             assert!(Instant::now() < deadline, "stack {} did not go away", self.name);
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
