@@ -45,6 +45,10 @@ pub enum ApiError {
     NoJob,
     #[error("no job is running")]
     NotRunning,
+    #[error("this process has no job {job_id}")]
+    JobNotFound { job_id: String },
+    #[error("internal error")]
+    Internal,
 }
 
 impl ApiError {
@@ -114,6 +118,8 @@ impl ApiError {
             ApiError::EventsEvicted { .. } => "events_evicted",
             ApiError::NoJob => "no_job",
             ApiError::NotRunning => "not_running",
+            ApiError::JobNotFound { .. } => "job_not_found",
+            ApiError::Internal => "internal",
         }
     }
 }
@@ -146,6 +152,8 @@ impl ResponseError for ApiError {
             ApiError::EventsEvicted { .. } => StatusCode::GONE,
             ApiError::NoJob => StatusCode::NOT_FOUND,
             ApiError::NotRunning => StatusCode::CONFLICT,
+            ApiError::JobNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -203,12 +203,39 @@ pub enum ErrorCode {
     PushFailed,
     PullRequestFailed,
     Internal,
+    /// Gateway only: the worker's stream broke before its terminal event.
+    WorkerLost,
+    /// Gateway only: no worker freed up within `GATEWAY_QUEUE_TIMEOUT_SECONDS`.
+    QueueTimeout,
 }
 
 impl ErrorCode {
     /// Whether the same request may succeed if sent again (possibly to another replica).
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Shutdown)
+        matches!(
+            self,
+            ErrorCode::RateLimited | ErrorCode::Shutdown | ErrorCode::WorkerLost | ErrorCode::QueueTimeout
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::CloneFailed => "clone_failed",
+            ErrorCode::CheckoutFailed => "checkout_failed",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::ProviderNotInstalled => "provider_not_installed",
+            ErrorCode::ProviderFailed => "provider_failed",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::Shutdown => "shutdown",
+            ErrorCode::PushFailed => "push_failed",
+            ErrorCode::PullRequestFailed => "pull_request_failed",
+            ErrorCode::Internal => "internal",
+            ErrorCode::WorkerLost => "worker_lost",
+            ErrorCode::QueueTimeout => "queue_timeout",
+        }
     }
 }
 

@@ -142,22 +142,13 @@ impl EventLog {
         });
         let json = self.redactor.redact(&json);
         let name = kind.type_name();
-        let mut buf = BytesMut::with_capacity(json.len() + name.len() + 40);
-        buf.extend_from_slice(b"id: ");
-        buf.extend_from_slice(seq.to_string().as_bytes());
-        buf.extend_from_slice(b"\nevent: ");
-        buf.extend_from_slice(name.as_bytes());
-        buf.extend_from_slice(b"\ndata: ");
-        let start = buf.len();
-        buf.extend_from_slice(json.as_bytes());
-        let end = buf.len();
-        buf.extend_from_slice(b"\n\n");
+        let (buf, json) = crate::sse_wire::encode(Some(seq), name, &json);
         Frame {
             seq,
             kind_name: name,
             terminal: kind.is_terminal(),
             sse: buf.freeze(),
-            json: start..end,
+            json,
         }
     }
 
@@ -168,6 +159,12 @@ impl EventLog {
 
     pub fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    /// The terminal event, once the log holds it.
+    pub fn terminal(&self) -> Option<Frame> {
+        let inner = self.lock();
+        inner.frames.back().filter(|f| inner.closed && f.terminal).cloned()
     }
 
     /// A reader starting at `from` (the first seq it wants). Fails if that event was already evicted.

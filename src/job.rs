@@ -35,7 +35,10 @@ pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest) 
         EventKind::Error(f) => Some(f.code),
         _ => None,
     };
-    job.log.append(terminal);
+    let outcome = code.map_or("completed", |c| c.as_str());
+    let seconds = job.started_at.elapsed().unwrap_or_default().as_secs_f64();
+    let events = job.log.append(terminal).map_or(0, |seq| seq + 1);
+    worker.metrics.job_finished(outcome, seconds, events);
     tracing::info!(job_id = %job.id, error = ?code, "job ended");
     worker.enter_draining();
     delivery.finish(&worker.settings, &job).await;

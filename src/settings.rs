@@ -194,22 +194,23 @@ fn provider_secrets(env: &Env<'_>) -> Vec<Secret> {
     secrets
 }
 
-fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {
+pub(crate) fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {
     SettingsError {
         var,
         message: message.into(),
     }
 }
 
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+/// Typed reads of one variable each; the gateway's settings use them too.
+pub(crate) struct Env<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
     /// Empty values count as unset: `FOO=` in a compose file usually means "no value".
-    fn string(&self, var: &str) -> Option<String> {
+    pub(crate) fn string(&self, var: &str) -> Option<String> {
         (self.0)(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, SettingsError>
+    pub(crate) fn parse<T: std::str::FromStr>(&self, var: &'static str, default: T) -> Result<T, SettingsError>
     where
         T::Err: fmt::Display,
     {
@@ -219,7 +220,7 @@ impl Env<'_> {
         }
     }
 
-    fn positive(&self, var: &'static str, default: usize) -> Result<usize, SettingsError> {
+    pub(crate) fn positive(&self, var: &'static str, default: usize) -> Result<usize, SettingsError> {
         let value: usize = self.parse(var, default)?;
         if value == 0 {
             return Err(invalid(var, "must be greater than 0"));
@@ -228,7 +229,7 @@ impl Env<'_> {
     }
 
     /// Seconds may be fractional so that tests can use sub-second timeouts; negative or NaN values are refused.
-    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, SettingsError> {
+    pub(crate) fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, SettingsError> {
         match self.string(var) {
             None => Ok(Duration::from_secs(default)),
             Some(raw) => {
@@ -241,7 +242,7 @@ impl Env<'_> {
     }
 
     /// An http(s) base URL without a trailing slash.
-    fn base_url(&self, var: &'static str) -> Result<Option<String>, SettingsError> {
+    pub(crate) fn base_url(&self, var: &'static str) -> Result<Option<String>, SettingsError> {
         let Some(raw) = self.string(var) else {
             return Ok(None);
         };
@@ -253,7 +254,7 @@ impl Env<'_> {
         }
     }
 
-    fn flag(&self, var: &'static str, default: bool) -> Result<bool, SettingsError> {
+    pub(crate) fn flag(&self, var: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.string(var).map(|v| v.to_ascii_lowercase()).as_deref() {
             None => Ok(default),
             Some("1" | "true" | "yes" | "on") => Ok(true),
@@ -262,7 +263,7 @@ impl Env<'_> {
         }
     }
 
-    fn list(&self, var: &str) -> Option<Vec<String>> {
+    pub(crate) fn list(&self, var: &str) -> Option<Vec<String>> {
         self.string(var).map(|raw| {
             raw.split(',')
                 .map(|h| h.trim().to_ascii_lowercase())
@@ -273,7 +274,7 @@ impl Env<'_> {
 
     /// Secrets shorter than 8 characters are refused: redaction of a 3-letter token would mangle ordinary output,
     /// and not redacting it would leak it.
-    fn secret(&self, var: &'static str) -> Result<Option<Secret>, SettingsError> {
+    pub(crate) fn secret(&self, var: &'static str) -> Result<Option<Secret>, SettingsError> {
         // Trimmed like every other value: a secret file read with `$(cat …)` keeps its newline, and an untrimmed
         // secret would neither match a bearer token nor be found by the redactor.
         match self.string(var) {

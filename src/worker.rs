@@ -8,7 +8,8 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    availability::Availability, error::ApiError, event_log::EventLog, provider::ProviderKind, settings::Settings,
+    availability::Availability, error::ApiError, event_log::EventLog, metrics::WorkerMetrics, provider::ProviderKind,
+    settings::Settings,
 };
 
 pub use crate::error::Phase;
@@ -74,6 +75,7 @@ struct State {
 pub struct Worker {
     pub settings: Arc<Settings>,
     pub availability: Availability,
+    pub metrics: WorkerMetrics,
     state: Mutex<State>,
     exit: CancellationToken,
     shutdown: CancellationToken,
@@ -85,6 +87,7 @@ impl Worker {
     pub fn new(settings: Arc<Settings>, runtime: tokio::runtime::Handle) -> Arc<Self> {
         Arc::new(Worker {
             availability: Availability::new(&settings),
+            metrics: WorkerMetrics::default(),
             settings,
             state: Mutex::new(State {
                 phase: Phase::Idle,
@@ -108,9 +111,12 @@ impl Worker {
     /// exactly one gets it.
     pub fn take_slot(&self, job: Arc<JobHandle>) -> Result<(), ApiError> {
         let mut state = self.lock();
-        let busy = |phase| ApiError::Busy {
-            phase,
-            retry_after_seconds: self.settings.retry_after_seconds,
+        let busy = |phase| {
+            self.metrics.refused_busy();
+            ApiError::Busy {
+                phase,
+                retry_after_seconds: self.settings.retry_after_seconds,
+            }
         };
         // Checked under the state lock, which `begin_shutdown` also holds while it cancels the token.
         if self.shutdown.is_cancelled() {
@@ -130,6 +136,15 @@ impl Worker {
 
     pub fn job(&self) -> Option<Arc<JobHandle>> {
         self.lock().job.clone()
+    }
+
+    /// The current or last job if it has this id (`/jobs/{jobId}…`).
+    pub fn job_named(&self, job_id: &str) -> Result<Arc<JobHandle>, ApiError> {
+        self.job()
+            .filter(|job| job.id == job_id)
+            .ok_or_else(|| ApiError::JobNotFound {
+                job_id: job_id.to_string(),
+            })
     }
 
     /// The job if it is still running.

@@ -47,6 +47,18 @@ impl Renderer {
         eprintln!("{}", self.paint(DIM, &format!("… {text}")));
     }
 
+    /// A gateway's `queued` event: where the job stands in line.
+    pub fn queued(&mut self, data: &Value, raw: &str) {
+        if self.json {
+            let _ = writeln!(std::io::stdout().lock(), "{raw}");
+            return;
+        }
+        self.notice(&format!(
+            "waiting for a worker: position {} of {} ({} of {} workers busy)",
+            data["position"], data["queueLength"], data["busy"], data["workers"]
+        ));
+    }
+
     pub fn event(&mut self, data: &Value, raw: &str) {
         let mut out = std::io::stdout().lock();
         if self.json {

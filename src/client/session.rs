@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::outbound::{self, Backoff};
+use crate::{
+    outbound::{self, Backoff},
+    sse_wire,
+};
 
 use super::{
     EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs, render::Renderer,
@@ -152,17 +155,23 @@ impl Session {
         }
     }
 
-    /// After a dropped stream: `GET /events` from the last event seen, until the job's replica answers.
+    /// After a dropped stream: `GET /jobs/{jobId}/events` from the last event seen, until the replica (or the
+    /// gateway) that has the job answers.
     async fn reattach(&mut self) -> Result<reqwest::Response, i32> {
         let deadline = Instant::now() + self.args.max_wait;
         let mut backoff = unreachable_backoff();
         loop {
-            let mut req = self.authorized(self.client.get(format!("{}/events", self.args.url)));
+            let url = format!("{}/jobs/{}/events", self.args.url, self.args.job_id);
+            let mut req = self.authorized(self.client.get(url));
             if let Some(seq) = self.last_seq {
                 req = req.header("Last-Event-ID", seq.to_string());
             }
             match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) if resp.status() == 204 => {
+                    eprintln!("unified-worker exec: the job has ended and its last event was already shown");
+                    return Err(EXIT_JOB_ERROR);
+                }
                 Ok(resp) if resp.status() == 410 => {
                     eprintln!(
                         "unified-worker exec: the worker no longer holds the missed events; read them from persistence"
@@ -201,6 +210,11 @@ impl Session {
                 let Ok(event) = serde_json::from_str::<Value>(&data) else {
                     continue;
                 };
+                // A gateway's line: no seq, never part of the job's own events.
+                if event["type"] == "queued" {
+                    self.renderer.queued(&event, &data);
+                    continue;
+                }
                 if event["jobId"].as_str() != Some(self.args.job_id.as_str()) {
                     return StreamEnd::WrongJob;
                 }
@@ -223,13 +237,13 @@ impl Session {
     async fn interrupted(&mut self) -> i32 {
         if !self.args.cancel_on_exit {
             eprintln!(
-                "\ninterrupted; job {} keeps running on the worker (reattach with GET {}/events)",
-                self.args.job_id, self.args.url
+                "\ninterrupted; job {} keeps running on the worker (reattach with GET {}/jobs/{}/events)",
+                self.args.job_id, self.args.url, self.args.job_id
             );
             return EXIT_INTERRUPTED;
         }
-        let req = self.authorized(self.client.post(format!("{}/cancel", self.args.url)));
-        match req.query(&[("jobId", &self.args.job_id)]).send().await {
+        let url = format!("{}/jobs/{}/cancel", self.args.url, self.args.job_id);
+        match self.authorized(self.client.post(url)).send().await {
             Ok(resp) if resp.status().is_success() => eprintln!("\ncancelled job {}", self.args.job_id),
             Ok(resp) => eprintln!(
                 "\ncould not cancel job {}: the worker answered {}",
@@ -263,34 +277,18 @@ fn root_cause(e: &reqwest::Error) -> String {
 /// SSE frames in, `data` payloads out; comments (keep-alives) are dropped.
 #[derive(Default)]
 pub struct SseDecoder {
-    pending: Vec<u8>,
-    /// No frame ends before this offset of `pending`: a multi-MiB event arriving in small chunks is scanned once.
-    scanned: usize,
+    frames: sse_wire::FrameSplitter,
 }
 
 impl SseDecoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.pending.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        let mut start = 0;
-        let mut from = self.scanned;
-        while let Some(found) = memchr::memmem::find(&self.pending[from..], b"\n\n") {
-            let end = from + found;
-            let frame = String::from_utf8_lossy(&self.pending[start..end]);
-            let data: Vec<&str> = frame
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
-                .collect();
-            if !data.is_empty() {
-                out.push(data.join("\n"));
-            }
-            start = end + 2;
-            from = start;
-        }
-        self.pending.drain(..start);
-        // The last byte may be the first half of the next frame's end.
-        self.scanned = self.pending.len().saturating_sub(1);
-        out
+        let Some(joined) = self.frames.push(chunk) else {
+            return Vec::new();
+        };
+        sse_wire::frames(&joined)
+            .filter_map(|frame| sse_wire::fields(frame).data)
+            .map(|data| String::from_utf8_lossy(&data).into_owned())
+            .collect()
     }
 }
 

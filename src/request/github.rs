@@ -66,7 +66,10 @@ pub(super) fn validate_github(mut github: GithubSpec, settings: &Settings) -> Re
 
 /// A branch name git accepts, that cannot be mistaken for an option or a refspec.
 fn branch_name(field: &str, name: &str) -> Result<(), ApiError> {
-    let valid = !name.starts_with('-')
+    // Control characters first: git refuses them anyway, and libgit2's check cannot even be asked about a NUL
+    // (the binding would panic turning the name into a C string).
+    let valid = !name.chars().any(char::is_control)
+        && !name.starts_with('-')
         && !name.contains(':')
         && !name.starts_with("refs/")
         && git2::Reference::is_valid_name(&format!("refs/heads/{name}"));

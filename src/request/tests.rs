@@ -192,7 +192,18 @@ fn branch_names_and_push_settings_are_checked() {
         v["github"] = g;
         parse_json(v)
     };
-    for bad in ["-x", "a..b", "a b", "x:y", "refs/heads/x", "", "a~1"] {
+    for bad in [
+        "-x",
+        "a..b",
+        "a b",
+        "x:y",
+        "refs/heads/x",
+        "",
+        "a~1",
+        "main\0x",
+        "a\u{7f}b",
+        "a\nb",
+    ] {
         let err = github(serde_json::json!({"repoUrl": "https://github.com/o/r", "branch": bad})).unwrap_err();
         assert_eq!(field_of(err), "github.branch", "{bad}");
     }

@@ -1,4 +1,5 @@
-//! `POST /cancel`: stop the running job; it ends with a terminal `error` of code `cancelled`.
+//! `POST /cancel` and `POST /jobs/{jobId}/cancel`: stop the running job; it ends with a terminal `error` of code
+//! `cancelled`.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use serde_json::json;
 use crate::{
     auth,
     error::ApiError,
-    worker::{CancelReason, Worker},
+    worker::{CancelReason, JobHandle, Worker},
 };
 
 #[derive(Deserialize)]
@@ -29,7 +30,24 @@ pub async fn cancel(
     if query.job_id.as_ref().is_some_and(|id| *id != job.id) {
         return Err(ApiError::NotRunning);
     }
+    Ok(cancel_job(&job))
+}
+
+pub async fn cancel_named(
+    req: HttpRequest,
+    path: web::Path<String>,
+    worker: web::Data<Arc<Worker>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &worker.settings)?;
+    let job = worker.job_named(&path)?;
+    if worker.running_job().is_none_or(|running| running.id != job.id) {
+        return Err(ApiError::NotRunning);
+    }
+    Ok(cancel_job(&job))
+}
+
+fn cancel_job(job: &JobHandle) -> HttpResponse {
     job.cancel(CancelReason::Requested);
     tracing::info!(job_id = %job.id, "cancel requested");
-    Ok(HttpResponse::Accepted().json(json!({ "status": "cancelling", "jobId": job.id })))
+    HttpResponse::Accepted().json(json!({ "status": "cancelling", "jobId": job.id }))
 }

@@ -175,6 +175,24 @@ async fn exec_waits_for_a_busy_worker_and_then_runs_its_job() {
 }
 
 #[tokio::test]
+async fn exec_through_a_gateway_shows_its_place_in_line_then_runs_the_job() {
+    let fleet = crate::support::fleet::LocalFleet::start(1, &[]);
+    let gw = fleet.gateway(&[]);
+    crate::support::fleet::wait_idle_workers(&gw, 1).await;
+    let mut first = gw.execute(&crate::support::fleet::named_job("first")).await;
+    first.until("session").await;
+
+    let exec = Exec::start(&["--url", &gw.base, "second"]);
+    exec.wait_for_output("waiting for a worker: position 1 of 1").await;
+    fleet.release("first");
+    fleet.release("second");
+    first.collect().await;
+
+    let (code, _out, err) = exec.finish().await;
+    assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test]
 async fn exec_reattaches_after_a_dropped_connection_and_prints_every_event_once() {
     let cli = FakeCli::new(&format!(
         "echo '{INIT_LINE}'\necho 'before the cut'\n{}\necho 'after the cut'\necho '{RESULT_LINE}'",
@@ -227,6 +245,33 @@ async fn ctrl_c_leaves_the_job_running_unless_asked_to_cancel_it() {
     assert_eq!(events.last().unwrap().data["code"], "cancelled");
 }
 
+#[test]
+fn help_and_version_are_printed_and_exit_0() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"))
+            .args(args)
+            .output()
+            .expect("run the binary");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("gateway") && out.contains("exec") && out.contains("healthcheck"),
+        "{out}"
+    );
+    let (code, out) = run(&["exec", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--max-wait") && out.contains("WORKER_API_TOKEN"), "{out}");
+    let (code, out) = run(&["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), concat!("unified-worker ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, _) = run(&["no-such-command"]);
+    assert_eq!(code, Some(2));
+}
+
 #[tokio::test]
 async fn exit_codes_say_what_happened() {
     let cli = FakeCli::new(&format!("echo '{INIT_LINE}'\necho 'no luck' >&2\nexit 3"));
@@ -241,7 +286,7 @@ async fn exit_codes_say_what_happened() {
 
     let (code, _, err) = Exec::start(&["--pr", "x"]).finish().await;
     assert_eq!(code, 2);
-    assert!(err.contains("--pr needs --push-branch"));
+    assert!(err.contains("--push-branch"), "{err}");
 
     let (code, _, err) = Exec::start(&["--url", &worker.base, "--provider", "gpt", "x"])
         .finish()

@@ -7,6 +7,7 @@ mod copilot;
 mod cursor;
 mod exec;
 mod framing;
+mod gateway;
 mod git;
 mod git_push;
 mod lifecycle;

@@ -116,3 +116,49 @@ fn base64_matches_the_rfc_examples() {
     assert_eq!(base64(b"fooba"), "Zm9vYmE=");
     assert_eq!(base64(b"foob"), "Zm9vYg==");
 }
+
+/// A worker that always says it is idle and answers every `POST /execute` with 429: the race a gateway must absorb.
+pub struct LyingWorker {
+    pub base: String,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LyingWorker {
+    pub async fn start() -> LyingWorker {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = refused.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let Ok(req) = read_request(&stream) else { continue };
+                let answer = match (req.method.as_str(), req.path.as_str()) {
+                    ("POST", "/execute") => {
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        response(
+                            "429 Too Many Requests",
+                            &[("Retry-After", "5"), ("Content-Type", "application/json")],
+                            br#"{"error":{"code":"busy","message":"busy"},"status":"busy"}"#,
+                        )
+                    }
+                    ("GET", "/status") => response(
+                        "200 OK",
+                        &[("Content-Type", "application/json")],
+                        br#"{"status":"idle","jobId":null}"#,
+                    ),
+                    ("GET", "/health") => {
+                        response("200 OK", &[("Content-Type", "application/json")], br#"{"status":"ok"}"#)
+                    }
+                    _ => response("404 Not Found", &[], b""),
+                };
+                let _ = stream.write_all(&answer);
+            }
+        });
+        LyingWorker { base, refused }
+    }
+
+    pub fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod cutting_proxy;
 pub mod fake_github;
+pub mod fleet;
 pub mod git_server;
 pub mod http;
 pub mod mock_anthropic;
@@ -65,6 +66,11 @@ fn base_env(home: &Path, workspace: &Path) -> Vec<(String, String)> {
 
 impl TestWorker {
     pub fn spawn(env: &[(&str, &str)]) -> TestWorker {
+        Self::spawn_with_args(&[], env)
+    }
+
+    /// The binary with arguments (`gateway`), or none for the worker.
+    pub fn spawn_with_args(args: &[&str], env: &[(&str, &str)]) -> TestWorker {
         let home = TempDir::new().expect("home");
         let workspace = TempDir::new().expect("workspace");
         let mut vars = base_env(home.path(), workspace.path());
@@ -73,6 +79,7 @@ impl TestWorker {
             vars.push((k.to_string(), v.to_string()));
         }
         let mut child = Command::new(env!("CARGO_BIN_EXE_unified-worker"))
+            .args(args)
             .env_clear()
             .envs(vars)
             .stdin(Stdio::null())

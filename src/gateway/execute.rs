@@ -1,0 +1,289 @@
+//! `POST /execute` at the gateway: the worker's own checks (token, content type, size, validation) answer at once;
+//! then the request takes an idle worker or a place in line, and its stream carries `queued` events until a
+//! worker takes it, then the worker's events byte for byte — ending, on every path, with one terminal event.
+
+use std::{sync::Arc, time::Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Gateway,
+    fleet::{Admission, Ticket},
+    jobs::{Place, Terminal},
+    relay::{self, Dispatch, Rejection},
+};
+use crate::{auth, error::ApiError, event::ErrorCode, request, routes::body};
+
+/// Frames buffered towards a slow client before the relay waits for it (and the worker's stream with it).
+const OUT_FRAMES: usize = 64;
+
+pub async fn execute(
+    req: HttpRequest,
+    payload: web::Payload,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
+    let settings = &gw.settings.common;
+    auth::require_token(&req, settings)?;
+    body::require_json(&req)?;
+    let raw = body::read(&req, payload, settings.max_body_bytes).await?;
+    let parsed = request::parse(&raw, settings)?;
+    let job = JobSpec {
+        body: with_job_id(&raw, &parsed.job_id),
+        stop_with_client: parsed.cancel_on_disconnect,
+        id: parsed.job_id,
+    };
+    let cancel = gw.jobs.open(&job.id).map_err(|_| {
+        ApiError::invalid(
+            "jobId",
+            format!(
+                "job {} is already waiting or running; follow it with GET /jobs/{}/events",
+                job.id, job.id
+            ),
+        )
+    })?;
+    let admission = match gw.fleet.admit(&job.id) {
+        Ok(a) => a,
+        Err(_) => {
+            gw.jobs.forget(&job.id);
+            gw.metrics.queue_full.inc();
+            return Err(ApiError::Busy {
+                phase: crate::error::Phase::Busy,
+                retry_after_seconds: settings.retry_after_seconds,
+            });
+        }
+    };
+    let (head_tx, head_rx) = oneshot::channel();
+    let (out, body) = mpsc::channel(OUT_FRAMES);
+    let driver = Driver {
+        gw: gw.get_ref().clone(),
+        job,
+        cancel,
+        head: Some(head_tx),
+        out,
+        admitted: Instant::now(),
+    };
+    gw.runtime.spawn(driver.run(admission));
+    match head_rx.await {
+        Ok(Head::Stream) => Ok(super::sse_response(body)),
+        Ok(Head::Refused(rejection)) => Ok(rejection.into_response()),
+        Err(_) => Err(ApiError::Internal),
+    }
+}
+
+/// The gateway names every job before it waits, so that it can be followed and cancelled while in line: a body
+/// without `jobId` gets the id validation chose, spliced in so that every other byte is the client's.
+fn with_job_id(raw: &Bytes, job_id: &str) -> Bytes {
+    let value: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+    if value.get("jobId").is_some() {
+        return raw.clone();
+    }
+    // Validation accepted the body, so it is an object: its first non-blank byte is `{`.
+    let Some(open) = raw.iter().position(|b| *b == b'{') else {
+        return raw.clone();
+    };
+    let mut out = Vec::with_capacity(raw.len() + job_id.len() + 12);
+    out.extend_from_slice(&raw[..=open]);
+    out.extend_from_slice(b"\"jobId\":");
+    out.extend_from_slice(serde_json::to_string(job_id).unwrap_or_default().as_bytes());
+    out.push(b',');
+    out.extend_from_slice(&raw[open + 1..]);
+    Bytes::from(out)
+}
+
+struct JobSpec {
+    id: String,
+    body: Bytes,
+    stop_with_client: bool,
+}
+
+enum Head {
+    Stream,
+    Refused(Rejection),
+}
+
+struct Driver {
+    gw: Arc<Gateway>,
+    job: JobSpec,
+    cancel: CancellationToken,
+    /// Until the response has begun: whether it is a stream or a refusal passed on from the worker.
+    head: Option<oneshot::Sender<Head>>,
+    out: mpsc::Sender<Bytes>,
+    admitted: Instant,
+}
+
+enum Waited {
+    Assigned(String),
+    ClientGone,
+    Ended(Terminal),
+}
+
+impl Driver {
+    async fn run(mut self, mut admission: Admission) {
+        let mut waited = false;
+        loop {
+            let address = match admission {
+                Admission::Now(address) => address,
+                Admission::Queued(ticket) => match self.wait_in_line(ticket).await {
+                    Waited::Assigned(address) => address,
+                    Waited::ClientGone => {
+                        self.gw.jobs.forget(&self.job.id);
+                        return;
+                    }
+                    Waited::Ended(terminal) => return self.end(terminal).await,
+                },
+            };
+            if !waited {
+                waited = true;
+                self.gw.metrics.waited(self.admitted.elapsed());
+            }
+            match relay::dispatch(&self.gw.upstream, &address, self.job.body.clone()).await {
+                Dispatch::Stream(resp) => return self.relay(&address, resp).await,
+                Dispatch::Busy => {
+                    tracing::info!(worker = %address, job_id = %self.job.id, "worker answered 429 although it looked idle; trying the next");
+                    self.gw.metrics.busy_retries.inc();
+                    self.gw.fleet.refused_busy(&address);
+                }
+                Dispatch::Unreachable(error) => {
+                    tracing::warn!(worker = %address, error = %error, "worker unreachable at dispatch; trying the next");
+                    self.gw.fleet.unreachable(&address);
+                }
+                Dispatch::Refused(rejection) => {
+                    self.gw.fleet.release(&address);
+                    return self.refused(rejection).await;
+                }
+            }
+            admission = self.gw.fleet.readmit(&self.job.id);
+        }
+    }
+
+    fn start_stream(&mut self) {
+        if let Some(head) = self.head.take() {
+            let _ = head.send(Head::Stream);
+        }
+    }
+
+    async fn wait_in_line(&mut self, mut ticket: Ticket) -> Waited {
+        self.start_stream();
+        let deadline = tokio::time::Instant::from_std(self.admitted + self.gw.settings.queue_timeout);
+        let mut changes = self.gw.fleet.subscribe();
+        let mut told = None;
+        let keepalive = self.gw.settings.common.keepalive;
+        let mut last_write = tokio::time::Instant::now();
+        loop {
+            if let Some(place) = self.gw.fleet.place(ticket.id) {
+                let shown = (place.position, place.length);
+                if told != Some(shown) {
+                    told = Some(shown);
+                    if self.out.send(relay::queued(&self.job.id, place)).await.is_err() {
+                        return Waited::ClientGone;
+                    }
+                    last_write = tokio::time::Instant::now();
+                }
+            }
+            tokio::select! {
+                biased;
+                address = ticket.assigned() => match address {
+                    Some(address) => return Waited::Assigned(address),
+                    None => return Waited::Ended(self.gateway_error(ErrorCode::Internal, "the gateway lost this request's place in line")),
+                },
+                _ = self.cancel.cancelled() => {
+                    return Waited::Ended(self.gateway_error(ErrorCode::Cancelled, "cancelled while waiting for a worker"));
+                }
+                _ = self.gw.shutdown.cancelled() => {
+                    return Waited::Ended(self.gateway_error(ErrorCode::Shutdown, "the gateway is shutting down; send the request again"));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.gw.metrics.queue_timeouts.inc();
+                    let message = format!("no worker became free within {}s", self.gw.settings.queue_timeout.as_secs_f64());
+                    return Waited::Ended(self.gateway_error(ErrorCode::QueueTimeout, &message));
+                }
+                _ = self.out.closed() => return Waited::ClientGone,
+                changed = changes.changed() => if changed.is_err() { return Waited::ClientGone },
+                _ = tokio::time::sleep_until(last_write + keepalive) => {
+                    if self.out.send(relay::KEEP_ALIVE).await.is_err() {
+                        return Waited::ClientGone;
+                    }
+                    last_write = tokio::time::Instant::now();
+                }
+            }
+        }
+    }
+
+    fn gateway_error(&self, code: ErrorCode, message: &str) -> Terminal {
+        relay::terminal_error(&self.job.id, 0, code.as_str(), message, code.retryable())
+    }
+
+    async fn relay(mut self, address: &str, resp: reqwest::Response) {
+        self.gw.fleet.started(address, &self.job.id);
+        self.gw.jobs.move_to(
+            &self.job.id,
+            Place::Running {
+                worker: address.to_string(),
+            },
+        );
+        self.gw.metrics.dispatches.inc();
+        tracing::info!(worker = %address, job_id = %self.job.id, "dispatched");
+        self.start_stream();
+        let gone = self.gw.fleet.gone_signal(address);
+        let end = relay::relay(resp, &self.out, gone, self.job.stop_with_client, None).await;
+        self.gw.fleet.stream_ended(address);
+        if let Some(terminal) = end.terminal {
+            self.gw.jobs.move_to(&self.job.id, Place::Finished { terminal });
+            return;
+        }
+        if end.client_gone && self.job.stop_with_client {
+            // The worker cancels the job because its client left (`cancelOnDisconnect`); it holds the end.
+            self.gw.jobs.forget(&self.job.id);
+            return;
+        }
+        let id = end.last_id.map_or(0, |last| last + 1);
+        tracing::warn!(worker = %address, job_id = %self.job.id, "the worker's stream broke before its terminal event");
+        self.gw.metrics.worker_lost.inc();
+        let lost = relay::terminal_error(
+            &self.job.id,
+            id,
+            ErrorCode::WorkerLost.as_str(),
+            "the worker's stream ended before the job's terminal event (the worker was lost)",
+            true,
+        );
+        self.end(lost).await;
+    }
+
+    async fn refused(mut self, rejection: Rejection) {
+        if let Some(head) = self.head.take() {
+            self.gw.jobs.forget(&self.job.id);
+            let _ = head.send(Head::Refused(rejection));
+            return;
+        }
+        let (code, message) = rejection.code_and_message();
+        let terminal = relay::terminal_error(&self.job.id, 0, &code, &message, false);
+        self.end(terminal).await;
+    }
+
+    /// Sends the gateway's own terminal event and remembers it.
+    async fn end(mut self, terminal: Terminal) {
+        self.start_stream();
+        let _ = self.out.send(terminal.frame.clone()).await;
+        self.gw.jobs.move_to(&self.job.id, Place::Finished { terminal });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_job_id_is_spliced_in_and_everything_else_kept() {
+        let raw = Bytes::from_static(b" {\"userRequest\":\"x\",\"codingAssistantProvider\":\"cursor\"}");
+        let out = with_job_id(&raw, "j-1");
+        assert_eq!(
+            &out[..],
+            &b" {\"jobId\":\"j-1\",\"userRequest\":\"x\",\"codingAssistantProvider\":\"cursor\"}"[..]
+        );
+        let given = Bytes::from_static(b"{\"jobId\":\"mine\",\"userRequest\":\"x\"}");
+        assert_eq!(with_job_id(&given, "other"), given);
+    }
+}

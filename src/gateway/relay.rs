@@ -1,0 +1,275 @@
+//! The bytes between a worker and a client: the dispatch of a request to one worker, its SSE stream passed on
+//! frame by frame (never a half frame, so the gateway can always add one of its own), and the few events the
+//! gateway writes itself (`queued`, and the terminal `error` when the worker was lost or never reached).
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{fleet::Place, jobs::Terminal};
+use crate::{event::timestamp, secret::Secret, sse_wire};
+
+/// After the gateway learned that a worker is gone, its stream still gets this long to deliver what is already
+/// on the way (the terminal event of a worker that exited normally is often still in the socket).
+const LOST_GRACE: Duration = Duration::from_secs(2);
+
+/// The gateway's HTTP client towards the workers, built once.
+pub struct Upstream {
+    pub client: reqwest::Client,
+    token: Option<Secret>,
+}
+
+impl Upstream {
+    pub fn new(token: Option<Secret>) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            // Workers are reached directly on the stack's network: a proxy from the environment would be wrong.
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Upstream { client, token })
+    }
+
+    pub fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t.expose()),
+            None => req,
+        }
+    }
+}
+
+/// A worker's answer that is not a stream, passed on as it came (status, `Retry-After`, JSON body).
+#[derive(Debug)]
+pub struct Rejection {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Bytes,
+}
+
+impl Rejection {
+    pub fn into_response(self) -> actix_web::HttpResponse {
+        use actix_web::http::StatusCode;
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut resp = actix_web::HttpResponse::build(status);
+        if let Some(after) = self.retry_after {
+            resp.insert_header(("Retry-After", after));
+        }
+        resp.content_type("application/json").body(self.body)
+    }
+
+    /// The worker's error code and message, for a client whose stream already started.
+    pub fn code_and_message(&self) -> (String, String) {
+        let body: serde_json::Value = serde_json::from_slice(&self.body).unwrap_or_default();
+        let code = body["error"]["code"].as_str().unwrap_or("internal").to_string();
+        let message = body["error"]["message"]
+            .as_str()
+            .map_or_else(|| format!("the worker answered {}", self.status), str::to_string);
+        (code, message)
+    }
+}
+
+pub enum Dispatch {
+    Stream(reqwest::Response),
+    /// 429: busy after all (a race with another gateway, or a stale view).
+    Busy,
+    Unreachable(String),
+    Refused(Rejection),
+}
+
+pub async fn dispatch(up: &Upstream, address: &str, body: Bytes) -> Dispatch {
+    let req = up
+        .authorized(up.client.post(format!("{address}/execute")))
+        .header("Content-Type", "application/json")
+        .body(body);
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => Dispatch::Stream(resp),
+        Ok(resp) if resp.status() == 429 => Dispatch::Busy,
+        Ok(resp) => Dispatch::Refused(rejection(resp).await),
+        Err(e) => Dispatch::Unreachable(e.to_string()),
+    }
+}
+
+pub async fn rejection(resp: reqwest::Response) -> Rejection {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.bytes().await.unwrap_or_default();
+    Rejection {
+        status,
+        retry_after,
+        body,
+    }
+}
+
+pub struct RelayEnd {
+    pub terminal: Option<Terminal>,
+    pub last_id: Option<u64>,
+    pub client_gone: bool,
+}
+
+/// Passes the worker's stream to `out` until it ends. When the client goes away, the stream is read on to its end
+/// (so the gateway still learns the terminal event) unless `stop_with_client`, which drops it, so the worker sees
+/// its client leave (`cancelOnDisconnect`).
+pub async fn relay(
+    resp: reqwest::Response,
+    out: &mpsc::Sender<Bytes>,
+    gone: CancellationToken,
+    stop_with_client: bool,
+    mut last_id: Option<u64>,
+) -> RelayEnd {
+    let mut body = resp.bytes_stream();
+    let mut splitter = sse_wire::FrameSplitter::default();
+    let mut terminal = None;
+    let mut client_gone = out.is_closed();
+    loop {
+        let next = if gone.is_cancelled() {
+            match tokio::time::timeout(LOST_GRACE, body.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                next = body.next() => next,
+                _ = gone.cancelled() => continue,
+                // The server drops a response body when a write to its vanished client fails (the worker's
+                // keep-alives make sure one comes); from then on a `cancelOnDisconnect` job stops at once.
+                _ = out.closed(), if !client_gone => {
+                    client_gone = true;
+                    if stop_with_client {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(Ok(chunk)) = next else { break };
+        let Some(frames) = splitter.push(&chunk) else { continue };
+        for frame in sse_wire::frames(&frames) {
+            let fields = sse_wire::fields(frame);
+            let Some(id) = fields.id_number() else { continue };
+            last_id = Some(id);
+            if matches!(fields.event, Some(b"completed" | b"error")) {
+                terminal = Some(Terminal {
+                    id,
+                    frame: frames.slice_ref(frame),
+                    json: fields.data.map(|d| Bytes::copy_from_slice(&d)).unwrap_or_default(),
+                });
+            }
+        }
+        if !client_gone && out.send(frames).await.is_err() {
+            client_gone = true;
+        }
+        if client_gone && stop_with_client && terminal.is_none() {
+            break;
+        }
+    }
+    RelayEnd {
+        terminal,
+        last_id,
+        client_gone,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GatewayError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seq: u64,
+    job_id: &'a str,
+    ts: String,
+    code: &'a str,
+    message: &'a str,
+    retryable: bool,
+}
+
+/// A terminal `error` written by the gateway: `worker_lost`, `queue_timeout`, `cancelled` or `shutdown` while
+/// waiting, or a worker's refusal of a request that had already waited.
+pub fn terminal_error(job_id: &str, id: u64, code: &str, message: &str, retryable: bool) -> Terminal {
+    let event = GatewayError {
+        kind: "error",
+        seq: id,
+        job_id,
+        ts: timestamp(SystemTime::now()),
+        code,
+        message,
+        retryable,
+    };
+    let json = serde_json::to_string(&event).unwrap_or_default();
+    let (frame, data) = sse_wire::encode(Some(id), "error", &json);
+    let frame = frame.freeze();
+    Terminal {
+        id,
+        json: frame.slice(data),
+        frame,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Queued<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    job_id: &'a str,
+    ts: String,
+    position: usize,
+    queue_length: usize,
+    workers: usize,
+    busy: usize,
+}
+
+/// A `queued` event: no `id:` line, so it never moves a client's `Last-Event-ID`.
+pub fn queued(job_id: &str, place: Place) -> Bytes {
+    let event = Queued {
+        kind: "queued",
+        job_id,
+        ts: timestamp(SystemTime::now()),
+        position: place.position,
+        queue_length: place.length,
+        workers: place.workers,
+        busy: place.busy,
+    };
+    let json = serde_json::to_string(&event).unwrap_or_default();
+    sse_wire::encode(None, "queued", &json).0.freeze()
+}
+
+pub const KEEP_ALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_events_follow_the_schema() {
+        let t = terminal_error("j1", 7, "worker_lost", "gone", true);
+        assert!(
+            t.frame
+                .starts_with(b"id: 7\nevent: error\ndata: {\"type\":\"error\",\"seq\":7,\"jobId\":\"j1\"")
+        );
+        let v: serde_json::Value = serde_json::from_slice(&t.json).unwrap();
+        assert_eq!(
+            (v["code"].as_str(), v["retryable"].as_bool()),
+            (Some("worker_lost"), Some(true))
+        );
+        let place = Place {
+            position: 2,
+            length: 5,
+            workers: 3,
+            busy: 3,
+        };
+        let q = queued("j1", place);
+        assert!(q.starts_with(b"event: queued\ndata: {\"type\":\"queued\",\"jobId\":\"j1\""));
+        assert!(
+            std::str::from_utf8(&q)
+                .unwrap()
+                .contains("\"position\":2,\"queueLength\":5,\"workers\":3,\"busy\":3")
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The gateway's own endpoints besides `POST /execute`: `/health`, `/fleet`, `/metrics`, and the job-addressed
+//! `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every job of the fleet.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{Gateway, jobs::Place, relay};
+use crate::{auth, error::ApiError, event::timestamp, routes::events::after};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/execute", web::post().to(super::execute::execute))
+        .route("/health", web::get().to(health))
+        .route("/fleet", web::get().to(fleet))
+        .route("/metrics", web::get().to(metrics))
+        .route("/jobs/{job_id}", web::get().to(job))
+        .route("/jobs/{job_id}/events", web::get().to(events))
+        .route("/jobs/{job_id}/cancel", web::post().to(cancel));
+}
+
+async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    let workers = gw.fleet.workers();
+    let count = |s: &str| workers.iter().filter(|w| w.state.as_str() == s).count();
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "role": "gateway",
+        "version": env!("CARGO_PKG_VERSION"),
+        "workers": { "total": workers.len(), "idle": count("idle"), "busy": count("busy") + count("draining"), "down": count("down") },
+    }))
+}
+
+async fn fleet(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    let workers: Vec<Value> = gw
+        .fleet
+        .workers()
+        .into_iter()
+        .map(|w| json!({ "address": w.address, "state": w.state.as_str(), "jobId": w.job_id, "since": timestamp(w.since) }))
+        .collect();
+    let line = gw.fleet.line();
+    let waiting: Vec<Value> = line
+        .iter()
+        .enumerate()
+        .map(|(i, (job_id, since))| json!({ "jobId": job_id, "position": i + 1, "waitMs": since.elapsed().as_millis() as u64 }))
+        .collect();
+    let m = &gw.metrics;
+    HttpResponse::Ok().json(json!({
+        "workers": workers,
+        "queue": {
+            "length": line.len(),
+            "oldestWaitMs": line.first().map(|(_, since)| since.elapsed().as_millis() as u64),
+            "jobs": waiting,
+        },
+        "counters": {
+            "dispatched": m.dispatches.get(),
+            "busyRetries": m.busy_retries.get(),
+            "workerLost": m.worker_lost.get(),
+            "queueTimeouts": m.queue_timeouts.get(),
+            "queueFull": m.queue_full.get(),
+        },
+    }))
+}
+
+async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    gw.metrics.response(&gw.fleet)
+}
+
+/// Where a job is: this gateway's own record, else the worker whose `/status` names it.
+enum Found {
+    Queued,
+    Running(String),
+    Finished(super::jobs::Terminal),
+}
+
+async fn locate(gw: &Gateway, job_id: &str) -> Result<Found, ApiError> {
+    match gw.jobs.get(job_id).map(|(place, _)| place) {
+        Some(Place::Queued) => return Ok(Found::Queued),
+        Some(Place::Running { worker }) => return Ok(Found::Running(worker)),
+        Some(Place::Finished { terminal }) => return Ok(Found::Finished(terminal)),
+        None => {}
+    }
+    // Another gateway dispatched it (or this one restarted): the workers know.
+    if let Some(worker) = gw.fleet.worker_with_job(job_id) {
+        return Ok(Found::Running(worker));
+    }
+    for w in gw.fleet.workers() {
+        let req = gw
+            .upstream
+            .authorized(gw.upstream.client.get(format!("{}/jobs/{job_id}", w.address)));
+        if req.send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(Found::Running(w.address));
+        }
+    }
+    Err(ApiError::JobNotFound {
+        job_id: job_id.to_string(),
+    })
+}
+
+async fn job(req: HttpRequest, path: web::Path<String>, gw: web::Data<Arc<Gateway>>) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &gw.settings.common)?;
+    let job_id = path.into_inner();
+    Ok(match locate(&gw, &job_id).await? {
+        Found::Queued => {
+            let (place, since) = gw
+                .fleet
+                .place_of(&job_id)
+                .ok_or_else(|| ApiError::JobNotFound { job_id: job_id.clone() })?;
+            HttpResponse::Ok().json(json!({
+                "jobId": job_id, "state": "queued", "position": place.position, "queueLength": place.length,
+                "waitMs": since.elapsed().as_millis() as u64,
+            }))
+        }
+        Found::Running(worker) => {
+            let req = gw
+                .upstream
+                .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}")));
+            let mut body: Value = match req.send().await {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+                _ => json!({ "jobId": job_id, "state": "running" }),
+            };
+            body["address"] = json!(worker);
+            HttpResponse::Ok().json(body)
+        }
+        Found::Finished(terminal) => {
+            let terminal: Value = serde_json::from_slice(&terminal.json).unwrap_or_default();
+            HttpResponse::Ok().json(json!({ "jobId": job_id, "state": "finished", "terminal": terminal }))
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<String>,
+}
+
+async fn events(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &gw.settings.common)?;
+    let job_id = path.into_inner();
+    let after = after(&req, query.after.as_deref())?;
+    let mut found = locate(&gw, &job_id).await?;
+    // A waiting job: follow it until a worker has it. The client may also just reconnect later.
+    if let Found::Queued = found {
+        let mut moved = gw
+            .jobs
+            .follow(&job_id)
+            .ok_or_else(|| ApiError::JobNotFound { job_id: job_id.clone() })?;
+        while let Found::Queued = found {
+            if moved.changed().await.is_err() {
+                return Err(ApiError::JobNotFound { job_id });
+            }
+            found = locate(&gw, &job_id).await?;
+        }
+    }
+    match found {
+        Found::Queued => Err(ApiError::Internal),
+        Found::Finished(terminal) => Ok(remembered(&terminal, after)),
+        Found::Running(worker) => {
+            let mut upstream = gw
+                .upstream
+                .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}/events")));
+            if let Some(after) = after {
+                upstream = upstream.header("Last-Event-ID", after.to_string());
+            }
+            match upstream.send().await {
+                Ok(resp) if resp.status() == 200 => {
+                    let (out, body) = mpsc::channel(64);
+                    let gw = gw.get_ref().clone();
+                    let runtime = gw.runtime.clone();
+                    runtime.spawn(async move {
+                        let gone = gw.fleet.gone_signal(&worker);
+                        let end = relay::relay(resp, &out, gone, false, after).await;
+                        if end.terminal.is_none() && !end.client_gone {
+                            // The driver of this job (if this gateway has it) writes the same `worker_lost`.
+                            let terminal = gw.jobs.finished(&job_id).unwrap_or_else(|| {
+                                let id = end.last_id.map_or(0, |l| l + 1);
+                                relay::terminal_error(
+                                    &job_id,
+                                    id,
+                                    "worker_lost",
+                                    "the worker's stream ended before the job's terminal event (the worker was lost)",
+                                    true,
+                                )
+                            });
+                            let _ = out.send(terminal.frame).await;
+                        }
+                    });
+                    Ok(super::sse_response(body))
+                }
+                Ok(resp) => {
+                    // The worker no longer has it (or never had it): what this gateway remembers, else its answer.
+                    if let Some(terminal) = gw.jobs.finished(&job_id) {
+                        return Ok(remembered(&terminal, after));
+                    }
+                    Ok(relay::rejection(resp).await.into_response())
+                }
+                Err(_) => match gw.jobs.finished(&job_id) {
+                    Some(terminal) => Ok(remembered(&terminal, after)),
+                    None => Err(ApiError::JobNotFound { job_id }),
+                },
+            }
+        }
+    }
+}
+
+/// The end of a job whose worker is gone: its terminal event, or 204 when the client already has it (the SSE
+/// standard's way to stop a reconnecting client).
+fn remembered(terminal: &super::jobs::Terminal, after: Option<u64>) -> HttpResponse {
+    if after.is_some_and(|a| a >= terminal.id) {
+        return HttpResponse::NoContent().finish();
+    }
+    let mut body = Vec::new();
+    if after.is_some_and(|a| a + 1 < terminal.id) {
+        // The events in between went by with the worker; persistence has them.
+        body.extend_from_slice(b": the events before the terminal one are no longer held here\n\n");
+    }
+    body.extend_from_slice(&terminal.frame);
+    super::sse_headers(HttpResponse::Ok()).body(Bytes::from(body))
+}
+
+async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &gw.settings.common)?;
+    let job_id = path.into_inner();
+    match locate(&gw, &job_id).await? {
+        Found::Queued => {
+            if !gw.jobs.cancel_queued(&job_id) {
+                return Err(ApiError::NotRunning);
+            }
+            Ok(HttpResponse::Accepted().json(json!({ "status": "cancelling", "jobId": job_id })))
+        }
+        Found::Finished(_) => Err(ApiError::NotRunning),
+        Found::Running(worker) => {
+            let req = gw
+                .upstream
+                .authorized(gw.upstream.client.post(format!("{worker}/jobs/{job_id}/cancel")));
+            match req.send().await {
+                Ok(resp) => Ok(relay::rejection(resp).await.into_response()),
+                Err(_) => Err(ApiError::JobNotFound { job_id }),
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! A fleet on loopback for the gateway tests: real worker processes with a fake CLI that holds each job until the
+//! test releases it by name (its prompt), and `unified-worker gateway` in front of them.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{FakeCli, INIT_LINE, PATIENCE, RESULT_LINE, SseStream, TestWorker, client};
+
+/// Says it started (`started-<prompt>`), emits a session and a text, waits for `release-<prompt>`, completes.
+pub fn holding_cli() -> FakeCli {
+    FakeCli::new(&format!(
+        "read -r PROMPT\n\
+         echo '{INIT_LINE}'\n\
+         echo '{{\"type\":\"assistant\",\"message\":{{\"id\":\"m1\",\"content\":[{{\"type\":\"text\",\"text\":\"working on '\"$PROMPT\"'\"}}]}}}}'\n\
+         echo \"$$\" > \"$DIR/started-$PROMPT\"\n\
+         while [ ! -f \"$DIR/release-$PROMPT\" ]; do sleep 0.02; done\n\
+         echo '{RESULT_LINE}'"
+    ))
+}
+
+pub struct LocalFleet {
+    pub workers: Vec<TestWorker>,
+    pub cli: FakeCli,
+}
+
+impl LocalFleet {
+    /// `n` workers that return to idle after each job (so a loopback fleet needs no restarts).
+    pub fn start(n: usize, env: &[(&str, &str)]) -> LocalFleet {
+        let cli = holding_cli();
+        let mut vars = vec![("CLAUDE_BIN", cli.bin()), ("EXIT_AFTER_JOB", "false")];
+        vars.extend_from_slice(env);
+        let workers = (0..n).map(|_| TestWorker::spawn(&vars)).collect();
+        LocalFleet { workers, cli }
+    }
+
+    pub fn addresses(&self) -> String {
+        self.workers
+            .iter()
+            .map(|w| w.base.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn gateway(&self, env: &[(&str, &str)]) -> TestWorker {
+        gateway(&self.addresses(), env)
+    }
+
+    pub async fn wait_started(&self, prompt: &str) {
+        self.cli.wait_for_file(&format!("started-{prompt}")).await;
+    }
+
+    pub fn release(&self, prompt: &str) {
+        self.cli.release(&format!("release-{prompt}"));
+    }
+}
+
+pub fn gateway(workers: &str, env: &[(&str, &str)]) -> TestWorker {
+    let mut vars = vec![("GATEWAY_WORKERS", workers), ("GATEWAY_POLL_MS", "100")];
+    for (k, v) in env {
+        vars.retain(|(key, _)| key != k);
+        vars.push((k, v));
+    }
+    TestWorker::spawn_with_args(&["gateway"], &vars)
+}
+
+pub fn named_job(prompt: &str) -> Value {
+    json!({ "userRequest": prompt, "codingAssistantProvider": "claude-code", "jobId": prompt })
+}
+
+pub async fn fleet_view(gateway: &TestWorker) -> Value {
+    client()
+        .get(gateway.url("/fleet"))
+        .send()
+        .await
+        .expect("GET /fleet")
+        .json()
+        .await
+        .expect("fleet JSON")
+}
+
+/// Waits until the gateway sees `n` idle workers (they were just started).
+pub async fn wait_idle_workers(gateway: &TestWorker, n: usize) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let fleet = fleet_view(gateway).await;
+        let idle = fleet["workers"]
+            .as_array()
+            .map_or(0, |w| w.iter().filter(|w| w["state"] == "idle").count());
+        if idle >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "workers never idle: {fleet}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads until the first `queued` event or the job's `connected`; returns it.
+pub async fn first_news(stream: &mut SseStream) -> super::sse::SseEvent {
+    stream.next_event().await.expect("an event")
+}
