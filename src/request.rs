@@ -13,79 +13,141 @@ mod github;
 
 use crate::{
     error::ApiError,
+    ids::{BranchName, JobId, SessionId},
     provider::{ProviderKind, ProviderRequest, ProviderRun},
     secret::{MIN_SECRET_LEN, Secret},
     settings::Settings,
     url_policy::UrlPolicy,
 };
 
-#[derive(Debug, Deserialize)]
+/// The `POST /execute` body (SPEC §3). Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawRequest {
+#[schema(as = ExecuteRequest)]
+pub(crate) struct RawRequest {
+    /// The prompt; must not be empty.
+    #[schema(min_length = 1)]
     user_request: String,
+    /// One of the providers this build knows (the worker's `/health` says which are installed).
+    #[schema(schema_with = provider_names)]
     coding_assistant_provider: String,
+    /// The provider credential: a token string, or for some providers a credentials JSON object.
+    #[schema(schema_with = string_or_object)]
     coding_assistant_access_token: Option<Value>,
-    resume_session_id: Option<String>,
-    job_id: Option<String>,
+    /// A session id of the provider's, to continue.
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    resume_session_id: Option<SessionId>,
+    /// The client's id for the job (default: a new UUID).
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    job_id: Option<JobId>,
     github: Option<GithubSpec>,
     database: Option<DatabaseSpec>,
     callback: Option<CallbackSpec>,
+    /// A sub-folder of WORKSPACE_DIR (relative, no `..`); default: the job id.
+    #[schema(min_length = 1, pattern = r"^[^/\\]")]
     workspace: Option<String>,
     cancel_on_disconnect: Option<bool>,
-    timeout_seconds: Option<u64>,
-    /// Read by the provider, into its own options type.
+    /// Capped by the worker's JOB_TIMEOUT_SECONDS.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
+    timeout_seconds: Option<u32>,
+    /// Read by the provider, into its own options type (`model`, `maxTurns`, `permissionMode`, `allowedTools`, …).
+    #[schema(value_type = Option<Object>)]
     provider_options: Option<Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GithubSpec {
     pub repo_url: String,
-    pub branch: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub branch: Option<BranchName>,
     pub access_token: Option<String>,
+    /// Commits to fetch; 0 = the full history.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 2147483647, value_type = Option<i32>)]
     pub depth: Option<u32>,
     pub push: Option<PushSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PushSpec {
-    pub branch: String,
+    #[schema(value_type = String)]
+    pub branch: BranchName,
     pub commit_message: Option<String>,
     pub pull_request: Option<PullRequestSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PullRequestSpec {
     pub title: Option<String>,
     pub body: Option<String>,
-    pub base: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub base: Option<BranchName>,
     pub draft: Option<bool>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    pub session_id: String,
+    #[schema(value_type = String, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    pub session_id: SessionId,
     pub access_token: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackSpec {
     pub url: String,
 }
 
+/// JSON Schema counts `5.0` as an integer, so a client that writes whole numbers as floats is right; anything
+/// with a fraction, or outside 0..=i32::MAX (the published bound), is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n
+        .as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+    match whole {
+        Some(v) if v <= i32::MAX as u64 => Ok(Some(v as u32)),
+        _ => Err(D::Error::invalid_value(
+            serde::de::Unexpected::Other(&n.to_string()),
+            &"a whole number from 0 to 2147483647",
+        )),
+    }
+}
+
+fn provider_names() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ProviderKind::all().map(ProviderKind::as_str)))
+        .build()
+}
+
+fn string_or_object() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
 /// A request that passed validation: everything the job needs, typed.
 #[derive(Debug)]
 pub struct JobRequest {
-    pub job_id: String,
+    pub job_id: JobId,
     pub prompt: String,
     pub provider: ProviderKind,
     /// The provider's own typed input: the request's credential and `providerOptions`, already checked.
     pub provider_run: Box<dyn ProviderRun>,
-    pub resume_session_id: Option<String>,
+    pub resume_session_id: Option<SessionId>,
     pub github: Option<GithubSpec>,
     /// Relative to `WORKSPACE_DIR`; defaults to the job id.
     pub workspace: PathBuf,
@@ -133,21 +195,6 @@ pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Ids that end up in file names: no separators, no leading dot, bounded length.
-fn safe_id(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && !value.starts_with('.')
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'"),
-        ));
-    }
-    Ok(())
-}
-
 fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError> {
     required("userRequest", &raw.user_request)?;
     let provider: ProviderKind = raw.coding_assistant_provider.parse().map_err(|known: String| {
@@ -163,28 +210,19 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         credential: raw.coding_assistant_access_token,
         options: raw.provider_options,
     })?;
-    if let Some(id) = &raw.resume_session_id {
-        safe_id("resumeSessionId", id)?;
-    }
-    let job_id = match raw.job_id {
-        Some(id) => {
-            safe_id("jobId", &id)?;
-            id
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let job_id = raw.job_id.unwrap_or_else(JobId::new_random);
     let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;
     let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;
     let callback = raw.callback.map(|c| validate_callback(c, settings)).transpose()?;
     let workspace = match raw.workspace {
         Some(w) => workspace(&w)?,
-        None => PathBuf::from(&job_id),
+        None => PathBuf::from(job_id.as_str()),
     };
     let timeout = match raw.timeout_seconds {
         Some(0) => {
             return Err(ApiError::invalid("timeoutSeconds", "timeoutSeconds must be at least 1"));
         }
-        Some(secs) => Duration::from_secs(secs).min(settings.job_timeout),
+        Some(secs) => Duration::from_secs(secs.into()).min(settings.job_timeout),
         None => settings.job_timeout,
     };
     Ok(JobRequest {
@@ -210,7 +248,6 @@ fn validate_database(db: DatabaseSpec, settings: &Settings) -> Result<crate::per
             "stream persistence is not configured on this worker (DB_BASE_URL is not set)",
         ));
     };
-    safe_id("database.sessionId", &db.session_id)?;
     let token = db.access_token.trim();
     if token.len() < MIN_SECRET_LEN {
         return Err(ApiError::invalid(

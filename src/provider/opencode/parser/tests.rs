@@ -203,3 +203,11 @@ fn a_tool_call_shown_again_is_reported_once() {
     let events = feed(&mut p, &[call("running"), call("completed")]);
     assert_eq!(names(&events), ["session", "tool_use", "tool_result"]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn hostile_lines_never_panic(lines in crate::provider::parser_testing::hostile_lines(&fixture("opencode", "write"))) {
+        crate::provider::parser_testing::survives(&mut OpencodeParser::new(), &lines);
+    }
+}
