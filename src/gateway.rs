@@ -4,7 +4,9 @@
 
 mod discovery;
 mod execute;
+mod feed;
 mod fleet;
+mod history;
 mod jobs;
 mod metrics;
 mod poller;
@@ -19,7 +21,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::{fleet::Fleet, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings};
+use self::{
+    fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings,
+};
 
 pub struct Gateway {
     settings: GatewaySettings,
@@ -27,6 +31,8 @@ pub struct Gateway {
     jobs: Jobs,
     upstream: Upstream,
     metrics: GatewayMetrics,
+    /// The last hour's jobs per minute, for the dashboard's chart.
+    history: History,
     /// Relays run on the main runtime, not on the HTTP thread that accepted the request.
     runtime: tokio::runtime::Handle,
     /// SIGTERM: waiting requests end with `shutdown`; streams in flight finish while the server drains.
@@ -55,6 +61,7 @@ impl GatewayApp {
             jobs: Jobs::new(settings.job_memory),
             upstream: Upstream::new(settings.common.api_token.clone())?,
             metrics: GatewayMetrics::default(),
+            history: History::default(),
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             settings,

@@ -36,12 +36,15 @@ pub struct WorkerView {
     pub address: String,
     pub state: WorkerState,
     pub job_id: Option<String>,
+    /// The job's provider, once the gateway dispatched it or the worker's `/status` named it.
+    pub provider: Option<String>,
     pub since: SystemTime,
 }
 
 struct Entry {
     state: WorkerState,
     job_id: Option<String>,
+    provider: Option<String>,
     since: SystemTime,
     /// Handed to a waiter whose `POST /execute` to it is in flight: not idle for anyone else.
     reserved: bool,
@@ -69,6 +72,13 @@ struct State {
     workers: BTreeMap<String, Entry>,
     line: VecDeque<Waiter>,
     next_ticket: u64,
+}
+
+/// The job a worker's `/status` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolledJob {
+    pub id: String,
+    pub provider: Option<String>,
 }
 
 /// Where a waiter stands, as its `queued` events tell it.
@@ -198,6 +208,7 @@ impl Fleet {
             {
                 entry.reserved = true;
                 entry.job_id = Some(waiter.job_id);
+                entry.provider = None;
             }
         }
         drop(st);
@@ -244,13 +255,18 @@ impl Fleet {
     }
 
     /// The worker took the job: busy with it, whatever a `/status` answer already on its way says.
-    pub fn started(&self, address: &str, job_id: &str) {
-        self.learn(address, WorkerState::Busy, Some(job_id.to_string()));
+    pub fn started(&self, address: &str, job_id: &str, provider: &str) {
+        self.learn(
+            address,
+            WorkerState::Busy,
+            Some(job_id.to_string()),
+            Some(provider.to_string()),
+        );
     }
 
     /// The worker answered 429 although it looked idle.
     pub fn refused_busy(&self, address: &str) {
-        self.learn(address, WorkerState::Busy, None);
+        self.learn(address, WorkerState::Busy, None, None);
     }
 
     /// The worker refused the request itself (not for being busy): still idle for the next one.
@@ -259,6 +275,7 @@ impl Fleet {
         if let Some(e) = st.workers.get_mut(address) {
             e.reserved = false;
             e.job_id = None;
+            e.provider = None;
         }
         drop(st);
         self.bump();
@@ -267,8 +284,11 @@ impl Fleet {
 
     /// Its stream ended: the worker drains and exits or turns idle; ask it now rather than at the next tick.
     pub fn stream_ended(&self, address: &str) {
-        let job = self.lock().workers.get(address).and_then(|e| e.job_id.clone());
-        self.learn(address, WorkerState::Draining, job);
+        let (job, provider) = match self.lock().workers.get(address) {
+            Some(e) => (e.job_id.clone(), e.provider.clone()),
+            None => (None, None),
+        };
+        self.learn(address, WorkerState::Draining, job, provider);
         if let Some(e) = self.lock().workers.get(address) {
             e.poke.notify_one();
         }
@@ -278,7 +298,7 @@ impl Fleet {
         self.set_down(address);
     }
 
-    fn learn(&self, address: &str, state: WorkerState, job_id: Option<String>) {
+    fn learn(&self, address: &str, state: WorkerState, job_id: Option<String>, provider: Option<String>) {
         let mut st = self.lock();
         if let Some(e) = st.workers.get_mut(address) {
             if e.state != state || e.job_id != job_id {
@@ -286,6 +306,7 @@ impl Fleet {
             }
             e.state = state;
             e.job_id = job_id;
+            e.provider = provider;
             e.reserved = false;
             e.learned_at = Some(Instant::now());
         }
@@ -294,17 +315,22 @@ impl Fleet {
     }
 
     /// A `/status` answer to a request sent at `asked`.
-    pub fn polled(&self, address: &str, asked: Instant, state: WorkerState, job_id: Option<String>) {
+    pub fn polled(&self, address: &str, asked: Instant, state: WorkerState, job: Option<PolledJob>) {
         let mut st = self.lock();
         let Some(e) = st.workers.get_mut(address) else { return };
         e.failures = 0;
         if e.reserved || e.learned_at.is_some_and(|t| t > asked) {
             return;
         }
-        if e.state != state || e.job_id != job_id {
-            e.since = SystemTime::now();
+        let (job_id, provider) = job.map_or((None, None), |j| (Some(j.id), j.provider));
+        let moved = e.state != state || e.job_id != job_id;
+        if moved || e.provider != provider {
+            if moved {
+                e.since = SystemTime::now();
+            }
             e.state = state;
             e.job_id = job_id;
+            e.provider = provider;
             drop(st);
             self.bump();
             if state == WorkerState::Idle {
@@ -324,6 +350,7 @@ impl Fleet {
         e.since = SystemTime::now();
         e.reserved = false;
         e.job_id = None;
+        e.provider = None;
         e.learned_at = Some(Instant::now());
         drop(st);
         self.bump();
@@ -365,6 +392,7 @@ impl Fleet {
                     Entry {
                         state: WorkerState::Down,
                         job_id: None,
+                        provider: None,
                         since: SystemTime::now(),
                         reserved: false,
                         learned_at: None,
@@ -417,6 +445,7 @@ impl Fleet {
                 address: address.clone(),
                 state: if e.reserved { WorkerState::Busy } else { e.state },
                 job_id: e.job_id.clone(),
+                provider: e.provider.clone(),
                 since: e.since,
             })
             .collect()
@@ -444,6 +473,7 @@ fn reserve_idle(st: &mut State, job_id: &str) -> Option<String> {
         .find(|(_, e)| e.state == WorkerState::Idle && !e.reserved)?;
     entry.reserved = true;
     entry.job_id = Some(job_id.to_string());
+    entry.provider = None;
     Some(address.clone())
 }
 
@@ -495,7 +525,11 @@ mod tests {
             fleet.polled(a, Instant::now(), WorkerState::Idle, None);
         }
         for a in busy {
-            fleet.polled(a, Instant::now(), WorkerState::Busy, Some("other".into()));
+            let job = PolledJob {
+                id: "other".into(),
+                provider: Some("cursor".into()),
+            };
+            fleet.polled(a, Instant::now(), WorkerState::Busy, Some(job));
         }
         fleet
     }
@@ -579,7 +613,7 @@ mod tests {
         let Ok(Admission::Now(a)) = fleet.admit("j1") else {
             panic!()
         };
-        fleet.started(&a, "j1");
+        fleet.started(&a, "j1", "claude-code");
         fleet.polled(&a, asked, WorkerState::Idle, None);
         assert_eq!(fleet.state_of(&a), Some(WorkerState::Busy));
     }

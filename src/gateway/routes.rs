@@ -1,5 +1,5 @@
-//! The gateway's own endpoints besides `POST /execute`: `/health`, `/fleet`, `/metrics`, and the job-addressed
-//! `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every job of the fleet.
+//! The gateway's own endpoints besides `POST /execute`: `/health`, `/fleet` (and its feed), `/metrics`, and the
+//! job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every job of the fleet.
 
 use std::sync::Arc;
 
@@ -10,12 +10,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Gateway, jobs::Place, relay};
-use crate::{auth, error::ApiError, event::timestamp, routes::events::after};
+use crate::{auth, error::ApiError, routes::events::after};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/execute", web::post().to(super::execute::execute))
         .route("/health", web::get().to(health))
         .route("/fleet", web::get().to(fleet))
+        .route("/fleet/events", web::get().to(super::feed::fleet_events))
         .route("/metrics", web::get().to(metrics))
         .route("/jobs/{job_id}", web::get().to(job))
         .route("/jobs/{job_id}/events", web::get().to(events))
@@ -34,34 +35,7 @@ async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
 }
 
 async fn fleet(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
-    let workers: Vec<Value> = gw
-        .fleet
-        .workers()
-        .into_iter()
-        .map(|w| json!({ "address": w.address, "state": w.state.as_str(), "jobId": w.job_id, "since": timestamp(w.since) }))
-        .collect();
-    let line = gw.fleet.line();
-    let waiting: Vec<Value> = line
-        .iter()
-        .enumerate()
-        .map(|(i, (job_id, since))| json!({ "jobId": job_id, "position": i + 1, "waitMs": since.elapsed().as_millis() as u64 }))
-        .collect();
-    let m = &gw.metrics;
-    HttpResponse::Ok().json(json!({
-        "workers": workers,
-        "queue": {
-            "length": line.len(),
-            "oldestWaitMs": line.first().map(|(_, since)| since.elapsed().as_millis() as u64),
-            "jobs": waiting,
-        },
-        "counters": {
-            "dispatched": m.dispatches.get(),
-            "busyRetries": m.busy_retries.get(),
-            "workerLost": m.worker_lost.get(),
-            "queueTimeouts": m.queue_timeouts.get(),
-            "queueFull": m.queue_full.get(),
-        },
-    }))
+    HttpResponse::Ok().json(super::feed::snapshot(&gw))
 }
 
 async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {

@@ -4,6 +4,7 @@ mod claude_code;
 mod concurrency;
 mod copilot;
 mod cursor;
+mod dashboard;
 mod exec;
 mod framing;
 mod gateway;
