@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod dashboard;
 pub mod delivery;
 pub mod error;
 pub mod event;

@@ -1,5 +1,6 @@
-//! The gateway's own endpoints besides `POST /execute`: `/health`, `/fleet` (and its feed), `/metrics`, and the
-//! job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every job of the fleet.
+//! The gateway's own endpoints besides `POST /execute`: the dashboard at `/`, `/health`, `/fleet` (and its feed),
+//! `/metrics`, and the job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every
+//! job of the fleet.
 
 use std::sync::Arc;
 
@@ -10,10 +11,16 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Gateway, jobs::Place, relay};
-use crate::{auth, error::ApiError, routes::events::after};
+use crate::{
+    auth,
+    dashboard::{self, Role},
+    error::ApiError,
+    routes::events::after,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/execute", web::post().to(super::execute::execute))
+    cfg.route("/", web::get().to(page))
+        .route("/execute", web::post().to(super::execute::execute))
         .route("/health", web::get().to(health))
         .route("/fleet", web::get().to(fleet))
         .route("/fleet/events", web::get().to(super::feed::fleet_events))
@@ -21,6 +28,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/jobs/{job_id}", web::get().to(job))
         .route("/jobs/{job_id}/events", web::get().to(events))
         .route("/jobs/{job_id}/cancel", web::post().to(cancel));
+}
+
+/// The dashboard, for the whole fleet.
+async fn page(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    dashboard::page(Role::Fleet, &gw.settings.common)
 }
 
 async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {

@@ -12,7 +12,8 @@ mod status;
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/execute", web::post().to(execute::execute))
+    cfg.route("/", web::get().to(crate::dashboard::worker_page))
+        .route("/execute", web::post().to(execute::execute))
         .route("/events", web::get().to(events::events))
         .route("/cancel", web::post().to(cancel::cancel))
         .route("/status", web::get().to(status::status))

@@ -1,4 +1,6 @@
-//! What the dashboard stands on, over plain HTTP: the gateway's fleet feed.
+//! What the dashboard stands on, over plain HTTP: the page (open, no secret in it, a policy that allows only its own
+//! code) on the gateway and the worker, and the gateway's fleet feed. The page itself is driven in a real browser by
+//! the `browser` test binary.
 
 use serde_json::Value;
 
@@ -6,6 +8,32 @@ use crate::support::{
     SseStream, client,
     fleet::{LocalFleet, named_job, wait_idle_workers},
 };
+
+const TOKEN: &str = "a-token-the-page-must-never-show";
+
+#[tokio::test]
+async fn the_page_loads_without_a_token_and_holds_no_secret() {
+    let fleet = LocalFleet::start(1, &[("WORKER_API_TOKEN", TOKEN)]);
+    let gw = fleet.gateway(&[("WORKER_API_TOKEN", TOKEN)]);
+    for (server, role) in [(&gw, "fleet"), (&fleet.workers[0], "worker")] {
+        let resp = client().get(server.url("/")).send().await.expect("GET /");
+        assert_eq!(resp.status(), 200);
+        let headers = resp.headers().clone();
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
+            "{csp}"
+        );
+        assert!(
+            csp.contains("connect-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        let page = resp.text().await.unwrap();
+        assert!(!page.contains(TOKEN), "the page shows the token");
+        assert!(page.contains(&format!(r#"data-role="{role}" data-auth="token""#)));
+    }
+}
 
 async fn next_fleet(feed: &mut SseStream) -> Value {
     let ev = feed.next_event().await.expect("the feed ended");
