@@ -99,6 +99,8 @@ function drawChart(history) {
     const y = c.waitTop + c.waitHeight - Math.min(1, waitsMax[i] / waitTop) * c.waitHeight;
     path += (open ? " L" : " M") + x.toFixed(1) + " " + y.toFixed(1);
     open = true;
+    // A dot too, or a minute alone between empty ones would not show at all.
+    root.append(svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 1.8, class: "wait-max-dot" }));
   }
   if (path) root.append(svg("path", { d: path.trim(), class: "wait-max" }));
 
