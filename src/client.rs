@@ -16,21 +16,12 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
-pub async fn run(raw: Vec<String>) -> i32 {
-    let mut args = match ExecArgs::parse(raw) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("unified-worker exec: {message}\n\n{}", args::USAGE);
-            return EXIT_USAGE;
-        }
-    };
+pub async fn run(args: ExecArgs) -> i32 {
+    let mut args = args.normalize();
     if args.prompt.is_none() {
         let mut prompt = String::new();
         if std::io::stdin().read_to_string(&mut prompt).is_err() || prompt.trim().is_empty() {
-            eprintln!(
-                "unified-worker exec: no prompt given (as an argument or on stdin)\n\n{}",
-                args::USAGE
-            );
+            eprintln!("unified-worker exec: no prompt given (as an argument or on stdin); see exec --help");
             return EXIT_USAGE;
         }
         args.prompt = Some(prompt);

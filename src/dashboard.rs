@@ -98,6 +98,8 @@ pub fn page(role: Role, settings: &Settings) -> HttpResponse {
 }
 
 /// `GET /` on a worker: the page for its one job.
+#[utoipa::path(get, path = "/", tag = "worker",
+    responses((status = 200, description = "The dashboard for this worker's job (an HTML page; open, it holds no secret)", content_type = "text/html", body = String)))]
 pub async fn worker_page(worker: web::Data<Arc<Worker>>) -> HttpResponse {
     page(Role::Worker, &worker.settings)
 }

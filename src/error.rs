@@ -1,9 +1,26 @@
-//! The one place that maps request-time failures to HTTP statuses and JSON error bodies (SPEC §3).
+//! The one place that maps request-time failures to HTTP statuses and JSON error bodies (SPEC §3), including
+//! how a JSON document that does not fit its type is answered.
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use serde_json::json;
 
-use crate::worker::Phase;
+/// The worker's phase as clients see it (`/status`, the body of a 429). Defined here, at the bottom, because the
+/// busy error carries it; the worker's state machine moves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Idle,
+    Busy,
+    Draining,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Busy => "busy",
+            Phase::Draining => "draining",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -41,6 +58,53 @@ impl ApiError {
         }
     }
 
+    /// A JSON document found at `base` (`""` for the body itself, else the field it sits in) that serde could not
+    /// turn into its type. Structure problems (missing or unknown fields, values out of range, unknown variants)
+    /// are 422 and type mismatches 400, as SPEC §3 asks, each naming the field.
+    pub fn from_json(err: serde_path_to_error::Error<serde_json::Error>, base: &str) -> Self {
+        let inner = err.path().to_string();
+        let path = match (base, inner.as_str()) {
+            ("", inner) => inner.to_string(),
+            (base, ".") => base.to_string(),
+            (base, inner) => format!("{base}.{inner}"),
+        };
+        let message = err.inner().to_string();
+        let join = |name: &str| {
+            if path == "." {
+                name.to_string()
+            } else {
+                format!("{path}.{name}")
+            }
+        };
+        if let Some(name) = backticked(&message, "missing field `") {
+            return ApiError::invalid(join(name), format!("{} is required", join(name)));
+        }
+        if let Some(name) = backticked(&message, "unknown field `") {
+            let field = if path.ends_with(name) { path.clone() } else { join(name) };
+            // serde's list of what is expected helps the client fix a typo.
+            let expected = strip_position(&message).split_once(", expected ").map(|(_, e)| e);
+            return ApiError::invalid(
+                field.clone(),
+                match expected {
+                    Some(expected) => format!("unknown field {field}, expected {expected}"),
+                    None => format!("unknown field {field}"),
+                },
+            );
+        }
+        let field = if path == "." { None } else { Some(path) };
+        if message.starts_with("invalid value") || message.starts_with("unknown variant") {
+            return ApiError::InvalidRequest {
+                field: field.unwrap_or_default(),
+                message: strip_position(&message).to_string(),
+            };
+        }
+        let shown = field.clone().unwrap_or_else(|| "body".into());
+        ApiError::InvalidJson {
+            message: format!("{shown}: {}", strip_position(&message)),
+            field,
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidJson { .. } => "invalid_json",
@@ -57,6 +121,14 @@ impl ApiError {
             ApiError::Internal => "internal",
         }
     }
+}
+
+fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    message.strip_prefix(prefix)?.split('`').next()
+}
+
+fn strip_position(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
 }
 
 impl From<crate::event_log::Evicted> for ApiError {
@@ -85,24 +157,30 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        match self {
-            ApiError::InvalidJson { field: Some(field), .. }
-            | ApiError::InvalidRequest { field, .. }
-            | ApiError::RepoUrlNotAllowed { field, .. } => {
-                error["field"] = json!(field);
-            }
-            ApiError::EventsEvicted { first_available } => error["firstAvailable"] = json!(first_available),
-            _ => {}
-        }
-        let mut body = json!({ "error": error });
+        let field = match self {
+            ApiError::InvalidJson { field, .. } => field.clone(),
+            ApiError::InvalidRequest { field, .. } | ApiError::RepoUrlNotAllowed { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let mut body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                field,
+                first_available: match self {
+                    ApiError::EventsEvicted { first_available } => Some(*first_available),
+                    _ => None,
+                },
+            },
+            status: None,
+        };
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::Busy {
                 phase,
                 retry_after_seconds,
             } => {
-                body["status"] = json!(phase.as_str());
+                body.status = Some(phase.as_str());
                 // Swarm's mesh balances per connection: closing it makes the client's retry land on another replica.
                 response
                     .insert_header(("Retry-After", retry_after_seconds.to_string()))
@@ -116,4 +194,30 @@ impl ResponseError for ApiError {
         }
         response.json(body)
     }
+}
+
+/// Every error answer: `{"error":{"code","message","field"?,"firstAvailable"?},"status"?}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// With `busy` (429): the worker's phase, `busy` or `draining`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<&'static str>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// `invalid_json`, `invalid_request`, `repo_url_not_allowed`, `unsupported_media_type`, `payload_too_large`,
+    /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `internal`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    pub message: String,
+    /// The request field at fault, as a path (`github.repoUrl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// With `events_evicted`: the first event id still held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_available: Option<u64>,
 }

@@ -1,17 +1,20 @@
 //! The life of one job, top to bottom: connected → workspace (clone) → provider run → git changes, push and pull
 //! request → terminal event → drain → exit.
 
+mod private_dir;
 mod repo;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use private_dir::PrivateDir;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::{
     delivery::Delivery,
     event::{Completed, ErrorCode, EventKind, Failure},
-    process::{Next, OutputLine, ProviderProcess},
-    provider::{self, JobContext, Outcome},
+    process::{self, Limits, Outcome},
+    provider::{PreparedRun, RunContext},
     request::JobRequest,
     session_store::SessionStore,
     worker::{CancelReason, JobHandle, Worker},
@@ -77,10 +80,7 @@ impl Pipeline<'_> {
     }
 
     fn job_timed_out(&self) -> Failure {
-        Failure::new(
-            ErrorCode::Timeout,
-            format!("the job exceeded its time limit of {}", seconds(self.request.timeout)),
-        )
+        process::timed_out(self.request.timeout)
     }
 
     async fn run(&self) -> EventKind {
@@ -101,21 +101,7 @@ impl Pipeline<'_> {
             },
             None => None,
         };
-        let provider = provider::build(self.request.provider, settings);
-        let ctx = JobContext {
-            settings,
-            request: self.request,
-            workdir: &self.workdir,
-        };
-        if let Err(failure) = self.restore_session(provider.as_ref()).await {
-            return failure.into();
-        }
-        let outcome = match provider.prepare(&ctx).await {
-            Ok(plan) => self.run_process(plan, provider.parser(), deadline).await,
-            Err(failure) => Outcome::Failed(failure),
-        };
-        provider.cleanup().await;
-        self.save_session(provider.as_ref(), &outcome).await;
+        let outcome = self.run_provider(deadline).await;
         let run = match outcome {
             Outcome::Completed(run) => run,
             Outcome::Failed(failure) => return failure.into(),
@@ -143,19 +129,79 @@ impl Pipeline<'_> {
         }))
     }
 
+    /// The provider's part: a private folder for the run, the session restored, the run prepared, the CLI run,
+    /// what `prepare` wrote undone, the session saved, the private folder removed.
+    async fn run_provider(&self, deadline: Instant) -> Outcome {
+        let private_dir = match PrivateDir::create(&self.job.id).await {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Outcome::Failed(Failure::new(
+                    ErrorCode::Internal,
+                    format!("could not create the job's private folder: {e}"),
+                ));
+            }
+        };
+        let ctx = RunContext {
+            binary: self.worker.settings.binary(self.request.provider),
+            workdir: &self.workdir,
+            private_dir: private_dir.path(),
+            prompt: &self.request.prompt,
+            resume_session_id: self.request.resume_session_id.as_deref(),
+        };
+        let outcome = match self.restore_session(&ctx).await {
+            Ok(()) => match self.request.provider_run.prepare(&ctx).await {
+                Ok(prepared) => self.run_prepared(prepared, deadline).await,
+                Err(failure) => Outcome::Failed(failure),
+            },
+            Err(failure) => Outcome::Failed(failure),
+        };
+        self.save_session(&ctx, &outcome).await;
+        private_dir.remove().await;
+        outcome
+    }
+
+    async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
+        let PreparedRun { plan, parser, cleanup } = prepared;
+        let outcome = match self.job.cancel_reason() {
+            Some(reason) => Outcome::Failed(cancelled(reason)),
+            None => {
+                let settings = &self.worker.settings;
+                let limits = Limits {
+                    deadline,
+                    timeout: self.request.timeout,
+                    idle: settings.idle_timeout,
+                    kill_grace: settings.kill_grace,
+                    max_line_bytes: settings.max_line_bytes,
+                    tool_output_max_bytes: settings.tool_output_max_bytes,
+                };
+                let stopped = async {
+                    self.job.cancelled().await;
+                    self.stopped_from_outside()
+                };
+                process::run(plan, parser, &limits, stopped, |events| {
+                    self.job.log.append_all(events);
+                })
+                .instrument(tracing::info_span!("provider", job_id = %self.job.id))
+                .await
+            }
+        };
+        cleanup.run().await;
+        outcome
+    }
+
     fn session_store(&self) -> Option<SessionStore> {
         self.worker.settings.session_store_dir.as_ref().map(SessionStore::new)
     }
 
     /// Resume across replicas: a session run elsewhere is put where this replica's CLI will look for it.
-    async fn restore_session(&self, provider: &dyn provider::Provider) -> Result<(), Failure> {
-        let (Some(store), Some(id)) = (self.session_store(), &self.request.resume_session_id) else {
+    async fn restore_session(&self, ctx: &RunContext<'_>) -> Result<(), Failure> {
+        let (Some(store), Some(id)) = (self.session_store(), ctx.resume_session_id) else {
             return Ok(());
         };
-        let Some(files) = provider.session_files(&self.workdir, id) else {
+        let Some(files) = self.request.provider_run.session_files(ctx, id) else {
             return Ok(());
         };
-        match store.restore(provider.kind(), id, &files).await {
+        match store.restore(self.request.provider, id, &files).await {
             Ok(true) => self.emit(EventKind::info(format!("restored session {id} from the session store"))),
             // The CLI may still have it locally (same replica); if not, it reports the unknown session itself.
             Ok(false) => {}
@@ -169,7 +215,7 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    async fn save_session(&self, provider: &dyn provider::Provider, outcome: &Outcome) {
+    async fn save_session(&self, ctx: &RunContext<'_>, outcome: &Outcome) {
         let id = match outcome {
             Outcome::Completed(run) => run.session_id.as_deref(),
             Outcome::Failed(failure) => failure.session_id.as_deref(),
@@ -177,144 +223,14 @@ impl Pipeline<'_> {
         let (Some(store), Some(id)) = (self.session_store(), id) else {
             return;
         };
-        let Some(files) = provider.session_files(&self.workdir, id) else {
+        let Some(files) = self.request.provider_run.session_files(ctx, id) else {
             return;
         };
-        if let Err(e) = store.save(provider.kind(), id, &files).await {
+        if let Err(e) = store.save(self.request.provider, id, &files).await {
             tracing::warn!(error = %e, "could not save the session to the session store");
             self.emit(EventKind::warn(format!(
                 "the session could not be saved for resuming elsewhere: {e}"
             )));
-        }
-    }
-
-    async fn run_process(
-        &self,
-        plan: provider::CommandPlan,
-        mut parser: Box<dyn provider::OutputParser>,
-        deadline: Instant,
-    ) -> Outcome {
-        let settings = &self.worker.settings;
-        if let Some(reason) = self.job.cancel_reason() {
-            return Outcome::Failed(cancelled(reason));
-        }
-        let program = plan.program.clone();
-        let mut process = match ProviderProcess::spawn(plan, settings.max_line_bytes, settings.kill_grace) {
-            Ok(p) => p,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                return Outcome::Failed(Failure::new(
-                    ErrorCode::ProviderNotInstalled,
-                    format!(
-                        "{} could not be started ({e}); install it or set its *_BIN variable",
-                        program.display()
-                    ),
-                ));
-            }
-            Err(e) => {
-                return Outcome::Failed(Failure::new(
-                    ErrorCode::Internal,
-                    format!("could not start the provider: {e}"),
-                ));
-            }
-        };
-        tracing::info!(job_id = %self.job.id, program = %program.display(), "provider started");
-
-        let idle = settings.idle_timeout;
-        let mut last_output = Instant::now();
-        // Re-armed only when it fires, not on every line: at 100k lines/s the timer wheel would dominate.
-        let idle_timer = tokio::time::sleep_until(last_output + idle);
-        tokio::pin!(idle_timer);
-        let total_timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(total_timer);
-
-        let stop = loop {
-            tokio::select! {
-                biased;
-                _ = self.job.cancelled() => break self.stopped_from_outside(),
-                _ = &mut total_timer => break self.job_timed_out(),
-                _ = &mut idle_timer => {
-                    if last_output.elapsed() >= idle {
-                        break Failure::new(
-                            ErrorCode::IdleTimeout,
-                            format!("the provider produced no output for {}", seconds(idle)),
-                        );
-                    }
-                    idle_timer.as_mut().reset(last_output + idle);
-                }
-                next = process.next() => match next {
-                    Next::Lines(lines) => {
-                        last_output = Instant::now();
-                        let mut events = Vec::with_capacity(lines.len());
-                        for line in lines {
-                            self.handle_line(line, parser.as_mut(), &mut events);
-                        }
-                        self.job.log.append_all(events);
-                    }
-                    Next::Exited(exit) => return parser.finish(&exit),
-                },
-            }
-        };
-        let exit = process.terminate().await;
-        tracing::info!(job_id = %self.job.id, code = ?stop.code, exit = %exit.describe(), "provider stopped");
-        let mut failure = exit.annotate(stop);
-        failure.session_id = parser.session_id().map(String::from);
-        Outcome::Failed(failure)
-    }
-
-    fn handle_line(&self, line: OutputLine, parser: &mut dyn provider::OutputParser, out: &mut Vec<EventKind>) {
-        match line {
-            OutputLine::Stdout {
-                text,
-                original_len,
-                truncated,
-            } => {
-                if truncated {
-                    out.push(EventKind::warn(format!(
-                        "a provider output line of {original_len} bytes was truncated to MAX_LINE_BYTES ({})",
-                        self.worker.settings.max_line_bytes
-                    )));
-                }
-                out.extend(
-                    parser
-                        .push_line(&text)
-                        .into_iter()
-                        .map(|e| self.truncate_tool_output(e)),
-                );
-            }
-            OutputLine::Stderr(text) => out.push(EventKind::Log {
-                stream: crate::event::StreamName::Stderr,
-                text,
-            }),
-        }
-    }
-
-    fn truncate_tool_output(&self, event: EventKind) -> EventKind {
-        let max = self.worker.settings.tool_output_max_bytes;
-        match event {
-            EventKind::ToolResult {
-                tool_use_id,
-                mut output,
-                is_error,
-            } if output.len() > max => {
-                let total = output.len();
-                let mut cut = max;
-                while !output.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                output.truncate(cut);
-                output.push_str(&format!("\n[truncated: {total} bytes in total]"));
-                EventKind::ToolResult {
-                    tool_use_id,
-                    output,
-                    is_error,
-                }
-            }
-            other => other,
         }
     }
 }

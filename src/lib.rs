@@ -1,6 +1,7 @@
 //! unified-worker: runs one coding-assistant job per process and streams it as Server-Sent Events.
 
 pub mod auth;
+pub mod availability;
 pub mod client;
 pub mod dashboard;
 pub mod delivery;
@@ -10,8 +11,10 @@ pub mod event_log;
 pub mod gateway;
 pub mod git;
 pub mod healthcheck;
+pub mod ids;
 pub mod job;
 pub mod metrics;
+pub mod openapi;
 pub mod outbound;
 pub mod persistence;
 pub mod process;

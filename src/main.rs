@@ -1,18 +1,46 @@
-//! Entry point: `serve` (default), `gateway`, `healthcheck [URL]` or `exec`. Settings → telemetry → build → run.
+//! Entry point: the subcommands (`serve`, the default; `gateway`; `healthcheck [URL]`; `exec`) parsed with clap.
+//! Settings → telemetry → build → run.
 
 use std::process::ExitCode;
 
 use unified_worker::{
     gateway::{GatewayApp, settings::GatewaySettings},
-    settings::Settings,
+    settings::{LogFormat, Settings, SettingsError},
     startup::Application,
     telemetry,
 };
 
-const USAGE: &str = "usage: unified-worker [serve | gateway | healthcheck [URL] | exec [OPTIONS] [PROMPT] | --version]";
+/// Runs coding-assistant CLIs as one-job workers and streams what they do as Server-Sent Events.
+#[derive(clap::Parser)]
+#[command(name = "unified-worker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Run the worker (the default): one job, then exit. Configured by environment variables (README).
+    Serve,
+    /// Run the fleet gateway in front of the workers named by GATEWAY_WORKERS.
+    Gateway,
+    /// Exit 0 when /health answers 200 (for a container HEALTHCHECK).
+    Healthcheck {
+        /// Default: http://127.0.0.1:$PORT/health
+        url: Option<String>,
+    },
+    /// Run one job on a worker or a fleet and show its events.
+    ///
+    /// The prompt is the last argument, or stdin when it is absent or '-'. $WORKER_API_TOKEN is sent as the bearer
+    /// token; credentials come only from environment variables (--token-env, $GITHUB_TOKEN), never from the command
+    /// line, where they would end up in shell history and `ps`. Exit codes: 0 completed, 1 the job failed, 2 bad
+    /// usage, 3 no worker reached in time, 130 interrupted.
+    Exec(Box<unified_worker::client::ExecArgs>),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // clap prints help and --version to stdout with exit 0, and usage errors to stderr with exit 2.
+    let cli = <Cli as clap::Parser>::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -20,75 +48,67 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        [] | ["serve"] => runtime.block_on(serve()),
-        ["gateway"] => runtime.block_on(gateway()),
-        ["healthcheck"] => ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(None)) as u8),
-        ["healthcheck", url] => {
-            ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(Some(url.to_string()))) as u8)
-        }
-        ["exec", ..] => ExitCode::from(runtime.block_on(unified_worker::client::run(args[1..].to_vec())) as u8),
-        ["--version" | "-V"] => {
-            println!("unified-worker {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        ["--help" | "-h"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
-        }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(serve()),
+        Command::Gateway => runtime.block_on(gateway()),
+        Command::Healthcheck { url } => ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(url)) as u8),
+        Command::Exec(args) => ExitCode::from(runtime.block_on(unified_worker::client::run(*args)) as u8),
     }
 }
 
 async fn serve() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("unified-worker: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(settings.log_format);
-    let app = match Application::build(settings) {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+    launch(
+        "unified-worker",
+        Settings::from_env(),
+        |s| s.log_format,
+        Application::build,
+        |app| app.run_until_stopped(),
+    )
+    .await
 }
 
 /// The fleet's front door (SPEC §13).
 async fn gateway() -> ExitCode {
-    let settings = match GatewaySettings::from_env() {
+    launch(
+        "unified-worker gateway",
+        GatewaySettings::from_env(),
+        |s| s.common.log_format,
+        GatewayApp::build,
+        |app| app.run_until_stopped(),
+    )
+    .await
+}
+
+/// Settings → telemetry → build → run, the same for both servers: a bad setting exits 2 naming the variable.
+async fn launch<S, A, F>(
+    name: &str,
+    settings: Result<S, SettingsError>,
+    log_format: impl FnOnce(&S) -> LogFormat,
+    build: impl FnOnce(S) -> anyhow::Result<A>,
+    run: impl FnOnce(A) -> F,
+) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let settings = match settings {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("unified-worker gateway: {e}");
+            eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.common.log_format);
-    let app = match GatewayApp::build(settings) {
+    telemetry::init(log_format(&settings));
+    let app = match build(settings) {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until_stopped().await {
+    match run(app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "gateway failed");
+            tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
     }

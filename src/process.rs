@@ -1,357 +1,269 @@
-//! The one process runner every provider shares: own process group, prompt on stdin then closed, stdout as
-//! capped lines, stderr kept as a tail, and SIGTERM-then-SIGKILL to the whole group so no process of a job survives.
+//! The one process runner every provider shares. It is handed a command plan and a parser, runs the CLI, feeds
+//! each stdout line to the parser, enforces the job's limits (total time, idle time, a stop from outside) and
+//! says how the run ended. It knows no provider; what a provider contributes is the plan and the parser.
 
-use std::{
-    collections::VecDeque,
-    io,
-    process::{ExitStatus, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod child;
+mod lines;
 
-use tokio::{
-    io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::{Child, Command},
-    sync::mpsc,
-    time::Instant,
-};
+use std::{future::Future, path::PathBuf, time::Duration};
 
-use crate::provider::{CommandPlan, ExitInfo};
+pub use child::signal_group;
+use child::{CliProcess, Next, OutputLine};
+pub use lines::read_line_capped;
+use tokio::time::Instant;
 
-const STDERR_TAIL_BYTES: usize = 4096;
-const STDERR_LINE_MAX: usize = 64 * 1024;
-const READ_BUFFER: usize = 256 * 1024;
+use crate::event::{ErrorCode, EventKind, Failure, StreamName, Usage};
 
+/// Everything needed to start the CLI. The prompt travels on stdin, never on argv.
 #[derive(Debug)]
-pub enum OutputLine {
-    /// `original_len` is larger than `text.len()` when the line was cut at `MAX_LINE_BYTES`.
-    Stdout {
-        text: String,
-        original_len: usize,
-        truncated: bool,
-    },
-    Stderr(String),
+pub struct CommandPlan {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub stdin: String,
 }
 
-#[derive(Debug)]
-pub enum Next {
-    /// One or more lines, in order. Lines already read together travel together, so a burst costs one hand-off.
-    Lines(Vec<OutputLine>),
-    Exited(ExitInfo),
+/// How the CLI process ended.
+#[derive(Clone, Debug, Default)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stderr_tail: String,
+    /// Wall time from spawn to exit, for CLIs that do not report a duration themselves.
+    pub elapsed: Duration,
 }
 
-/// A batch is handed over early once it is this large, so that memory and latency stay bounded under a flood.
-const BATCH_LINES: usize = 256;
-const BATCH_BYTES: usize = 1 << 20;
-
-pub struct ProviderProcess {
-    child: Child,
-    pgid: i32,
-    lines: mpsc::Receiver<Vec<OutputLine>>,
-    pipes_open: bool,
-    status: Option<ExitStatus>,
-    /// After the leader exits, stragglers holding the pipes get this long before they are killed.
-    pipe_deadline: Option<Instant>,
-    grace: Duration,
-    stderr_tail: Arc<Mutex<Tail>>,
-}
-
-impl ProviderProcess {
-    pub fn spawn(plan: CommandPlan, max_line_bytes: usize, grace: Duration) -> io::Result<Self> {
-        let mut child = Command::new(&plan.program)
-            .args(&plan.args)
-            .env_clear()
-            .envs(plan.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&plan.cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so that one signal reaches the CLI and every tool process it started.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pgid = child.id().map(|id| id as i32).unwrap_or(0);
-        let (tx, lines) = mpsc::channel(64);
-        let stderr_tail = Arc::new(Mutex::new(Tail::default()));
-
-        if let Some(mut stdin) = child.stdin.take() {
-            let prompt = plan.stdin;
-            tokio::spawn(async move {
-                // A CLI that exits without reading its prompt closes the pipe; that is its failure to report,
-                // not ours. Dropping stdin closes it, which some CLIs wait for before starting.
-                let _ = stdin.write_all(prompt.as_bytes()).await;
-                let _ = stdin.shutdown().await;
-            });
-        }
-        if let Some(stdout) = child.stdout.take() {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
-                let mut buf = Vec::new();
-                let (mut batch, mut batch_bytes) = (Vec::new(), 0);
-                loop {
-                    let Ok(Some(len)) = read_line_capped(&mut reader, max_line_bytes, &mut buf).await else {
-                        if !batch.is_empty() {
-                            let _ = tx.send(batch).await;
-                        }
-                        break;
-                    };
-                    batch_bytes += buf.len();
-                    let text = into_text(&mut buf);
-                    batch.push(OutputLine::Stdout {
-                        truncated: len > max_line_bytes,
-                        original_len: len,
-                        text,
-                    });
-                    // Holding the batch only while a whole further line is already buffered adds no latency.
-                    let more_buffered = memchr::memchr(b'\n', reader.buffer()).is_some();
-                    if !more_buffered || batch.len() >= BATCH_LINES || batch_bytes >= BATCH_BYTES {
-                        batch_bytes = 0;
-                        if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-        if let Some(stderr) = child.stderr.take() {
-            let tail = stderr_tail.clone();
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stderr);
-                let mut buf = Vec::new();
-                while let Ok(Some(_)) = read_line_capped(&mut reader, STDERR_LINE_MAX, &mut buf).await {
-                    let text = into_text(&mut buf);
-                    tail.lock().unwrap_or_else(|e| e.into_inner()).push(&text);
-                    if tx.send(vec![OutputLine::Stderr(text)]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(ProviderProcess {
-            child,
-            pgid,
-            lines,
-            pipes_open: true,
-            status: None,
-            pipe_deadline: None,
-            grace,
-            stderr_tail,
-        })
-    }
-
-    /// The next line of output, or the exit once the process has ended and its output is read.
-    pub async fn next(&mut self) -> Next {
-        loop {
-            if let (Some(status), false) = (self.status, self.pipes_open) {
-                self.reap_group().await;
-                return Next::Exited(self.exit_info(status));
-            }
-            let deadline = self.pipe_deadline;
-            tokio::select! {
-                line = self.lines.recv(), if self.pipes_open => match line {
-                    Some(lines) => return Next::Lines(lines),
-                    None => self.pipes_open = false,
-                },
-                status = self.child.wait(), if self.status.is_none() => {
-                    let status = status.unwrap_or_else(|_| exit_status_unknown());
-                    self.status = Some(status);
-                    // The CLI is done; whatever it left running belongs to the job and goes with it.
-                    self.signal_group(libc::SIGTERM);
-                    self.pipe_deadline = Some(Instant::now() + self.grace);
-                }
-                _ = sleep_until_opt(deadline), if deadline.is_some() && self.pipes_open => {
-                    self.signal_group(libc::SIGKILL);
-                    // A process that left the group can hold the pipe forever; stop waiting for it.
-                    self.pipes_open = false;
-                }
-            }
+impl ExitInfo {
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(sig)) => format!("signal {sig}"),
+            _ => "unknown exit status".into(),
         }
     }
 
-    /// Stops the whole group: SIGTERM, then SIGKILL after the grace period. Returns how the CLI ended.
-    pub async fn terminate(&mut self) -> ExitInfo {
-        self.signal_group(libc::SIGTERM);
-        let status = match self.status {
-            Some(status) => status,
-            None => match tokio::time::timeout(self.grace, self.child.wait()).await {
-                Ok(Ok(status)) => status,
-                _ => {
-                    self.signal_group(libc::SIGKILL);
-                    self.child.wait().await.unwrap_or_else(|_| exit_status_unknown())
+    /// Attaches what is known about the process to a failure.
+    pub fn annotate(&self, mut failure: Failure) -> Failure {
+        failure.exit_code = failure.exit_code.or(self.code).or(self.signal.map(|s| 128 + s));
+        if failure.stderr_tail.is_none() && !self.stderr_tail.is_empty() {
+            failure.stderr_tail = Some(self.stderr_tail.clone());
+        }
+        failure
+    }
+}
+
+/// What a finished run amounts to, before git and the job add their parts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunSummary {
+    pub session_id: Option<String>,
+    pub result: Option<String>,
+    pub duration_ms: u64,
+    pub num_turns: u64,
+    pub cost_usd: Option<f64>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed(RunSummary),
+    Failed(Failure),
+}
+
+/// Turns the CLI's stdout, one line at a time, into normalized events. Pure and synchronous so that it can be
+/// tested on recorded lines; all I/O lives in this runner.
+pub trait OutputParser: Send {
+    fn push_line(&mut self, line: &str) -> Vec<EventKind>;
+    fn session_id(&self) -> Option<&str>;
+    /// Called once after the process ended; decides success or failure from what was seen and the exit.
+    fn finish(&mut self, exit: &ExitInfo) -> Outcome;
+}
+
+/// The bounds one run is held to.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// When the job's total time is up (it started before the clone, so the clone counts).
+    pub deadline: Instant,
+    /// The job's total time, for the message when the deadline passes.
+    pub timeout: Duration,
+    pub idle: Duration,
+    pub kill_grace: Duration,
+    pub max_line_bytes: usize,
+    pub tool_output_max_bytes: usize,
+}
+
+/// Runs the CLI to its end, handing every batch of events to `emit` as it is produced. `stopped` resolves, with
+/// the failure to report, when the job is stopped from outside (cancel, SIGTERM); the whole process group then
+/// goes.
+pub async fn run(
+    plan: CommandPlan,
+    mut parser: Box<dyn OutputParser>,
+    limits: &Limits,
+    stopped: impl Future<Output = Failure>,
+    mut emit: impl FnMut(Vec<EventKind>),
+) -> Outcome {
+    let program = plan.program.clone();
+    let mut process = match CliProcess::spawn(plan, limits.max_line_bytes, limits.kill_grace) {
+        Ok(p) => p,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Outcome::Failed(Failure::new(
+                ErrorCode::ProviderNotInstalled,
+                format!(
+                    "{} could not be started ({e}); install it or set its *_BIN variable",
+                    program.display()
+                ),
+            ));
+        }
+        Err(e) => {
+            return Outcome::Failed(Failure::new(
+                ErrorCode::Internal,
+                format!("could not start the provider: {e}"),
+            ));
+        }
+    };
+    tracing::info!(program = %program.display(), "provider started");
+
+    let mut last_output = Instant::now();
+    // Re-armed only when it fires, not on every line: at 100k lines/s the timer wheel would dominate.
+    let idle_timer = tokio::time::sleep_until(last_output + limits.idle);
+    tokio::pin!(idle_timer);
+    let total_timer = tokio::time::sleep_until(limits.deadline);
+    tokio::pin!(total_timer);
+    tokio::pin!(stopped);
+
+    let stop = loop {
+        tokio::select! {
+            biased;
+            failure = &mut stopped => break failure,
+            _ = &mut total_timer => break timed_out(limits.timeout),
+            _ = &mut idle_timer => {
+                if last_output.elapsed() >= limits.idle {
+                    break Failure::new(
+                        ErrorCode::IdleTimeout,
+                        format!("the provider produced no output for {}", seconds(limits.idle)),
+                    );
                 }
+                idle_timer.as_mut().reset(last_output + limits.idle);
+            }
+            next = process.next() => match next {
+                Next::Lines(lines) => {
+                    last_output = Instant::now();
+                    let mut events = Vec::with_capacity(lines.len());
+                    for line in lines {
+                        handle_line(line, parser.as_mut(), limits, &mut events);
+                    }
+                    emit(events);
+                }
+                Next::Exited(exit) => return parser.finish(&exit),
             },
-        };
-        self.status = Some(status);
-        self.reap_group().await;
-        self.exit_info(status)
-    }
-
-    fn exit_info(&self, status: ExitStatus) -> ExitInfo {
-        use std::os::unix::process::ExitStatusExt;
-        ExitInfo {
-            code: status.code(),
-            signal: status.signal(),
-            stderr_tail: self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner()).text(),
         }
-    }
+    };
+    let exit = process.terminate().await;
+    tracing::info!(code = ?stop.code, exit = %exit.describe(), "provider stopped");
+    let mut failure = exit.annotate(stop);
+    failure.session_id = parser.session_id().map(String::from);
+    Outcome::Failed(failure)
+}
 
-    fn signal_group(&self, signal: i32) {
-        signal_group(self.pgid, signal);
-    }
+/// The terminal failure of a job whose total time (`timeoutSeconds`, capped by `JOB_TIMEOUT_SECONDS`) is up,
+/// whether the CLI or the clone was running then.
+pub fn timed_out(timeout: Duration) -> Failure {
+    Failure::new(
+        ErrorCode::Timeout,
+        format!("the job exceeded its time limit of {}", seconds(timeout)),
+    )
+}
 
-    fn group_alive(&self) -> bool {
-        // Signal 0 only checks for existence.
-        signal_group(self.pgid, 0)
-    }
-
-    /// Waits for the rest of the group to go after the leader ended, then kills what remains.
-    async fn reap_group(&mut self) {
-        let deadline = Instant::now() + self.grace;
-        while self.group_alive() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+fn handle_line(line: OutputLine, parser: &mut dyn OutputParser, limits: &Limits, out: &mut Vec<EventKind>) {
+    match line {
+        OutputLine::Stdout {
+            text,
+            original_len,
+            truncated,
+        } => {
+            if truncated {
+                out.push(EventKind::warn(format!(
+                    "a provider output line of {original_len} bytes was truncated to MAX_LINE_BYTES ({})",
+                    limits.max_line_bytes
+                )));
+            }
+            out.extend(
+                parser
+                    .push_line(&text)
+                    .into_iter()
+                    .map(|e| truncate_tool_output(e, limits.tool_output_max_bytes)),
+            );
         }
-        if self.group_alive() {
-            self.signal_group(libc::SIGKILL);
-        }
+        OutputLine::Stderr(text) => out.push(EventKind::Log {
+            stream: StreamName::Stderr,
+            text,
+        }),
     }
 }
 
-impl Drop for ProviderProcess {
-    /// `kill_on_drop` reaches only the CLI itself; a job future dropped mid-run must not leave its tools running.
-    fn drop(&mut self) {
-        if self.group_alive() {
-            self.signal_group(libc::SIGKILL);
-        }
-    }
-}
-
-/// Sends `signal` to every process of the group `pgid`; true when the group exists.
-pub fn signal_group(pgid: i32, signal: i32) -> bool {
-    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory-safety preconditions.
-    pgid > 0 && unsafe { libc::kill(-pgid, signal) } == 0
-}
-
-fn exit_status_unknown() -> ExitStatus {
-    use std::os::unix::process::ExitStatusExt;
-    ExitStatus::from_raw(255 << 8)
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Provider output is not guaranteed to be UTF-8; invalid bytes become U+FFFD instead of failing the job.
-fn into_text(buf: &mut Vec<u8>) -> String {
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    match String::from_utf8(std::mem::take(buf)) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
-}
-
-/// Reads one line into `out`, keeping at most `cap` bytes of it; returns the line's full length (without the
-/// newline) or `None` at end of input. A line longer than the cap is consumed whole, so the next line starts clean.
-pub async fn read_line_capped<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    cap: usize,
-    out: &mut Vec<u8>,
-) -> io::Result<Option<usize>> {
-    out.clear();
-    let mut total = 0usize;
-    let mut seen_any = false;
-    loop {
-        let buf = reader.fill_buf().await?;
-        if buf.is_empty() {
-            return Ok(seen_any.then_some(total));
-        }
-        seen_any = true;
-        let (chunk, found) = match memchr::memchr(b'\n', buf) {
-            Some(i) => (&buf[..i], true),
-            None => (buf, false),
-        };
-        let room = cap.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        total += chunk.len();
-        let consumed = chunk.len() + usize::from(found);
-        reader.consume(consumed);
-        if found {
-            return Ok(Some(total));
-        }
-    }
-}
-
-/// The last few KiB of stderr, for error events.
-#[derive(Default)]
-struct Tail {
-    lines: VecDeque<String>,
-    bytes: usize,
-}
-
-impl Tail {
-    fn push(&mut self, line: &str) {
-        let line = truncate_front(line, STDERR_TAIL_BYTES);
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line.to_string());
-        while self.bytes > STDERR_TAIL_BYTES {
-            match self.lines.pop_front() {
-                Some(old) => self.bytes -= old.len() + 1,
-                None => break,
+fn truncate_tool_output(event: EventKind, max: usize) -> EventKind {
+    match event {
+        EventKind::ToolResult {
+            tool_use_id,
+            mut output,
+            is_error,
+        } if output.len() > max => {
+            let total = output.len();
+            let mut cut = max;
+            while !output.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            output.truncate(cut);
+            output.push_str(&format!("\n[truncated: {total} bytes in total]"));
+            EventKind::ToolResult {
+                tool_use_id,
+                output,
+                is_error,
             }
         }
-    }
-
-    fn text(&self) -> String {
-        self.lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
+        other => other,
     }
 }
 
-fn truncate_front(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn long_lines_are_capped_and_the_next_line_starts_clean() {
-        let input = format!("{}\nshort\r\nlast", "x".repeat(100));
-        let mut reader = BufReader::with_capacity(16, input.as_bytes());
-        let mut buf = Vec::new();
-        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), Some(100));
-        assert_eq!(buf, b"xxxxxxxxxx");
-        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), Some(6));
-        assert_eq!(into_text(&mut buf), "short");
-        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), Some(4));
-        assert_eq!(read_line_capped(&mut reader, 10, &mut buf).await.unwrap(), None);
+    #[test]
+    fn tool_output_is_cut_on_a_character_boundary_and_says_so() {
+        let long = EventKind::ToolResult {
+            tool_use_id: "t".into(),
+            output: "é".repeat(10),
+            is_error: false,
+        };
+        let EventKind::ToolResult { output, .. } = truncate_tool_output(long, 5) else {
+            panic!("not a tool result");
+        };
+        assert_eq!(output, "éé\n[truncated: 20 bytes in total]");
     }
 
     #[test]
-    fn invalid_utf8_becomes_replacement_characters() {
-        let mut buf = vec![b'a', 0xff, b'b'];
-        assert_eq!(into_text(&mut buf), "a\u{fffd}b");
-    }
-
-    #[test]
-    fn the_tail_keeps_the_last_bytes() {
-        let mut tail = Tail::default();
-        for i in 0..2000 {
-            tail.push(&format!("line {i}"));
-        }
-        let text = tail.text();
-        assert!(text.len() <= STDERR_TAIL_BYTES && text.ends_with("line 1999"));
+    fn an_exit_fills_in_what_a_failure_does_not_know() {
+        let exit = ExitInfo {
+            code: None,
+            signal: Some(15),
+            stderr_tail: "boom".into(),
+            elapsed: Duration::ZERO,
+        };
+        let failure = exit.annotate(Failure::new(ErrorCode::ProviderFailed, "x"));
+        assert_eq!(
+            (failure.exit_code, failure.stderr_tail.as_deref()),
+            (Some(143), Some("boom"))
+        );
+        assert_eq!(exit.describe(), "signal 15");
     }
 }

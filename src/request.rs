@@ -13,117 +13,146 @@ mod github;
 
 use crate::{
     error::ApiError,
-    provider::ProviderKind,
-    secret::{MIN_SECRET_LEN, Secret, oauth_tokens},
+    ids::{BranchName, JobId, SessionId},
+    provider::{ProviderKind, ProviderRequest, ProviderRun},
+    secret::{MIN_SECRET_LEN, Secret},
     settings::Settings,
     url_policy::UrlPolicy,
 };
 
-#[derive(Debug, Deserialize)]
+/// The `POST /execute` body (SPEC §3). Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawRequest {
+#[schema(as = ExecuteRequest)]
+pub(crate) struct RawRequest {
+    /// The prompt; must not be empty.
+    #[schema(min_length = 1)]
     user_request: String,
+    /// One of the providers this build knows (the worker's `/health` says which are installed).
+    #[schema(schema_with = provider_names)]
     coding_assistant_provider: String,
+    /// The provider credential: a token string, or for some providers a credentials JSON object.
+    #[schema(schema_with = string_or_object)]
     coding_assistant_access_token: Option<Value>,
-    resume_session_id: Option<String>,
-    job_id: Option<String>,
+    /// A session id of the provider's, to continue.
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    resume_session_id: Option<SessionId>,
+    /// The client's id for the job (default: a new UUID).
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    job_id: Option<JobId>,
     github: Option<GithubSpec>,
     database: Option<DatabaseSpec>,
     callback: Option<CallbackSpec>,
+    /// A sub-folder of WORKSPACE_DIR (relative, no `..`); default: the job id.
+    #[schema(min_length = 1, pattern = r"^[^/\\]")]
     workspace: Option<String>,
     cancel_on_disconnect: Option<bool>,
-    timeout_seconds: Option<u64>,
-    provider_options: Option<ProviderOptions>,
+    /// Capped by the worker's JOB_TIMEOUT_SECONDS.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
+    timeout_seconds: Option<u32>,
+    /// Read by the provider, into its own options type (`model`, `maxTurns`, `permissionMode`, `allowedTools`, …).
+    #[schema(value_type = Option<Object>)]
+    provider_options: Option<Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GithubSpec {
     pub repo_url: String,
-    pub branch: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub branch: Option<BranchName>,
     pub access_token: Option<String>,
+    /// Commits to fetch; 0 = the full history.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 2147483647, value_type = Option<i32>)]
     pub depth: Option<u32>,
     pub push: Option<PushSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PushSpec {
-    pub branch: String,
+    #[schema(value_type = String)]
+    pub branch: BranchName,
     pub commit_message: Option<String>,
     pub pull_request: Option<PullRequestSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PullRequestSpec {
     pub title: Option<String>,
     pub body: Option<String>,
-    pub base: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub base: Option<BranchName>,
     pub draft: Option<bool>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    pub session_id: String,
+    #[schema(value_type = String, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    pub session_id: SessionId,
     pub access_token: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackSpec {
     pub url: String,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProviderOptions {
-    pub model: Option<String>,
-    pub max_turns: Option<u32>,
-    pub permission_mode: Option<String>,
-    pub allowed_tools: Option<Vec<String>>,
-    pub disallowed_tools: Option<Vec<String>>,
-    pub append_system_prompt: Option<String>,
-}
-
-/// The credential a request brings for its provider.
-#[derive(Clone, Debug)]
-pub enum Credential {
-    Token(Secret),
-    /// Claude Code's credentials file content (`{"claudeAiOauth":…}`), with the token strings inside it so that
-    /// they can be redacted on their own.
-    ClaudeCredentialsJson {
-        json: Secret,
-        inner: Vec<Secret>,
-    },
-}
-
-impl Credential {
-    fn secrets(&self) -> Vec<&str> {
-        match self {
-            Credential::Token(t) => vec![t.expose()],
-            Credential::ClaudeCredentialsJson { json, inner } => std::iter::once(json.expose())
-                .chain(inner.iter().map(Secret::expose))
-                .collect(),
-        }
+/// JSON Schema counts `5.0` as an integer, so a client that writes whole numbers as floats is right; anything
+/// with a fraction, or outside 0..=i32::MAX (the published bound), is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n
+        .as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+    match whole {
+        Some(v) if v <= i32::MAX as u64 => Ok(Some(v as u32)),
+        _ => Err(D::Error::invalid_value(
+            serde::de::Unexpected::Other(&n.to_string()),
+            &"a whole number from 0 to 2147483647",
+        )),
     }
+}
+
+fn provider_names() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ProviderKind::all().map(ProviderKind::as_str)))
+        .build()
+}
+
+fn string_or_object() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 /// A request that passed validation: everything the job needs, typed.
 #[derive(Debug)]
 pub struct JobRequest {
-    pub job_id: String,
+    pub job_id: JobId,
     pub prompt: String,
     pub provider: ProviderKind,
-    pub credential: Option<Credential>,
-    pub resume_session_id: Option<String>,
+    /// The provider's own typed input: the request's credential and `providerOptions`, already checked.
+    pub provider_run: Box<dyn ProviderRun>,
+    pub resume_session_id: Option<SessionId>,
     pub github: Option<GithubSpec>,
     /// Relative to `WORKSPACE_DIR`; defaults to the job id.
     pub workspace: PathBuf,
     pub cancel_on_disconnect: bool,
     pub timeout: Duration,
-    pub options: ProviderOptions,
     /// Stream persistence (SPEC §9): where the chunks go, with the request's token.
     pub database: Option<crate::persistence::Destination>,
     /// The completion webhook (SPEC §10), already checked against `CALLBACK_ALLOWED_HOSTS`.
@@ -133,7 +162,7 @@ pub struct JobRequest {
 impl JobRequest {
     /// Every request secret, for the job's redactor.
     pub fn secrets(&self) -> Vec<&str> {
-        let mut out = self.credential.as_ref().map(Credential::secrets).unwrap_or_default();
+        let mut out = self.provider_run.secrets();
         if let Some(token) = self.github.as_ref().and_then(|g| g.access_token.as_deref()) {
             out.push(token);
         }
@@ -155,69 +184,13 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
             field: None,
         });
     }
-    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(classify)?;
+    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))?;
     validate(raw, settings)
-}
-
-/// serde reports structure problems (missing/unknown fields, values out of range) and type mismatches alike;
-/// the contract answers the first with 422 and the second with 400.
-fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = err.path().to_string();
-    let message = err.inner().to_string();
-    let join = |name: &str| {
-        if path == "." {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    if let Some(name) = backticked(&message, "missing field `") {
-        return ApiError::invalid(join(name), format!("{} is required", join(name)));
-    }
-    if let Some(name) = backticked(&message, "unknown field `") {
-        let field = if path.ends_with(name) { path.clone() } else { join(name) };
-        return ApiError::invalid(field.clone(), format!("unknown field {field}"));
-    }
-    let field = if path == "." { None } else { Some(path) };
-    if message.starts_with("invalid value") {
-        return ApiError::InvalidRequest {
-            field: field.unwrap_or_default(),
-            message: strip_position(&message).to_string(),
-        };
-    }
-    let shown = field.clone().unwrap_or_else(|| "body".into());
-    ApiError::InvalidJson {
-        message: format!("{shown}: {}", strip_position(&message)),
-        field,
-    }
-}
-
-fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    message.strip_prefix(prefix)?.split('`').next()
-}
-
-fn strip_position(message: &str) -> &str {
-    message.split(" at line ").next().unwrap_or(message)
 }
 
 pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::invalid(field, format!("{field} must not be empty")));
-    }
-    Ok(())
-}
-
-/// Ids that end up in file names: no separators, no leading dot, bounded length.
-fn safe_id(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && !value.starts_with('.')
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'"),
-        ));
     }
     Ok(())
 }
@@ -233,50 +206,35 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
             ),
         )
     })?;
-    let credential = raw
-        .coding_assistant_access_token
-        .map(|v| credential(provider, v))
-        .transpose()?;
-    if let Some(credential) = &credential {
-        crate::provider::validate_credential(provider, credential)?;
-    }
-    if let Some(id) = &raw.resume_session_id {
-        safe_id("resumeSessionId", id)?;
-    }
-    let job_id = match raw.job_id {
-        Some(id) => {
-            safe_id("jobId", &id)?;
-            id
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let provider_run = provider.provider().configure(ProviderRequest {
+        credential: raw.coding_assistant_access_token,
+        options: raw.provider_options,
+    })?;
+    let job_id = raw.job_id.unwrap_or_else(JobId::new_random);
     let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;
     let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;
     let callback = raw.callback.map(|c| validate_callback(c, settings)).transpose()?;
     let workspace = match raw.workspace {
         Some(w) => workspace(&w)?,
-        None => PathBuf::from(&job_id),
+        None => PathBuf::from(job_id.as_str()),
     };
     let timeout = match raw.timeout_seconds {
         Some(0) => {
             return Err(ApiError::invalid("timeoutSeconds", "timeoutSeconds must be at least 1"));
         }
-        Some(secs) => Duration::from_secs(secs).min(settings.job_timeout),
+        Some(secs) => Duration::from_secs(secs.into()).min(settings.job_timeout),
         None => settings.job_timeout,
     };
-    let options = raw.provider_options.unwrap_or_default();
-    crate::provider::validate_options(provider, &options)?;
     Ok(JobRequest {
         job_id,
         prompt: raw.user_request,
         provider,
-        credential,
+        provider_run,
         resume_session_id: raw.resume_session_id,
         github,
         workspace,
         cancel_on_disconnect: raw.cancel_on_disconnect.unwrap_or(false),
         timeout,
-        options,
         database,
         callback,
     })
@@ -290,7 +248,6 @@ fn validate_database(db: DatabaseSpec, settings: &Settings) -> Result<crate::per
             "stream persistence is not configured on this worker (DB_BASE_URL is not set)",
         ));
     };
-    safe_id("database.sessionId", &db.session_id)?;
     let token = db.access_token.trim();
     if token.len() < MIN_SECRET_LEN {
         return Err(ApiError::invalid(
@@ -313,47 +270,6 @@ fn validate_callback(callback: CallbackSpec, settings: &Settings) -> Result<reqw
     }
     .check(&callback.url)
     .map_err(|e| ApiError::invalid("callback.url", format!("callback.url: {e} (CALLBACK_ALLOWED_HOSTS)")))
-}
-
-fn credential(provider: ProviderKind, value: Value) -> Result<Credential, ApiError> {
-    const FIELD: &str = "codingAssistantAccessToken";
-    match value {
-        Value::String(token) => {
-            let token = token.trim().to_string();
-            if token.len() < MIN_SECRET_LEN {
-                return Err(ApiError::invalid(
-                    FIELD,
-                    format!("{FIELD} is too short to be a credential"),
-                ));
-            }
-            Ok(Credential::Token(Secret::new(token)))
-        }
-        value @ Value::Object(_) if provider == ProviderKind::ClaudeCode => {
-            let inner: Vec<Secret> = oauth_tokens(&value).into_iter().map(Secret::new).collect();
-            if inner.is_empty() {
-                return Err(ApiError::invalid(
-                    FIELD,
-                    "a credentials object must hold claudeAiOauth.accessToken",
-                ));
-            }
-            let json = value.to_string();
-            Ok(Credential::ClaudeCredentialsJson {
-                json: Secret::new(json),
-                inner,
-            })
-        }
-        _ => Err(ApiError::InvalidJson {
-            message: format!(
-                "{FIELD} must be a string{}",
-                if provider == ProviderKind::ClaudeCode {
-                    " or a credentials object"
-                } else {
-                    ""
-                }
-            ),
-            field: Some(FIELD.into()),
-        }),
-    }
 }
 
 fn workspace(raw: &str) -> Result<PathBuf, ApiError> {

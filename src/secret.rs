@@ -33,14 +33,28 @@ impl fmt::Display for Secret {
     }
 }
 
-/// The token strings inside Claude Code's credentials JSON (`{"claudeAiOauth":{"accessToken":…}}`).
-pub fn oauth_tokens(credentials: &serde_json::Value) -> Vec<String> {
-    ["accessToken", "refreshToken"]
-        .iter()
-        .filter_map(|key| credentials.get("claudeAiOauth")?.get(key)?.as_str())
-        .filter(|t| t.len() >= MIN_SECRET_LEN)
-        .map(String::from)
-        .collect()
+/// The credential strings inside a credentials file's JSON (Claude Code's `{"claudeAiOauth":{"accessToken",
+/// "refreshToken"}}`, Codex's `{"OPENAI_API_KEY", "tokens":{"id_token","access_token","refresh_token"}}`): every
+/// string under a key that names a token, key or secret, at any depth. They can show up in output on their own,
+/// without the JSON around them.
+pub fn tokens_in_json(value: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, named: bool, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) if named && s.len() >= MIN_SECRET_LEN => out.push(s.clone()),
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let key = key.to_ascii_lowercase();
+                    let named = ["token", "key", "secret"].iter().any(|word| key.contains(word));
+                    walk(value, named, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, named, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, false, &mut out);
+    out
 }
 
 /// Replaces every known secret in serialized event JSON. It runs at the one place every event passes through,
@@ -113,6 +127,21 @@ mod tests {
         let out = r.redact(&json);
         assert!(!out.contains("en-12345") && !out.contains("plain-secret-1"), "{out}");
         assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+    }
+
+    #[test]
+    fn the_tokens_inside_credentials_files_are_found() {
+        let claude = serde_json::json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-abcdefgh",
+            "refreshToken": "sk-ant-ort01-abcdefgh", "expiresAt": 1, "scopes": ["user:inference"]}});
+        assert_eq!(
+            tokens_in_json(&claude),
+            ["sk-ant-oat01-abcdefgh", "sk-ant-ort01-abcdefgh"]
+        );
+        let codex = serde_json::json!({"OPENAI_API_KEY": null, "tokens": {"id_token": "eyJhbGciOi.x.y",
+            "access_token": "eyJhbGciOi.a.b", "account_id": "acct-123456789"}, "last_refresh": "2026-01-01"});
+        let mut found = tokens_in_json(&codex);
+        found.sort();
+        assert_eq!(found, ["eyJhbGciOi.a.b", "eyJhbGciOi.x.y"]);
     }
 
     #[test]

@@ -157,6 +157,14 @@ mod tests {
         SessionFiles { local: path }
     }
 
+    fn copilot() -> ProviderKind {
+        "copilot".parse().unwrap()
+    }
+
+    fn claude() -> ProviderKind {
+        "claude-code".parse().unwrap()
+    }
+
     #[tokio::test]
     async fn a_saved_folder_comes_back_on_another_home() {
         let store_dir = tempfile::tempdir().unwrap();
@@ -169,14 +177,9 @@ mod tests {
         std::fs::write(a.join("files/x"), "x").unwrap();
         std::fs::write(a.join("in-use.lock"), "").unwrap();
 
-        assert!(store.save(ProviderKind::Copilot, "s-1", &files(a)).await.unwrap());
+        assert!(store.save(copilot(), "s-1", &files(a)).await.unwrap());
         let b = home_b.path().join("session-state/s-1");
-        assert!(
-            store
-                .restore(ProviderKind::Copilot, "s-1", &files(b.clone()))
-                .await
-                .unwrap()
-        );
+        assert!(store.restore(copilot(), "s-1", &files(b.clone())).await.unwrap());
 
         assert_eq!(std::fs::read_to_string(b.join("events.jsonl")).unwrap(), "{\"a\":1}\n");
         assert_eq!(std::fs::read_to_string(b.join("files/x")).unwrap(), "x");
@@ -190,34 +193,18 @@ mod tests {
         let store = SessionStore::new(store_dir.path());
         let file = home.path().join("s-2.jsonl");
         std::fs::write(&file, "one").unwrap();
-        store
-            .save(ProviderKind::ClaudeCode, "s-2", &files(file.clone()))
-            .await
-            .unwrap();
+        store.save(claude(), "s-2", &files(file.clone())).await.unwrap();
         std::fs::write(&file, "two").unwrap();
-        store
-            .save(ProviderKind::ClaudeCode, "s-2", &files(file.clone()))
-            .await
-            .unwrap();
+        store.save(claude(), "s-2", &files(file.clone())).await.unwrap();
         std::fs::remove_file(&file).unwrap();
 
-        assert!(
-            store
-                .restore(ProviderKind::ClaudeCode, "s-2", &files(file.clone()))
-                .await
-                .unwrap()
-        );
+        assert!(store.restore(claude(), "s-2", &files(file.clone())).await.unwrap());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "two");
         let other = home.path().join("nope.jsonl");
+        assert!(!store.restore(claude(), "nope", &files(other)).await.unwrap());
         assert!(
             !store
-                .restore(ProviderKind::ClaudeCode, "nope", &files(other))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .save(ProviderKind::ClaudeCode, "gone", &files(home.path().join("gone")))
+                .save(claude(), "gone", &files(home.path().join("gone")))
                 .await
                 .unwrap()
         );
@@ -227,7 +214,7 @@ mod tests {
     async fn ids_that_could_escape_the_store_are_refused() {
         let store = SessionStore::new("/nonexistent-store");
         for id in ["..", "../x", "a/b", "", "."] {
-            let result = store.restore(ProviderKind::Copilot, id, &files("/tmp/x".into())).await;
+            let result = store.restore(copilot(), id, &files("/tmp/x".into())).await;
             assert!(matches!(result, Err(StoreError::InvalidId(_))), "{id}");
         }
     }

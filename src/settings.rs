@@ -1,8 +1,18 @@
 //! Typed configuration read once from the environment (SPEC §12); a bad value stops start-up naming the variable.
+//! The providers' part (where each CLI is, which of their variables are secrets) is read by walking the
+//! provider registry, so a new provider needs no setting here.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use crate::secret::Secret;
+use crate::{
+    provider::ProviderKind,
+    secret::{Secret, tokens_in_json},
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {var}: {message}")]
@@ -54,11 +64,8 @@ pub struct Settings {
     pub callback_allowed_hosts: Vec<String>,
     pub callback_allow_insecure: bool,
     pub session_store_dir: Option<PathBuf>,
-    pub claude_credentials_json: Option<Secret>,
-    pub claude_credentials_secret: Option<PathBuf>,
-    pub claude_bin: PathBuf,
-    pub cursor_bin: PathBuf,
-    pub copilot_bin: PathBuf,
+    /// Each provider's CLI: its binary variable (`CLAUDE_BIN`, …) or the provider's default program name.
+    pub binaries: HashMap<ProviderKind, PathBuf>,
     pub log_format: LogFormat,
     /// Credentials the worker holds in its own environment for the providers; redacted like request secrets.
     pub provider_secrets: Vec<Secret>,
@@ -120,11 +127,15 @@ impl Settings {
             callback_allowed_hosts: env.list("CALLBACK_ALLOWED_HOSTS").unwrap_or_default(),
             callback_allow_insecure: env.flag("CALLBACK_ALLOW_INSECURE", false)?,
             session_store_dir: env.string("SESSION_STORE_DIR").map(PathBuf::from),
-            claude_credentials_json: env.secret("CLAUDE_CODE_CREDENTIALS_JSON")?,
-            claude_credentials_secret: env.string("CLAUDE_CODE_CREDENTIALS_SECRET").map(PathBuf::from),
-            claude_bin: env.string("CLAUDE_BIN").unwrap_or_else(|| "claude".into()).into(),
-            cursor_bin: env.string("CURSOR_BIN").unwrap_or_else(|| "cursor-agent".into()).into(),
-            copilot_bin: env.string("COPILOT_BIN").unwrap_or_else(|| "copilot".into()).into(),
+            binaries: ProviderKind::all()
+                .map(|kind| {
+                    let binary = kind.provider().binary();
+                    (
+                        kind,
+                        env.string(binary.var).unwrap_or_else(|| binary.default.into()).into(),
+                    )
+                })
+                .collect(),
             log_format: match env.string("LOG_FORMAT").as_deref() {
                 None | Some("pretty") => LogFormat::Pretty,
                 Some("json") => LogFormat::Json,
@@ -132,29 +143,13 @@ impl Settings {
                     return Err(invalid("LOG_FORMAT", format!("expected json or pretty, got {other:?}")));
                 }
             },
-            provider_secrets: PROVIDER_SECRET_VARS
-                .iter()
-                .filter_map(|var| env.string(var))
-                .filter(|v| v.len() >= crate::secret::MIN_SECRET_LEN)
-                .map(Secret::new)
-                .collect(),
-        })
-        .map(|mut settings: Settings| {
-            // The tokens inside a credentials JSON can show up in output on their own.
-            if let Some(json) = &settings.claude_credentials_json
-                && let Ok(value) = serde_json::from_str::<serde_json::Value>(json.expose())
-            {
-                settings
-                    .provider_secrets
-                    .extend(crate::secret::oauth_tokens(&value).into_iter().map(Secret::new));
-            }
-            settings
+            provider_secrets: provider_secrets(&env),
         })
     }
 
     /// Every secret the worker itself holds, for the redactor of each job.
     pub fn worker_secrets(&self) -> Vec<&str> {
-        [&self.api_token, &self.webhook_secret, &self.claude_credentials_json]
+        [&self.api_token, &self.webhook_secret]
             .into_iter()
             .flatten()
             .chain(&self.provider_secrets)
@@ -167,19 +162,37 @@ impl Settings {
     pub fn shutdown_bound(&self) -> Duration {
         self.kill_grace + self.flush_timeout + self.webhook_timeout
     }
+
+    /// The CLI of `provider`.
+    pub fn binary(&self, provider: ProviderKind) -> &Path {
+        self.binaries
+            .get(&provider)
+            .map(PathBuf::as_path)
+            .unwrap_or_else(|| Path::new(provider.provider().binary().default))
+    }
 }
 
-/// Provider credentials a worker may hold in its environment (passed to the CLI that needs them, never emitted).
-const PROVIDER_SECRET_VARS: &[&str] = &[
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CURSOR_API_KEY",
-    "COPILOT_GITHUB_TOKEN",
-    "COPILOT_PROVIDER_API_KEY",
-    "GH_TOKEN",
-    "GITHUB_TOKEN",
-];
+/// GitHub tokens a worker may hold for other tools; no CLI gets them, and they are never emitted either.
+const OTHER_SECRET_VARS: &[&str] = &["GH_TOKEN", "GITHUB_TOKEN"];
+
+/// The credentials among the providers' variables, and the tokens inside those that are credentials files
+/// (they can show up in output on their own). Too short to redact safely: skipped, as they cannot be told
+/// apart from ordinary text.
+fn provider_secrets(env: &Env<'_>) -> Vec<Secret> {
+    let vars = ProviderKind::all()
+        .flat_map(|kind| kind.provider().variables().secrets)
+        .chain(OTHER_SECRET_VARS);
+    let mut secrets = Vec::new();
+    for value in vars.filter_map(|var| env.string(var)) {
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&value) {
+            secrets.extend(tokens_in_json(&json).into_iter().map(Secret::new));
+        }
+        if value.len() >= crate::secret::MIN_SECRET_LEN {
+            secrets.push(Secret::new(value));
+        }
+    }
+    secrets
+}
 
 pub(crate) fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {
     SettingsError {
@@ -334,6 +347,25 @@ mod tests {
         let s = settings(&[("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]).unwrap();
         assert!(s.webhook_key.is_some());
         assert_eq!(s.shutdown_bound(), Duration::from_secs(5 + 20 + 10));
+    }
+
+    #[test]
+    fn binaries_and_provider_secrets_come_from_the_registry() {
+        let s = settings(&[
+            ("COPILOT_BIN", "/opt/copilot"),
+            ("CURSOR_API_KEY", "cursor-key-123"),
+            (
+                "CLAUDE_CODE_CREDENTIALS_JSON",
+                r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-inner"}}"#,
+            ),
+        ])
+        .unwrap();
+        let copilot: ProviderKind = "copilot".parse().unwrap();
+        assert_eq!(s.binary(copilot), Path::new("/opt/copilot"));
+        assert_eq!(s.binary("claude-code".parse().unwrap()), Path::new("claude"));
+        let secrets = s.worker_secrets();
+        assert!(secrets.contains(&"cursor-key-123"), "{:?}", s.provider_secrets);
+        assert!(secrets.contains(&"sk-ant-oat01-inner"), "{:?}", s.provider_secrets);
     }
 
     #[test]

@@ -8,29 +8,11 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    error::ApiError,
-    event_log::EventLog,
-    metrics::WorkerMetrics,
-    provider::{ProviderKind, availability::Availability},
+    availability::Availability, error::ApiError, event_log::EventLog, metrics::WorkerMetrics, provider::ProviderKind,
     settings::Settings,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Idle,
-    Busy,
-    Draining,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Idle => "idle",
-            Phase::Busy => "busy",
-            Phase::Draining => "draining",
-        }
-    }
-}
+pub use crate::error::Phase;
 
 /// Why a job was stopped from outside; the first reason wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,90 +5,70 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub const USAGE: &str = "usage: unified-worker exec [--url URL] [--provider P] [--repo URL [--branch B]] [--resume ID]
-                            [--push-branch B [--pr]] [--token-env VAR] [--workspace DIR] [--model M]
-                            [--max-wait SECONDS] [--json] [--cancel-on-exit] [PROMPT | -]
-
-  --url URL           worker or fleet address (default $UNIFIED_WORKER_URL or http://127.0.0.1:5000)
-  --provider P        claude-code (default), cursor or copilot
-  --token-env VAR     send the value of $VAR as the provider credential
-  --repo URL          GitHub repository to clone (token from $GITHUB_TOKEN when set)
-  --push-branch B     push the changes to branch B afterwards; --pr also opens a pull request
-  --max-wait SECONDS  how long to wait for a free worker (default 600)
-  --json              print the raw events as JSON lines
-  --cancel-on-exit    on Ctrl-C, cancel the job instead of leaving it running
-The prompt is the last argument, or stdin when it is absent or '-'. $WORKER_API_TOKEN is sent as the bearer token.";
-
-#[derive(Debug, Default)]
+/// The options of `exec`; the subcommand's help text is in `main.rs`.
+#[derive(Debug, clap::Args)]
 pub struct ExecArgs {
+    /// Worker or fleet address.
+    #[arg(long, env = "UNIFIED_WORKER_URL", default_value = "http://127.0.0.1:5000")]
     pub url: String,
+    /// The provider's name (the worker's /health lists them).
+    #[arg(long, default_value = "claude-code")]
     pub provider: String,
+    /// GitHub repository to clone (token from $GITHUB_TOKEN when set).
+    #[arg(long)]
     pub repo: Option<String>,
+    /// Branch to check out (default: the remote's default branch).
+    #[arg(long, requires = "repo")]
     pub branch: Option<String>,
+    /// Continue this provider session.
+    #[arg(long)]
     pub resume: Option<String>,
+    /// Push the changes to this new branch afterwards.
+    #[arg(long, requires = "repo")]
     pub push_branch: Option<String>,
+    /// Also open a pull request for the pushed branch.
+    #[arg(long = "pr", requires = "push_branch")]
     pub pull_request: bool,
+    /// Send the value of this environment variable as the provider credential.
+    #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
+    /// Sub-folder of the worker's WORKSPACE_DIR to run in.
+    #[arg(long)]
     pub workspace: Option<String>,
+    /// Model to ask the provider for.
+    #[arg(long)]
     pub model: Option<String>,
+    /// How long to wait for a free worker, in seconds.
+    #[arg(long = "max-wait", value_name = "SECONDS", default_value = "600", value_parser = seconds)]
     pub max_wait: Duration,
+    /// Print the raw events as JSON lines.
+    #[arg(long)]
     pub json: bool,
+    /// On Ctrl-C, cancel the job instead of leaving it running.
+    #[arg(long)]
     pub cancel_on_exit: bool,
+    /// The prompt ('-' or nothing: read it from stdin).
+    #[arg(value_name = "PROMPT")]
     pub prompt: Option<String>,
+    #[arg(skip = uuid::Uuid::new_v4().to_string())]
     pub job_id: String,
+    #[arg(skip = std::env::var("WORKER_API_TOKEN").ok().filter(|t| !t.is_empty()))]
     pub api_token: Option<String>,
 }
 
+fn seconds(raw: &str) -> Result<Duration, String> {
+    let secs: f64 = raw.parse().map_err(|_| format!("{raw:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{raw:?} is not a valid duration"))
+}
+
 impl ExecArgs {
-    pub fn parse(raw: Vec<String>) -> Result<Self, String> {
-        let mut args = ExecArgs {
-            url: std::env::var("UNIFIED_WORKER_URL").unwrap_or_else(|_| "http://127.0.0.1:5000".into()),
-            provider: "claude-code".into(),
-            max_wait: Duration::from_secs(600),
-            job_id: uuid::Uuid::new_v4().to_string(),
-            api_token: std::env::var("WORKER_API_TOKEN").ok().filter(|t| !t.is_empty()),
-            ..ExecArgs::default()
-        };
-        let mut it = raw.into_iter();
-        while let Some(arg) = it.next() {
-            let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-            match arg.as_str() {
-                "--url" => args.url = value("--url")?,
-                "--provider" => args.provider = value("--provider")?,
-                "--repo" => args.repo = Some(value("--repo")?),
-                "--branch" => args.branch = Some(value("--branch")?),
-                "--resume" => args.resume = Some(value("--resume")?),
-                "--push-branch" => args.push_branch = Some(value("--push-branch")?),
-                "--pr" => args.pull_request = true,
-                "--token-env" => args.token_env = Some(value("--token-env")?),
-                "--workspace" => args.workspace = Some(value("--workspace")?),
-                "--model" => args.model = Some(value("--model")?),
-                "--max-wait" => {
-                    let raw = value("--max-wait")?;
-                    let secs: f64 = raw
-                        .parse()
-                        .map_err(|_| format!("--max-wait: {raw:?} is not a number of seconds"))?;
-                    args.max_wait = Duration::try_from_secs_f64(secs).map_err(|_| format!("--max-wait: {raw:?}"))?;
-                }
-                "--json" => args.json = true,
-                "--cancel-on-exit" => args.cancel_on_exit = true,
-                "-" if args.prompt.is_none() => {}
-                flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
-                _ if args.prompt.is_some() => return Err("only one prompt, please (quote it)".into()),
-                _ => args.prompt = Some(arg),
-            }
+    /// What the parser leaves to do: the URL without a trailing slash, `-` as "read stdin".
+    pub fn normalize(mut self) -> Self {
+        self.url = self.url.trim_end_matches('/').to_string();
+        if self.prompt.as_deref() == Some("-") {
+            self.prompt = None;
         }
-        if args.branch.is_some() && args.repo.is_none() {
-            return Err("--branch needs --repo".into());
-        }
-        if args.push_branch.is_some() && args.repo.is_none() {
-            return Err("--push-branch needs --repo".into());
-        }
-        if args.pull_request && args.push_branch.is_none() {
-            return Err("--pr needs --push-branch".into());
-        }
-        args.url = args.url.trim_end_matches('/').to_string();
-        Ok(args)
+        self
     }
 
     pub fn request_body(&self) -> Result<Value, String> {
@@ -139,8 +119,17 @@ impl ExecArgs {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Exec {
+        #[command(flatten)]
+        args: ExecArgs,
+    }
+
     fn parse(args: &[&str]) -> Result<ExecArgs, String> {
-        ExecArgs::parse(args.iter().map(|s| s.to_string()).collect())
+        use clap::Parser;
+        Exec::try_parse_from(std::iter::once("exec").chain(args.iter().copied()))
+            .map(|e| e.args.normalize())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -166,7 +155,10 @@ mod tests {
     #[test]
     fn bad_usage_is_explained() {
         assert!(parse(&["--pr", "x"]).unwrap_err().contains("--push-branch"));
-        assert!(parse(&["--bogus"]).unwrap_err().contains("unknown option"));
+        assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(parse(&["--max-wait", "soon", "x"]).unwrap_err().contains("seconds"));
+        assert_eq!(parse(&["--url", "http://h:1/", "-"]).unwrap().url, "http://h:1");
+        assert_eq!(parse(&["-"]).unwrap().prompt, None);
         assert!(parse(&["a", "b"]).is_err());
         assert!(parse(&["--url"]).is_err());
         assert!(

@@ -64,6 +64,8 @@ pub fn snapshot(gw: &Gateway) -> Value {
 }
 
 /// `GET /fleet/events`: open like `/fleet` (it shows the same), ends when the gateway shuts down.
+#[utoipa::path(get, path = "/fleet/events", tag = "gateway",
+    responses((status = 200, description = "The `/fleet` document as Server-Sent Events (`event: fleet`, no `id`): at once, after every change of the workers, the line or the history, and at least every 5 s", content_type = "text/event-stream", body = String)))]
 pub async fn fleet_events(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let (out, body) = mpsc::channel(4);
     let gw = gw.get_ref().clone();

@@ -138,6 +138,15 @@ pub async fn relay(
             tokio::select! {
                 next = body.next() => next,
                 _ = gone.cancelled() => continue,
+                // The server drops a response body when a write to its vanished client fails (the worker's
+                // keep-alives make sure one comes); from then on a `cancelOnDisconnect` job stops at once.
+                _ = out.closed(), if !client_gone => {
+                    client_gone = true;
+                    if stop_with_client {
+                        break;
+                    }
+                    continue;
+                }
             }
         };
         let Some(Ok(chunk)) = next else { break };
@@ -203,16 +212,22 @@ pub fn terminal_error(job_id: &str, id: u64, code: &str, message: &str, retryabl
     }
 }
 
-#[derive(Serialize)]
+/// The gateway's `queued` event, sent before the job starts and without an `id:` line.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Queued<'a> {
+pub struct Queued<'a> {
+    /// `queued`
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
     job_id: &'a str,
     ts: String,
+    /// 1 = next.
     position: usize,
     queue_length: usize,
+    /// Workers that answer.
     workers: usize,
+    /// Of those, the ones not free.
     busy: usize,
 }
 

@@ -1,70 +1,126 @@
-//! Claude Code: its command line, credential routing (token prefix, credentials JSON, the worker's own
-//! credentials) and the file it must not keep after a job. The stream-json parser lives in `parser`.
+//! Claude Code: its variables, its options and command line, and where it keeps sessions. How a credential
+//! reaches the CLI lives in `credentials`; the stream-json parser in `parser`.
 
+mod credentials;
 mod parser;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Mutex,
-};
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use credentials::Credential;
 pub use parser::ClaudeCodeParser;
+use serde::Deserialize;
 
-use super::{CommandPlan, JobContext, OutputParser, Provider, ProviderKind, SessionFiles, child_env, get_env, set_env};
+use super::{
+    Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
+    env::{child_env, get_env, set_env},
+    input,
+};
 use crate::{
     error::ApiError,
     event::{ErrorCode, Failure},
-    request::{Credential, ProviderOptions},
-    secret::Secret,
-    settings::Settings,
 };
 
-const PERMISSION_MODES: &[&str] = &["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk"];
-/// Headless runs have nobody to approve a tool call; the replica itself is the sandbox.
-const DEFAULT_PERMISSION_MODE: &str = "bypassPermissions";
-const CREDENTIAL_VARS: &[&str] = &["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUTH_TOKEN"];
+pub struct ClaudeCode;
 
-pub fn validate_options(options: &ProviderOptions) -> Result<(), ApiError> {
-    if let Some(mode) = &options.permission_mode
-        && !PERMISSION_MODES.contains(&mode.as_str())
-    {
-        return Err(ApiError::invalid(
-            "providerOptions.permissionMode",
-            format!("permissionMode must be one of {}", PERMISSION_MODES.join(", ")),
-        ));
+const VARIABLES: Variables = Variables {
+    names: &[
+        "CLAUDE_CONFIG_DIR",
+        "IS_SANDBOX",
+        "MAX_THINKING_TOKENS",
+        "BASH_DEFAULT_TIMEOUT_MS",
+        "BASH_MAX_TIMEOUT_MS",
+    ],
+    prefixes: &["ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "MCP_"],
+    // Where the worker's own credentials come from; the CLI gets them as its credentials file instead.
+    withheld: &["CLAUDE_CODE_CREDENTIALS_JSON", "CLAUDE_CODE_CREDENTIALS_SECRET"],
+    secrets: &[
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "CLAUDE_CODE_CREDENTIALS_JSON",
+    ],
+};
+
+impl Provider for ClaudeCode {
+    fn name(&self) -> &'static str {
+        "claude-code"
     }
-    Ok(())
-}
 
-pub struct ClaudeCode {
-    bin: PathBuf,
-    worker_credentials_json: Option<Secret>,
-    worker_credentials_file: Option<PathBuf>,
-    /// What the credentials file held before a request's own credentials replaced it, restored after the job.
-    replaced_credentials: Mutex<Option<(PathBuf, Option<Vec<u8>>)>>,
-}
-
-impl ClaudeCode {
-    pub fn new(settings: &Settings) -> Self {
-        ClaudeCode {
-            bin: settings.claude_bin.clone(),
-            worker_credentials_json: settings.claude_credentials_json.clone(),
-            worker_credentials_file: settings.claude_credentials_secret.clone(),
-            replaced_credentials: Mutex::new(None),
+    fn binary(&self) -> Binary {
+        Binary {
+            var: "CLAUDE_BIN",
+            default: "claude",
         }
     }
 
-    fn config_dir(env: &[(String, String)]) -> PathBuf {
-        if let Some(dir) = get_env(env, "CLAUDE_CONFIG_DIR") {
-            return PathBuf::from(dir);
-        }
-        let home = get_env(env, "HOME").unwrap_or("/tmp");
-        Path::new(home).join(".claude")
+    fn variables(&self) -> Variables {
+        VARIABLES
     }
 
-    fn args(ctx: &JobContext<'_>) -> Vec<String> {
-        let opts = &ctx.request.options;
+    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        let credential = request.credential.map(Credential::parse).transpose()?;
+        let options: Options = input::options(request.options)?;
+        options.check()?;
+        Ok(Box::new(ClaudeRun { credential, options }))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Options {
+    model: Option<String>,
+    max_turns: Option<u32>,
+    permission_mode: Option<PermissionMode>,
+    allowed_tools: Option<Vec<String>>,
+    disallowed_tools: Option<Vec<String>>,
+    append_system_prompt: Option<String>,
+}
+
+impl Options {
+    fn check(&self) -> Result<(), ApiError> {
+        input::check_model(self.model.as_deref())?;
+        if self.max_turns == Some(0) {
+            return Err(ApiError::invalid("providerOptions.maxTurns", "maxTurns must be at least 1"));
+        }
+        input::check_tools("allowedTools", self.allowed_tools.as_deref())?;
+        input::check_tools("disallowedTools", self.disallowed_tools.as_deref())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum PermissionMode {
+    Default,
+    AcceptEdits,
+    /// Headless runs have nobody to approve a tool call; the replica itself is the sandbox.
+    #[default]
+    BypassPermissions,
+    Plan,
+    DontAsk,
+}
+
+impl PermissionMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+            PermissionMode::Plan => "plan",
+            PermissionMode::DontAsk => "dontAsk",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ClaudeRun {
+    credential: Option<Credential>,
+    options: Options,
+}
+
+impl ClaudeRun {
+    fn args(&self, ctx: &RunContext<'_>) -> Vec<String> {
+        let opts = &self.options;
         let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
             .map(String::from)
             .to_vec();
@@ -72,7 +128,7 @@ impl ClaudeCode {
             args.push(flag.to_string());
             args.push(value.to_string());
         };
-        if let Some(id) = &ctx.request.resume_session_id {
+        if let Some(id) = ctx.resume_session_id {
             push("--resume", id);
         }
         if let Some(model) = &opts.model {
@@ -81,10 +137,7 @@ impl ClaudeCode {
         if let Some(turns) = opts.max_turns {
             push("--max-turns", &turns.to_string());
         }
-        push(
-            "--permission-mode",
-            opts.permission_mode.as_deref().unwrap_or(DEFAULT_PERMISSION_MODE),
-        );
+        push("--permission-mode", opts.permission_mode.unwrap_or_default().as_str());
         if let Some(prompt) = &opts.append_system_prompt {
             push("--append-system-prompt", prompt);
         }
@@ -100,84 +153,17 @@ impl ClaudeCode {
         }
         args
     }
-
-    async fn write_credentials_file(&self, dir: &Path, json: &str, remember: bool) -> Result<(), Failure> {
-        let path = dir.join(".credentials.json");
-        if remember {
-            let previous = tokio::fs::read(&path).await.ok();
-            *self.replaced_credentials.lock().unwrap_or_else(|e| e.into_inner()) = Some((path.clone(), previous));
-        }
-        write_private(&path, json.as_bytes()).await.map_err(|e| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!("could not write Claude Code credentials: {e}"),
-            )
-        })
-    }
-
-    /// Chooses the credential for this run. The CLI itself does not look at token prefixes, so the worker routes.
-    async fn route_credentials(
-        &self,
-        ctx: &JobContext<'_>,
-        env: &mut Vec<(String, String)>,
-        config_dir: &Path,
-    ) -> Result<(), Failure> {
-        match &ctx.request.credential {
-            Some(credential) => {
-                env.retain(|(k, _)| !CREDENTIAL_VARS.contains(&k.as_str()));
-                match credential {
-                    Credential::Token(token) if token.expose().starts_with("sk-ant-oat") => {
-                        set_env(env, "CLAUDE_CODE_OAUTH_TOKEN", token.expose());
-                    }
-                    Credential::Token(token) => set_env(env, "ANTHROPIC_API_KEY", token.expose()),
-                    Credential::ClaudeCredentialsJson { json, .. } => {
-                        self.write_credentials_file(config_dir, json.expose(), true).await?;
-                    }
-                }
-                Ok(())
-            }
-            None if CREDENTIAL_VARS.iter().any(|k| get_env(env, k).is_some()) => Ok(()),
-            None => {
-                let file = config_dir.join(".credentials.json");
-                if tokio::fs::metadata(&file).await.is_ok() {
-                    return Ok(());
-                }
-                let configured = match (&self.worker_credentials_json, &self.worker_credentials_file) {
-                    (Some(json), _) => Some(json.expose().to_string()),
-                    (None, Some(path)) => tokio::fs::read_to_string(path).await.ok(),
-                    (None, None) => None,
-                };
-                match configured.filter(|c| !c.trim().is_empty()) {
-                    Some(json) => self.write_credentials_file(config_dir, &json, false).await,
-                    None => Err(Failure::new(
-                        ErrorCode::AuthFailed,
-                        "no Claude Code credentials: send codingAssistantAccessToken or configure the worker \
-                         (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN, CLAUDE_CODE_CREDENTIALS_JSON or CLAUDE_CODE_CREDENTIALS_SECRET)",
-                    )),
-                }
-            }
-        }
-    }
 }
 
 #[async_trait]
-impl Provider for ClaudeCode {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::ClaudeCode
+impl ProviderRun for ClaudeRun {
+    fn secrets(&self) -> Vec<&str> {
+        self.credential.as_ref().map(Credential::secrets).unwrap_or_default()
     }
 
-    async fn prepare(&self, ctx: &JobContext<'_>) -> Result<CommandPlan, Failure> {
-        let mut env = child_env(
-            &[
-                "CLAUDE_CONFIG_DIR",
-                "IS_SANDBOX",
-                "MAX_THINKING_TOKENS",
-                "BASH_DEFAULT_TIMEOUT_MS",
-                "BASH_MAX_TIMEOUT_MS",
-            ],
-            &["ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "MCP_"],
-        );
-        let config_dir = Self::config_dir(&env);
+    async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
+        let mut env = child_env(&VARIABLES);
+        let config_dir = config_dir(&env);
         tokio::fs::create_dir_all(&config_dir).await.map_err(|e| {
             Failure::new(
                 ErrorCode::Internal,
@@ -185,34 +171,17 @@ impl Provider for ClaudeCode {
             )
         })?;
         set_env(&mut env, "CLAUDE_CONFIG_DIR", config_dir.to_string_lossy());
-        self.route_credentials(ctx, &mut env, &config_dir).await?;
-        Ok(CommandPlan::in_workspace(self.bin.clone(), Self::args(ctx), env, ctx))
+        let cleanup = credentials::route(self.credential.as_ref(), &mut env, &config_dir).await?;
+        Ok(PreparedRun {
+            plan: ctx.plan(self.args(ctx), env),
+            parser: Box::new(ClaudeCodeParser::default()),
+            cleanup,
+        })
     }
 
-    async fn cleanup(&self) {
-        let replaced = self
-            .replaced_credentials
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some((path, previous)) = replaced {
-            let result = match previous {
-                Some(bytes) => write_private(&path, &bytes).await,
-                None => tokio::fs::remove_file(&path).await,
-            };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "could not remove the request's Claude Code credentials");
-            }
-        }
-    }
-
-    fn parser(&self) -> Box<dyn OutputParser> {
-        Box::new(ClaudeCodeParser::default())
-    }
-
-    fn session_files(&self, workdir: &Path, session_id: &str) -> Option<SessionFiles> {
-        let config_dir = Self::config_dir(&child_env(&["CLAUDE_CONFIG_DIR"], &[]));
-        let cwd = std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf());
+    fn session_files(&self, ctx: &RunContext<'_>, session_id: &str) -> Option<SessionFiles> {
+        let config_dir = config_dir(&child_env(&VARIABLES));
+        let cwd = std::fs::canonicalize(ctx.workdir).unwrap_or_else(|_| ctx.workdir.to_path_buf());
         Some(SessionFiles {
             local: config_dir
                 .join("projects")
@@ -220,6 +189,14 @@ impl Provider for ClaudeCode {
                 .join(format!("{session_id}.jsonl")),
         })
     }
+}
+
+fn config_dir(env: &[(String, String)]) -> PathBuf {
+    if let Some(dir) = get_env(env, "CLAUDE_CONFIG_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = get_env(env, "HOME").unwrap_or("/tmp");
+    Path::new(home).join(".claude")
 }
 
 /// Claude Code files a session under its working directory with every character that is not a letter or a
@@ -231,29 +208,61 @@ fn project_folder(cwd: &Path) -> String {
         .collect()
 }
 
-/// Creates the file with mode 0600 from the start, so there is no moment at which others can read it.
-pub async fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .await?;
-    file.write_all(bytes).await?;
-    file.flush().await?;
-    // An existing file keeps its old mode on open; make sure it ends up private.
-    tokio::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).await
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(options: serde_json::Value) -> Result<Box<dyn ProviderRun>, ApiError> {
+        ClaudeCode.configure(ProviderRequest {
+            credential: None,
+            options: Some(options),
+        })
+    }
+
     #[test]
     fn the_project_folder_replaces_every_non_alphanumeric_character() {
         assert_eq!(
-            super::project_folder(std::path::Path::new("/tmp/.tmpA1b2/my_job.x")),
+            project_folder(Path::new("/tmp/.tmpA1b2/my_job.x")),
             "-tmp--tmpA1b2-my-job-x"
+        );
+    }
+
+    #[test]
+    fn options_are_checked_by_name() {
+        for (options, field) in [
+            (json!({"maxTurns": 0}), "providerOptions.maxTurns"),
+            (json!({"permissionMode": "yolo"}), "providerOptions.permissionMode"),
+            (json!({"allowedTools": ["Edit", " "]}), "providerOptions.allowedTools"),
+            (json!({"maxTurn": 3}), "providerOptions.maxTurn"),
+        ] {
+            match run(options) {
+                Err(ApiError::InvalidRequest { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_line_carries_every_option() {
+        let options = json!({"model": "opus", "maxTurns": 3, "permissionMode": "plan",
+            "allowedTools": ["Bash(git add, git commit)"], "appendSystemPrompt": "be brief"});
+        let run = ClaudeRun {
+            credential: None,
+            options: serde_json::from_value(options).unwrap(),
+        };
+        let ctx = RunContext {
+            binary: Path::new("claude"),
+            workdir: Path::new("/w"),
+            private_dir: Path::new("/p"),
+            prompt: "hi",
+            resume_session_id: Some("s-1"),
+        };
+        assert_eq!(
+            run.args(&ctx).join(" "),
+            "-p --output-format stream-json --verbose --resume s-1 --model opus --max-turns 3 --permission-mode plan \
+             --append-system-prompt be brief --allowedTools Bash(git add, git commit)"
         );
     }
 }

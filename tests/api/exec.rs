@@ -245,6 +245,33 @@ async fn ctrl_c_leaves_the_job_running_unless_asked_to_cancel_it() {
     assert_eq!(events.last().unwrap().data["code"], "cancelled");
 }
 
+#[test]
+fn help_and_version_are_printed_and_exit_0() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"))
+            .args(args)
+            .output()
+            .expect("run the binary");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, out) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("gateway") && out.contains("exec") && out.contains("healthcheck"),
+        "{out}"
+    );
+    let (code, out) = run(&["exec", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--max-wait") && out.contains("WORKER_API_TOKEN"), "{out}");
+    let (code, out) = run(&["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), concat!("unified-worker ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, _) = run(&["no-such-command"]);
+    assert_eq!(code, Some(2));
+}
+
 #[tokio::test]
 async fn exit_codes_say_what_happened() {
     let cli = FakeCli::new(&format!("echo '{INIT_LINE}'\necho 'no luck' >&2\nexit 3"));
@@ -259,7 +286,7 @@ async fn exit_codes_say_what_happened() {
 
     let (code, _, err) = Exec::start(&["--pr", "x"]).finish().await;
     assert_eq!(code, 2);
-    assert!(err.contains("--pr needs --push-branch"));
+    assert!(err.contains("--push-branch"), "{err}");
 
     let (code, _, err) = Exec::start(&["--url", &worker.base, "--provider", "gpt", "x"])
         .finish()

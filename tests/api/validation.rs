@@ -48,6 +48,20 @@ async fn invalid_bodies_are_refused_with_the_field_named_and_the_slot_untouched(
         None,
     )
     .await;
+    // A NUL byte once reached libgit2's name check and closed the connection without an answer.
+    let nul_branch = with(
+        job("x"),
+        "github",
+        json!({"repoUrl": "https://github.com/o/r", "branch": "main\u{0}x"}),
+    );
+    assert_rejected(
+        &worker,
+        worker.post_execute(&nul_branch).await,
+        422,
+        "invalid_request",
+        Some("github.branch"),
+    )
+    .await;
     let wrong_type = with(job("x"), "timeoutSeconds", json!("soon"));
     assert_rejected(
         &worker,

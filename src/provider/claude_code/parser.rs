@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::{
     event::{ErrorCode, EventKind, Failure, Usage},
-    provider::{ExitInfo, Outcome, OutputParser, RunSummary},
+    process::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
 /// One stdout line. Flat rather than an internally tagged enum: serde buffers a tagged enum's whole object before

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::{
     event::{ErrorCode, EventKind, Failure, Usage},
-    provider::{ExitInfo, Outcome, OutputParser, RunSummary},
+    process::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     event::{ErrorCode, EventKind, Failure, Usage},
-    provider::{ExitInfo, Outcome, OutputParser, RunSummary},
+    process::{ExitInfo, Outcome, OutputParser, RunSummary},
 };
 
 #[derive(Deserialize)]

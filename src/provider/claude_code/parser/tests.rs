@@ -192,6 +192,7 @@ fn a_missing_result_line_is_provider_failed_with_exit_code_and_stderr() {
         code: None,
         signal: Some(15),
         stderr_tail: "killed".into(),
+        ..ExitInfo::default()
     }) else {
         panic!("expected failure")
     };
@@ -283,6 +284,7 @@ fn recorded_sigterm_has_no_result_and_unknown_resume_has_no_init() {
         code: Some(143),
         signal: None,
         stderr_tail: String::new(),
+        ..ExitInfo::default()
     });
     assert!(matches!(outcome, Outcome::Failed(f) if f.code == ErrorCode::ProviderFailed && f.exit_code == Some(143)));
     let (events, mut p) = recorded("resume_unknown");
@@ -291,4 +293,12 @@ fn recorded_sigterm_has_no_result_and_unknown_resume_has_no_init() {
         panic!("must fail")
     };
     assert!(f.message.contains("No conversation found"), "{}", f.message);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn hostile_lines_never_panic(lines in crate::provider::parser_testing::hostile_lines(&crate::provider::parser_testing::fixture("claude-code", "write"))) {
+        crate::provider::parser_testing::survives(&mut ClaudeCodeParser::default(), &lines);
+    }
 }

@@ -10,10 +10,12 @@ use std::{
 
 use serde::Serialize;
 
-use super::ProviderKind;
-use crate::settings::Settings;
+use crate::{
+    provider::{ProviderKind, Variables, child_env},
+    settings::Settings,
+};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderStatus {
     pub available: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,9 +33,8 @@ pub struct Availability {
 impl Availability {
     pub fn new(settings: &Settings) -> Self {
         Availability {
-            binaries: ProviderKind::ALL
-                .iter()
-                .map(|k| (*k, k.binary(settings).to_path_buf()))
+            binaries: ProviderKind::all()
+                .map(|kind| (kind, settings.binary(kind).to_path_buf()))
                 .collect(),
             probed: Arc::default(),
         }
@@ -84,7 +85,8 @@ async fn probe_one(bin: &Path) -> ProviderStatus {
     let child = tokio::process::Command::new(&path)
         .arg("--version")
         .env_clear()
-        .envs(super::child_env(&[], &[]))
+        // The basics only: `--version` needs no credentials.
+        .envs(child_env(&Variables::default()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

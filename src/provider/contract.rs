@@ -1,0 +1,125 @@
+//! What a provider is: the traits a coding-assistant CLI implements, and the values it exchanges with the job
+//! pipeline (the request's part for it, the context of a run, the prepared run).
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::private_files::Cleanup;
+use crate::{
+    error::ApiError,
+    event::Failure,
+    process::{CommandPlan, OutputParser},
+};
+
+/// A coding-assistant CLI as the worker knows it. Implemented by a unit struct, listed once in the registry.
+pub trait Provider: Sync {
+    /// The name requests pick it by (`codingAssistantProvider`), also its key in `/health` and the session store.
+    fn name(&self) -> &'static str;
+
+    /// Where the CLI is: the variable that overrides it, and the program looked up on `PATH` without it.
+    fn binary(&self) -> Binary;
+
+    /// The worker variables this CLI reads; they, and nothing else of the worker's environment but the basics,
+    /// reach its process.
+    fn variables(&self) -> Variables;
+
+    /// Turns the request's credential and `providerOptions` into this provider's own typed input. Anything it
+    /// cannot use is refused here, naming the field, before the job slot is taken.
+    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binary {
+    pub var: &'static str,
+    pub default: &'static str,
+}
+
+/// A provider's view of the worker's environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Variables {
+    /// Passed to the CLI by exact name.
+    pub names: &'static [&'static str],
+    /// Every variable with one of these prefixes is passed: the CLI's own namespace.
+    pub prefixes: &'static [&'static str],
+    /// Matched by a prefix but never passed: they configure the worker (e.g. where its credentials come from).
+    pub withheld: &'static [&'static str],
+    /// Credentials among them: redacted from everything the worker emits, as are the token strings inside a
+    /// value that is a JSON object.
+    pub secrets: &'static [&'static str],
+}
+
+/// The request's part for its provider, as the client sent it.
+#[derive(Debug, Default)]
+pub struct ProviderRequest {
+    /// `codingAssistantAccessToken`: a string, or a JSON object for the providers that take a credentials file.
+    pub credential: Option<Value>,
+    /// `providerOptions`.
+    pub options: Option<Value>,
+}
+
+/// One run of a provider, configured from a request. Holds the typed credential and options, so that nothing
+/// downstream parses them again.
+#[async_trait]
+pub trait ProviderRun: Send + Sync + fmt::Debug {
+    /// The secrets the request brought for the CLI (the credential and the tokens inside it), for redaction.
+    fn secrets(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// Writes what the CLI needs (credential and config files) and builds its command and parser. Fails with a
+    /// terminal error (e.g. `auth_failed` when there are no credentials at all) before anything is started.
+    async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure>;
+
+    /// Where the CLI keeps session `session_id` in this run, so that a session store can carry it to another
+    /// replica. None: this provider's sessions are not carried.
+    fn session_files(&self, _ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
+        None
+    }
+}
+
+/// Where and with what one run happens.
+#[derive(Clone, Copy, Debug)]
+pub struct RunContext<'a> {
+    /// The CLI, as `Settings` resolved it from the provider's binary variable.
+    pub binary: &'a Path,
+    /// The workspace: the CLI's working directory.
+    pub workdir: &'a Path,
+    /// A folder of this job only, outside the workspace (the agent does not see it, git does not list it), mode
+    /// 0700, removed after the job: for a CLI's home, config and credential files.
+    pub private_dir: &'a Path,
+    pub prompt: &'a str,
+    pub resume_session_id: Option<&'a str>,
+}
+
+impl RunContext<'_> {
+    /// Every CLI runs in the workspace with the prompt on stdin.
+    pub fn plan(&self, args: Vec<String>, env: Vec<(String, String)>) -> CommandPlan {
+        CommandPlan {
+            program: self.binary.to_path_buf(),
+            args,
+            env,
+            cwd: self.workdir.to_path_buf(),
+            stdin: self.prompt.to_string(),
+        }
+    }
+}
+
+/// A run ready for the process runner. The parser is built together with the plan, so what the plan fixed (a
+/// session id chosen up front) is handed to it directly.
+pub struct PreparedRun {
+    pub plan: CommandPlan,
+    pub parser: Box<dyn OutputParser>,
+    /// What `prepare` wrote that must not outlive the job; run after the CLI ended, whatever the outcome.
+    pub cleanup: Cleanup,
+}
+
+/// Where one session of a provider lives on this replica: a file or a folder that holds the whole conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionFiles {
+    pub local: PathBuf,
+}
