@@ -11,6 +11,7 @@ mod git;
 mod git_push;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod persistence;
 mod resume;
 mod secrets;
