@@ -2,14 +2,15 @@
 //! queues requests in FIFO order when none is, passes each worker's stream through unchanged, and answers for every
 //! job of the fleet by its id. It reuses the worker's request validation and event types, never its job slot.
 
-mod discovery;
+// Public for the fleet tests, which run Docker discovery against a real engine.
+pub mod discovery;
 mod execute;
 mod fleet;
 mod jobs;
 mod metrics;
 mod poller;
 mod relay;
-mod routes;
+pub mod routes;
 pub mod settings;
 
 use std::{net::TcpListener, sync::Arc};
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use self::relay::Queued;
 use self::{fleet::Fleet, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings};
 
 pub struct Gateway {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Gateway,
-    fleet::{Admission, Ticket},
+    fleet::Ticket,
     jobs::{Place, Terminal},
     relay::{self, Dispatch, Rejection},
 };
@@ -20,6 +20,20 @@ use crate::{auth, error::ApiError, event::ErrorCode, request, routes::body};
 /// Frames buffered towards a slow client before the relay waits for it (and the worker's stream with it).
 const OUT_FRAMES: usize = 64;
 
+#[utoipa::path(post, path = "/execute", tag = "gateway",
+    request_body(content = crate::request::RawRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`queued` events (no id) while the job waits, then the worker's event stream as it sent it; exactly one terminal event, last",
+            content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 400, description = "Not JSON, or a wrong JSON type (`invalid_json`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is missing, unknown or invalid, or the jobId is already waiting or running; `field` names it", body = crate::error::ErrorBody),
+        (status = 429, description = "The line is full (GATEWAY_QUEUE_MAX); retry after Retry-After", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn execute(
     req: HttpRequest,
     payload: web::Payload,
@@ -44,8 +58,8 @@ pub async fn execute(
             ),
         )
     })?;
-    let admission = match gw.fleet.admit(&job.id) {
-        Ok(a) => a,
+    let ticket = match gw.fleet.admit(&job.id) {
+        Ok(t) => t,
         Err(_) => {
             gw.jobs.forget(&job.id);
             gw.metrics.queue_full.inc();
@@ -65,7 +79,7 @@ pub async fn execute(
         out,
         admitted: Instant::now(),
     };
-    gw.runtime.spawn(driver.run(admission));
+    gw.runtime.spawn(driver.run(ticket));
     match head_rx.await {
         Ok(Head::Stream) => Ok(super::sse_response(body)),
         Ok(Head::Refused(rejection)) => Ok(rejection.into_response()),
@@ -121,12 +135,12 @@ enum Waited {
 }
 
 impl Driver {
-    async fn run(mut self, mut admission: Admission) {
+    async fn run(mut self, mut ticket: Ticket) {
         let mut waited = false;
         loop {
-            let address = match admission {
-                Admission::Now(address) => address,
-                Admission::Queued(ticket) => match self.wait_in_line(ticket).await {
+            let address = match ticket.try_assigned() {
+                Some(address) => address,
+                None => match self.wait_in_line(&mut ticket).await {
                     Waited::Assigned(address) => address,
                     Waited::ClientGone => {
                         self.gw.jobs.forget(&self.job.id);
@@ -140,7 +154,11 @@ impl Driver {
                 self.gw.metrics.waited(self.admitted.elapsed());
             }
             match relay::dispatch(&self.gw.upstream, &address, self.job.body.clone()).await {
-                Dispatch::Stream(resp) => return self.relay(&address, resp).await,
+                Dispatch::Stream(resp) => {
+                    // Out of the line only now: until a worker took the job, it kept its place.
+                    drop(ticket);
+                    return self.relay(&address, resp).await;
+                }
                 Dispatch::Busy => {
                     tracing::info!(worker = %address, job_id = %self.job.id, "worker answered 429 although it looked idle; trying the next");
                     self.gw.metrics.busy_retries.inc();
@@ -151,11 +169,12 @@ impl Driver {
                     self.gw.fleet.unreachable(&address);
                 }
                 Dispatch::Refused(rejection) => {
+                    drop(ticket);
                     self.gw.fleet.release(&address);
                     return self.refused(rejection).await;
                 }
             }
-            admission = self.gw.fleet.readmit(&self.job.id);
+            ticket.retry();
         }
     }
 
@@ -165,7 +184,7 @@ impl Driver {
         }
     }
 
-    async fn wait_in_line(&mut self, mut ticket: Ticket) -> Waited {
+    async fn wait_in_line(&mut self, ticket: &mut Ticket) -> Waited {
         self.start_stream();
         let deadline = tokio::time::Instant::from_std(self.admitted + self.gw.settings.queue_timeout);
         let mut changes = self.gw.fleet.subscribe();

@@ -1,7 +1,9 @@
 //! Integration tests: the real worker binary on port 0, driven over HTTP.
 
 mod claude_code;
+mod codex;
 mod concurrency;
+mod contract;
 mod copilot;
 mod cursor;
 mod exec;
@@ -15,6 +17,7 @@ mod mcp;
 mod persistence;
 mod resume;
 mod secrets;
+mod sse_clients;
 mod support;
 mod validation;
 mod webhook;

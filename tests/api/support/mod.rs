@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod git_server;
 pub mod http;
 pub mod mock_anthropic;
+pub mod mock_openai;
 pub mod recorder;
 pub mod sse;
 
@@ -325,6 +326,16 @@ pub fn copilot_bin() -> String {
     std::env::var("COPILOT_BIN").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         format!("{home}/.cache/unified-worker/copilot-1.0.102/node_modules/@github/copilot-linux-x64/copilot")
+    })
+}
+
+pub fn codex_bin() -> String {
+    std::env::var("CODEX_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!(
+            "{home}/.cache/unified-worker/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/\
+             x86_64-unknown-linux-musl/bin/codex"
+        )
     })
 }
 
