@@ -45,8 +45,8 @@ fn the_command_line_keeps_the_prompt_off_argv_and_side_traffic_off() {
 #[test]
 fn options_other_than_the_model_are_refused_and_credentials_are_checked() {
     let refused = Codex.configure(ProviderRequest {
-        credential: None,
         options: Some(json!({"maxTurns": 2})),
+        ..ProviderRequest::default()
     });
     assert!(matches!(refused, Err(ApiError::InvalidRequest { field, .. }) if field == "providerOptions.maxTurns"));
     assert!(Credential::parse(json!({"unrelated": "long-enough-value"})).is_err());
