@@ -171,6 +171,45 @@ pub async fn write_config(ctx: &RunContext<'_>, file_name: &str, document: &Valu
     Ok(path)
 }
 
+/// A JSON value as a TOML inline value, for a CLI that takes its config in TOML (Codex's
+/// `-c mcp_servers.<name>=<value>`): objects become inline tables, `null` members are left out (TOML has none).
+pub fn toml_inline(value: &Value) -> String {
+    match value {
+        Value::Null => "\"\"".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => toml_string(s),
+        Value::Array(items) => format!("[{}]", items.iter().map(toml_inline).collect::<Vec<_>>().join(", ")),
+        Value::Object(members) => {
+            let members: Vec<String> = members
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{} = {}", toml_string(k), toml_inline(v)))
+                .collect();
+            format!("{{{}}}", members.join(", "))
+        }
+    }
+}
+
+/// A TOML basic string: JSON's escaping would leave DEL raw, which TOML forbids.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::{os::unix::fs::PermissionsExt, path::Path};
@@ -219,6 +258,17 @@ mod tests {
         );
         let shown = format!("{servers:?}");
         assert!(!shown.contains("secret-1") && !shown.contains("token-2"), "{shown}");
+    }
+
+    #[test]
+    fn toml_inline_quotes_every_key_and_escapes_what_toml_forbids_raw() {
+        let value = json!({"command": "python3", "args": ["a \"b\"", "c\\d"], "env": {"X-Key": "line\nbreak\u{7f}"},
+            "skipped": null, "on": true});
+        assert_eq!(
+            toml_inline(&value),
+            r#"{"args" = ["a \"b\"", "c\\d"], "command" = "python3", "env" = {"X-Key" = "line\nbreak\u007F"}, "on" = true}"#
+        );
+        assert_eq!(toml_inline(&json!({})), "{}");
     }
 
     #[tokio::test]

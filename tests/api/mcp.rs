@@ -9,10 +9,12 @@ use serde_json::{Value, json};
 
 use crate::{
     claude_code::claude_worker,
+    codex::{codex_job, codex_worker},
     copilot::{copilot_job, copilot_worker},
     support::{
         FakeCli, INIT_LINE, RESULT_LINE, TestWorker, job,
         mock_anthropic::{MockAnthropic, Reply},
+        mock_openai::{self, MockOpenAi},
         recorder::Recorder,
         sse::{SseEvent, assert_well_formed},
     },
@@ -114,17 +116,38 @@ async fn copilot_calls_the_jobs_stdio_mcp_server() {
 }
 
 #[tokio::test]
-async fn claude_code_sends_an_http_mcp_servers_headers_and_nothing_shows_them() {
-    let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
+async fn codex_calls_the_jobs_stdio_mcp_server() {
+    let mock = MockOpenAi::start(mock_openai::Reply::CallMcpTool {
+        server: "marker".into(),
+        tool: "write_marker".into(),
+        input: json!({ "text": MARKER_TEXT }),
+        final_text: "The marker is written.".into(),
+    });
+    let worker = codex_worker(&mock, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let mut body = codex_job("Write the marker through the MCP tool");
+    body["providerOptions"] = json!({ "mcpServers": marker_servers(&marker) });
+
+    let mut stream = worker.execute(&body).await;
+    let events = stream.collect().await;
+
+    assert_well_formed(&events, 0);
+    assert_the_call_is_shown(&events, "mcp__marker__write_marker");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("{MARKER_TEXT}\n"));
+    assert_no_canary(&worker, &stream.raw);
+}
+
+/// Lets http MCP servers on loopback through the callback URL policy.
+const LOOPBACK_HTTP: [(&str, &str); 2] = [
+    ("CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
+    ("CALLBACK_ALLOW_INSECURE", "1"),
+];
+
+/// Runs `body` with an http MCP server at a recorder (which speaks no MCP: the CLI connects, fails and goes on)
+/// and asserts that the header reached it and shows nowhere else.
+async fn assert_http_headers_reach_the_server(worker: &TestWorker, mut body: Value) {
     let server = Recorder::start();
-    let worker = claude_worker(
-        &mock,
-        &[
-            ("CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
-            ("CALLBACK_ALLOW_INSECURE", "1"),
-        ],
-    );
-    let mut body = job("hello");
     body["providerOptions"] = json!({ "mcpServers": { "remote": {
         "type": "http",
         "url": format!("{}/mcp", server.base()),
@@ -142,7 +165,28 @@ async fn claude_code_sends_an_http_mcp_servers_headers_and_nothing_shows_them() 
         first.header("authorization"),
         Some(format!("Bearer {HEADER_CANARY}").as_str())
     );
-    assert_no_canary(&worker, &stream.raw);
+    assert_no_canary(worker, &stream.raw);
+}
+
+#[tokio::test]
+async fn claude_code_sends_an_http_mcp_servers_headers_and_nothing_shows_them() {
+    let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
+    let worker = claude_worker(&mock, &LOOPBACK_HTTP);
+    assert_http_headers_reach_the_server(&worker, job("hello")).await;
+}
+
+#[tokio::test]
+async fn copilot_sends_an_http_mcp_servers_headers_and_nothing_shows_them() {
+    let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
+    let worker = copilot_worker(&mock, &LOOPBACK_HTTP);
+    assert_http_headers_reach_the_server(&worker, copilot_job("hello")).await;
+}
+
+#[tokio::test]
+async fn codex_sends_an_http_mcp_servers_headers_and_nothing_shows_them() {
+    let mock = MockOpenAi::start(mock_openai::Reply::Text("Hi.".into()));
+    let worker = codex_worker(&mock, &LOOPBACK_HTTP);
+    assert_http_headers_reach_the_server(&worker, codex_job("hello")).await;
 }
 
 #[tokio::test]
