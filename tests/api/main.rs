@@ -14,6 +14,7 @@ mod git;
 mod git_push;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod opencode;
 mod persistence;
 mod resume;
