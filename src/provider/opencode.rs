@@ -22,6 +22,8 @@ use super::{
     Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env, worker_var},
     input,
+    mcp::{McpServer, McpServers, McpTransport},
+    private_files::write_private,
 };
 use crate::{
     error::ApiError,
@@ -95,7 +97,8 @@ impl Provider for Opencode {
         VARIABLES
     }
 
-    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+    fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        let mcp_servers = request.take_mcp_servers()?;
         let token = request.credential.map(input::token_only).transpose()?;
         let options = Options::parse(request.options)?;
         let key = match token {
@@ -116,7 +119,11 @@ impl Provider for Opencode {
                 Some(ProviderKey { provider, token })
             }
         };
-        Ok(Box::new(OpencodeRun { key, options }))
+        Ok(Box::new(OpencodeRun {
+            key,
+            options,
+            mcp_servers,
+        }))
     }
 }
 
@@ -131,7 +138,8 @@ struct Options {
     model: Option<ModelRef>,
 }
 
-/// What `providerOptions` may hold for opencode: a model, nothing else its `run` command could honour.
+/// What `providerOptions` may hold for opencode besides `mcpServers`: a model, nothing else its `run` command
+/// could honour.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOptions {
@@ -184,6 +192,22 @@ struct ProviderKey {
 struct OpencodeRun {
     key: Option<ProviderKey>,
     options: Options,
+    mcp_servers: McpServers,
+}
+
+/// A server in opencode's `mcp` config: `local` runs a command (program and arguments in one list), `remote`
+/// is reached over HTTP. Both enabled: the job asked for them.
+fn mcp_entry(server: &McpServer) -> Value {
+    match server.transport() {
+        McpTransport::Stdio { command, args, env } => {
+            let mut command_line = vec![command.clone()];
+            command_line.extend(args.iter().cloned());
+            json!({ "type": "local", "command": command_line, "environment": env.to_json(), "enabled": true })
+        }
+        McpTransport::Http { url, headers } => {
+            json!({ "type": "remote", "url": url.as_str(), "headers": headers.to_json(), "enabled": true })
+        }
+    }
 }
 
 /// The job's own home for opencode, inside its private folder: config, database, cache and state of this job
@@ -223,17 +247,21 @@ impl Home {
         env
     }
 
-    /// The global config of the job: no updates, no sharing. The operator's `OPENCODE_CONFIG_CONTENT` is merged
-    /// over it by opencode itself.
+    /// The global config of the job: no updates, no sharing, the job's MCP servers (written private: their env
+    /// and headers are credentials). The operator's `OPENCODE_CONFIG_CONTENT` is merged over it by opencode
+    /// itself, server by server.
     ///
     /// opencode also installs its plugin SDK from the npm registry into every config folder it loads, in the
     /// background, at every start. This folder holds no plugin that could need it, so it is marked as installed
     /// (an empty `node_modules` and a lock file naming the package), which opencode takes as up to date.
-    async fn write(&self) -> std::io::Result<()> {
+    async fn write(&self, mcp_servers: &McpServers) -> std::io::Result<()> {
         let dir = self.config().join("opencode");
         tokio::fs::create_dir_all(dir.join("node_modules")).await?;
-        let config = json!({ "autoupdate": false, "share": "disabled" });
-        tokio::fs::write(dir.join("opencode.json"), config.to_string()).await?;
+        let mut config = json!({ "autoupdate": false, "share": "disabled" });
+        if !mcp_servers.is_empty() {
+            config["mcp"] = mcp_servers.to_json(mcp_entry);
+        }
+        write_private(&dir.join("opencode.json"), config.to_string().as_bytes()).await?;
         let lock = json!({ "packages": { "": { "dependencies": { "@opencode-ai/plugin": "*" } } } });
         tokio::fs::write(dir.join("package-lock.json"), lock.to_string()).await
     }
@@ -290,12 +318,14 @@ impl OpencodeRun {
 #[async_trait]
 impl ProviderRun for OpencodeRun {
     fn secrets(&self) -> Vec<&str> {
-        self.key.iter().map(|k| k.token.expose()).collect()
+        let mut secrets: Vec<&str> = self.key.iter().map(|k| k.token.expose()).collect();
+        secrets.extend(self.mcp_servers.secrets());
+        secrets
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
         let home = Home::of(ctx);
-        home.write().await.map_err(|e| {
+        home.write(&self.mcp_servers).await.map_err(|e| {
             Failure::new(
                 ErrorCode::Internal,
                 format!("could not set up opencode's home for the job: {e}"),

@@ -426,3 +426,47 @@ async fn a_token_without_a_provider_and_options_opencode_cannot_honour_are_refus
     }
     assert!(!cli.file("started").exists());
 }
+
+#[tokio::test]
+async fn opencode_calls_the_jobs_stdio_mcp_server() {
+    const MARKER_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/marker_server.py");
+    let mock = MockChat::start(Reply::CallMcpTool {
+        server: "marker".into(),
+        tool: "write_marker".into(),
+        input: json!({ "text": "written through MCP" }),
+        final_text: "The marker is written.".into(),
+    });
+    let worker = opencode_worker(&mock, &[]);
+    let dir = TempDir::new().unwrap();
+    let marker = dir.path().join("marker");
+    let mut body = opencode_job("Write the marker through the MCP tool");
+    body["providerOptions"] = json!({ "mcpServers": { "marker": {
+        "command": "python3",
+        "args": [MARKER_SERVER, marker],
+        "env": { "MARKER_SECRET": "mcp-env-CANARY-41d07e" },
+    }}});
+
+    let mut stream = worker.execute(&body).await;
+    let events = stream.collect().await;
+
+    assert_well_formed(&events, 0);
+    let tool_use = events
+        .iter()
+        .find(|e| e.kind() == "tool_use" && e.data["name"] == "marker_write_marker")
+        .unwrap_or_else(|| panic!("{:#?}", events.iter().map(|e| &e.data).collect::<Vec<_>>()));
+    assert_eq!(tool_use.data["input"]["text"], "written through MCP");
+    let tool_result = events
+        .iter()
+        .find(|e| e.kind() == "tool_result" && e.data["toolUseId"] == tool_use.data["id"])
+        .expect("the tool's result");
+    assert_eq!(tool_result.data["isError"], false, "{}", tool_result.data);
+    assert!(
+        tool_result.data.to_string().contains("marker written with [REDACTED]"),
+        "{}",
+        tool_result.data
+    );
+    assert_eq!(events.last().unwrap().kind(), "completed");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "written through MCP\n");
+    let streamed = String::from_utf8_lossy(&stream.raw).to_string();
+    assert!(!streamed.contains("CANARY") && !worker.logs().contains("CANARY"));
+}

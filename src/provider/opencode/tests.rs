@@ -25,6 +25,7 @@ fn run(model: Option<&str>, key: Option<(&str, &str)>) -> OpencodeRun {
         options: Options {
             model: model.and_then(ModelRef::parse),
         },
+        mcp_servers: McpServers::default(),
     }
 }
 
@@ -98,7 +99,7 @@ async fn every_opencode_folder_is_inside_the_jobs_private_folder_and_the_plugin_
     let ctx = ctx(private.path(), None);
     let home = Home::of(&ctx);
 
-    home.write().await.unwrap();
+    home.write(&McpServers::default()).await.unwrap();
     let env = home.env();
 
     for var in ["HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"] {
@@ -117,4 +118,31 @@ async fn every_opencode_folder_is_inside_the_jobs_private_folder_and_the_plugin_
         run(None, None).session_files(&ctx, "ses_1").unwrap().local,
         private.path().join("opencode-sessions/ses_1.json")
     );
+}
+
+#[tokio::test]
+async fn the_jobs_mcp_servers_go_into_its_config_in_opencodes_shape_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let request = ProviderRequest {
+        credential: Some(json!("request-key-0123")),
+        options: Some(json!({"model": "mock/m", "mcpServers": {
+            "docs": {"command": "npx", "args": ["-y", "docs-mcp"], "env": {"DOCS_TOKEN": "docs-secret-123"}},
+        }})),
+        ..ProviderRequest::default()
+    };
+    let run = Opencode.configure(request).unwrap();
+    assert!(run.secrets().contains(&"docs-secret-123"));
+    let private = tempfile::tempdir().unwrap();
+
+    let prepared = run.prepare(&ctx(private.path(), None)).await.unwrap();
+
+    let file = private.path().join("opencode-home/.config/opencode/opencode.json");
+    let config: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        config["mcp"],
+        json!({"docs": {"type": "local", "command": ["npx", "-y", "docs-mcp"],
+            "environment": {"DOCS_TOKEN": "docs-secret-123"}, "enabled": true}})
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!prepared.plan.args.iter().any(|a| a.contains("docs")));
 }

@@ -48,6 +48,14 @@ pub enum Reply {
     Status(u16),
     /// Every conversation request: reasoning (`reasoning_content`) followed by the text.
     ThinkingThenText { thinking: String, text: String },
+    /// First request: a call of MCP server `server`'s tool `tool` (opencode offers it as `<server>_<tool>`) with
+    /// `input`; the request carrying its answer: plain text `final_text`.
+    CallMcpTool {
+        server: String,
+        tool: String,
+        input: Value,
+        final_text: String,
+    },
 }
 
 /// The answer to a title request.
@@ -207,6 +215,17 @@ async fn completions(shared: web::Data<Shared>, req: HttpRequest, body: web::Byt
         _ if !is_conversation(&request) => vec![Delta::Text(TITLE.to_string())],
         Reply::Text(text) => vec![Delta::Text(text)],
         Reply::ThinkingThenText { thinking, text } => vec![Delta::Reasoning(thinking), Delta::Text(text)],
+        Reply::CallMcpTool { final_text, .. } if last_role(&request) == Some("tool") => vec![Delta::Text(final_text)],
+        Reply::CallMcpTool {
+            server, tool, input, ..
+        } => match offered_tool(&request, &format!("{server}_{tool}")) {
+            Some(name) => vec![Delta::ToolCall {
+                id: format!("call_mock_{n}"),
+                name,
+                arguments: input.to_string(),
+            }],
+            None => vec![Delta::Text(format!("mock: no tool {server}_{tool} offered"))],
+        },
         Reply::WriteFile {
             file_name,
             content,
@@ -304,6 +323,16 @@ fn render_sse(id: &str, model: &str, deltas: &[Delta]) -> String {
     push(usage);
     out.push_str("data: [DONE]\n\n");
     out
+}
+
+/// The name of the offered tool `name`, if the request offers it.
+fn offered_tool(request: &Value, name: &str) -> Option<String> {
+    request["tools"]
+        .as_array()?
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .find(|offered| *offered == name)
+        .map(String::from)
 }
 
 fn last_role(request: &Value) -> Option<&str> {
