@@ -31,6 +31,7 @@ registry! {
     claude_code::ClaudeCode,
     cursor::Cursor,
     copilot::Copilot,
+    gemini::Gemini,
 }
 
 /// A provider the registry knows, picked by name. Holding one means it exists: it is parsed once, at the request's
