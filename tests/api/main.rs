@@ -7,6 +7,7 @@ mod cursor;
 mod exec;
 mod framing;
 mod gateway;
+mod gemini;
 mod git;
 mod git_push;
 mod lifecycle;

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod git_server;
 pub mod http;
 pub mod mock_anthropic;
+pub mod mock_gemini;
 pub mod recorder;
 pub mod sse;
 
