@@ -226,8 +226,9 @@ impl OutputParser for GeminiParser {
     }
 }
 
-/// The CLI exits with its own codes (41 authentication setup, 42 input, 52 configuration, 53 turn limit, 55
-/// untrusted folder) or, for an API error, with the HTTP status, which the shell sees modulo 256.
+/// The CLI exits with its own codes (41 authentication setup, 42 input, 44 sandbox, 52 configuration, 53 turn
+/// limit, 54 fatal tool error, 55 untrusted folder, 130 cancelled) or, for an API error, with the HTTP status,
+/// which the shell sees modulo 256.
 fn classify(exit_code: Option<i32>, message: &str) -> ErrorCode {
     const AUTH_CONFIG: i32 = 41;
     match exit_code {
