@@ -220,7 +220,19 @@ async fn a_request_key_reaches_only_the_gemini_cli() {
     const CANARY: &str = "AIzaSy-gemini-CANARY-request-4b7d";
     let store = TempDir::new().unwrap();
     let mock = MockGemini::start(Reply::Text("Hi.".into()));
-    let worker = gemini_worker(&mock, &[("SESSION_STORE_DIR", store.path().to_str().unwrap())]);
+    let worker = gemini_worker(
+        &mock,
+        &[
+            ("SESSION_STORE_DIR", store.path().to_str().unwrap()),
+            ("EXIT_AFTER_JOB", "false"),
+        ],
+    );
+    let mut refused = gemini_job("hello");
+    refused["codingAssistantAccessToken"] = json!(CANARY);
+    refused["providerOptions"]["maxTurns"] = json!(3);
+    let refusal = worker.post_execute(&refused).await;
+    assert_eq!(refusal.status(), 422);
+    let refusal = refusal.text().await.unwrap();
     let mut body = gemini_job("hello");
     body["codingAssistantAccessToken"] = json!(CANARY);
 
@@ -228,6 +240,8 @@ async fn a_request_key_reaches_only_the_gemini_cli() {
     let events = stream.collect().await;
 
     assert_eq!(events.last().unwrap().kind(), "completed", "{:?}", events.last());
+    let replay = worker.events_after(None).await.text().await.unwrap();
+    let status = worker.status().await.to_string();
     let calls = mock.calls();
     assert!(!calls.is_empty());
     assert!(
@@ -235,8 +249,15 @@ async fn a_request_key_reaches_only_the_gemini_cli() {
         "the CLI used the request's key, not the worker's"
     );
     let streamed = String::from_utf8(stream.raw.clone()).unwrap();
-    assert!(!streamed.contains("CANARY"), "the stream");
-    assert!(!worker.logs().contains("CANARY"), "the worker's logs");
+    for (what, text) in [
+        ("stream", &streamed),
+        ("replay", &replay),
+        ("status", &status),
+        ("422 body", &refusal),
+        ("logs", &worker.logs()),
+    ] {
+        assert!(!text.contains("CANARY"), "the key leaked in the {what}");
+    }
     for dir in [&worker.home, &worker.workspace_dir, &store.path().to_path_buf()] {
         for file in files_under(dir) {
             let bytes = std::fs::read(&file).unwrap_or_default();
