@@ -7,3 +7,5 @@ set -a
 eval "$(scripts/install-clis.sh)"
 set +a
 cargo test --locked --all-targets "$@"
+# The published contract, checked from outside against the worker that cargo test just built.
+scripts/contract-check.sh target/debug/unified-worker 40

@@ -15,7 +15,7 @@ use crate::{
     settings::Settings,
 };
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderStatus {
     pub available: bool,
     #[serde(skip_serializing_if = "Option::is_none")]

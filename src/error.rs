@@ -2,7 +2,6 @@
 //! how a JSON document that does not fit its type is answered.
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
-use serde_json::json;
 
 /// The worker's phase as clients see it (`/status`, the body of a 429). Defined here, at the bottom, because the
 /// busy error carries it; the worker's state machine moves it.
@@ -158,24 +157,30 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        match self {
-            ApiError::InvalidJson { field: Some(field), .. }
-            | ApiError::InvalidRequest { field, .. }
-            | ApiError::RepoUrlNotAllowed { field, .. } => {
-                error["field"] = json!(field);
-            }
-            ApiError::EventsEvicted { first_available } => error["firstAvailable"] = json!(first_available),
-            _ => {}
-        }
-        let mut body = json!({ "error": error });
+        let field = match self {
+            ApiError::InvalidJson { field, .. } => field.clone(),
+            ApiError::InvalidRequest { field, .. } | ApiError::RepoUrlNotAllowed { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let mut body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                field,
+                first_available: match self {
+                    ApiError::EventsEvicted { first_available } => Some(*first_available),
+                    _ => None,
+                },
+            },
+            status: None,
+        };
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::Busy {
                 phase,
                 retry_after_seconds,
             } => {
-                body["status"] = json!(phase.as_str());
+                body.status = Some(phase.as_str());
                 // Swarm's mesh balances per connection: closing it makes the client's retry land on another replica.
                 response
                     .insert_header(("Retry-After", retry_after_seconds.to_string()))
@@ -189,4 +194,30 @@ impl ResponseError for ApiError {
         }
         response.json(body)
     }
+}
+
+/// Every error answer: `{"error":{"code","message","field"?,"firstAvailable"?},"status"?}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// With `busy` (429): the worker's phase, `busy` or `draining`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub status: Option<&'static str>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorDetail {
+    /// `invalid_json`, `invalid_request`, `repo_url_not_allowed`, `unsupported_media_type`, `payload_too_large`,
+    /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `internal`.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    pub message: String,
+    /// The request field at fault, as a path (`github.repoUrl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// With `events_evicted`: the first event id still held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_available: Option<u64>,
 }

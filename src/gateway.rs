@@ -9,7 +9,7 @@ mod jobs;
 mod metrics;
 mod poller;
 mod relay;
-mod routes;
+pub mod routes;
 pub mod settings;
 
 use std::{net::TcpListener, sync::Arc};
@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use self::relay::Queued;
 use self::{fleet::Fleet, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings};
 
 pub struct Gateway {

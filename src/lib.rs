@@ -12,6 +12,7 @@ pub mod git;
 pub mod healthcheck;
 pub mod job;
 pub mod metrics;
+pub mod openapi;
 pub mod outbound;
 pub mod persistence;
 pub mod process;

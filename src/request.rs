@@ -19,35 +19,56 @@ use crate::{
     url_policy::UrlPolicy,
 };
 
-#[derive(Debug, Deserialize)]
+/// The `POST /execute` body (SPEC §3). Unknown fields are refused.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawRequest {
+#[schema(as = ExecuteRequest)]
+pub(crate) struct RawRequest {
+    /// The prompt; must not be empty.
+    #[schema(min_length = 1)]
     user_request: String,
+    /// One of the providers this build knows (the worker's `/health` says which are installed).
+    #[schema(schema_with = provider_names)]
     coding_assistant_provider: String,
+    /// The provider credential: a token string, or for some providers a credentials JSON object.
+    #[schema(schema_with = string_or_object)]
     coding_assistant_access_token: Option<Value>,
+    /// A session id of the provider's, to continue.
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     resume_session_id: Option<String>,
+    /// The client's id for the job (default: a new UUID).
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     job_id: Option<String>,
     github: Option<GithubSpec>,
     database: Option<DatabaseSpec>,
     callback: Option<CallbackSpec>,
+    /// A sub-folder of WORKSPACE_DIR (relative, no `..`); default: the job id.
+    #[schema(min_length = 1, pattern = r"^[^/\\]")]
     workspace: Option<String>,
     cancel_on_disconnect: Option<bool>,
-    timeout_seconds: Option<u64>,
-    /// Read by the provider, into its own options type.
+    /// Capped by the worker's JOB_TIMEOUT_SECONDS.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
+    timeout_seconds: Option<u32>,
+    /// Read by the provider, into its own options type (`model`, `maxTurns`, `permissionMode`, `allowedTools`, …).
+    #[schema(value_type = Option<Object>)]
     provider_options: Option<Value>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GithubSpec {
     pub repo_url: String,
     pub branch: Option<String>,
     pub access_token: Option<String>,
+    /// Commits to fetch; 0 = the full history.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 2147483647, value_type = Option<i32>)]
     pub depth: Option<u32>,
     pub push: Option<PushSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PushSpec {
     pub branch: String,
@@ -55,7 +76,7 @@ pub struct PushSpec {
     pub pull_request: Option<PullRequestSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PullRequestSpec {
     pub title: Option<String>,
@@ -64,17 +85,54 @@ pub struct PullRequestSpec {
     pub draft: Option<bool>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatabaseSpec {
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub session_id: String,
     pub access_token: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackSpec {
     pub url: String,
+}
+
+/// JSON Schema counts `5.0` as an integer, so a client that writes whole numbers as floats is right; anything
+/// with a fraction, or outside 0..=i32::MAX (the published bound), is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n
+        .as_u64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64));
+    match whole {
+        Some(v) if v <= i32::MAX as u64 => Ok(Some(v as u32)),
+        _ => Err(D::Error::invalid_value(
+            serde::de::Unexpected::Other(&n.to_string()),
+            &"a whole number from 0 to 2147483647",
+        )),
+    }
+}
+
+fn provider_names() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(ProviderKind::all().map(ProviderKind::as_str)))
+        .build()
+}
+
+fn string_or_object() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 /// A request that passed validation: everything the job needs, typed.
@@ -184,7 +242,7 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         Some(0) => {
             return Err(ApiError::invalid("timeoutSeconds", "timeoutSeconds must be at least 1"));
         }
-        Some(secs) => Duration::from_secs(secs).min(settings.job_timeout),
+        Some(secs) => Duration::from_secs(secs.into()).min(settings.job_timeout),
         None => settings.job_timeout,
     };
     Ok(JobRequest {

@@ -20,6 +20,20 @@ use crate::{auth, error::ApiError, event::ErrorCode, request, routes::body};
 /// Frames buffered towards a slow client before the relay waits for it (and the worker's stream with it).
 const OUT_FRAMES: usize = 64;
 
+#[utoipa::path(post, path = "/execute", tag = "gateway",
+    request_body(content = crate::request::RawRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`queued` events (no id) while the job waits, then the worker's event stream as it sent it; exactly one terminal event, last",
+            content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 400, description = "Not JSON, or a wrong JSON type (`invalid_json`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is missing, unknown or invalid, or the jobId is already waiting or running; `field` names it", body = crate::error::ErrorBody),
+        (status = 429, description = "The line is full (GATEWAY_QUEUE_MAX); retry after Retry-After", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn execute(
     req: HttpRequest,
     payload: web::Payload,

@@ -212,16 +212,22 @@ pub fn terminal_error(job_id: &str, id: u64, code: &str, message: &str, retryabl
     }
 }
 
-#[derive(Serialize)]
+/// The gateway's `queued` event, sent before the job starts and without an `id:` line.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Queued<'a> {
+pub struct Queued<'a> {
+    /// `queued`
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     kind: &'static str,
     job_id: &'a str,
     ts: String,
+    /// 1 = next.
     position: usize,
     queue_length: usize,
+    /// Workers that answer.
     workers: usize,
+    /// Of those, the ones not free.
     busy: usize,
 }
 

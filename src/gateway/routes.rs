@@ -10,19 +10,31 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Gateway, jobs::Place, relay};
-use crate::{auth, error::ApiError, event::timestamp, routes::events::after};
+use actix_web::http::Method;
+
+use crate::{
+    auth,
+    error::ApiError,
+    event::timestamp,
+    openapi::Bearer,
+    routes::{events::after, one, query_errors},
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/execute", web::post().to(super::execute::execute))
-        .route("/health", web::get().to(health))
-        .route("/fleet", web::get().to(fleet))
-        .route("/metrics", web::get().to(metrics))
-        .route("/jobs/{job_id}", web::get().to(job))
-        .route("/jobs/{job_id}/events", web::get().to(events))
-        .route("/jobs/{job_id}/cancel", web::post().to(cancel));
+    cfg.app_data(query_errors())
+        .service(one(Method::POST, "/execute", super::execute::execute))
+        .service(one(Method::GET, "/health", health))
+        .service(one(Method::GET, "/fleet", fleet))
+        .service(one(Method::GET, "/metrics", metrics))
+        .service(one(Method::GET, "/jobs/{job_id}", job))
+        .service(one(Method::GET, "/jobs/{job_id}/events", events))
+        .service(one(Method::POST, "/jobs/{job_id}/cancel", cancel))
+        .service(one(Method::GET, "/openapi.json", openapi_json));
 }
 
-async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+#[utoipa::path(get, path = "/health", tag = "gateway",
+    responses((status = 200, description = "`{\"status\":\"ok\",\"role\":\"gateway\",\"version\",\"workers\":{\"total\",\"idle\",\"busy\",\"down\"}}`", body = Object)))]
+pub async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let workers = gw.fleet.workers();
     let count = |s: &str| workers.iter().filter(|w| w.state.as_str() == s).count();
     HttpResponse::Ok().json(json!({
@@ -33,7 +45,9 @@ async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     }))
 }
 
-async fn fleet(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+#[utoipa::path(get, path = "/fleet", tag = "gateway",
+    responses((status = 200, description = "Workers (address, state, jobId, since), the line (length, oldestWaitMs, jobs) and counters", body = Object)))]
+pub async fn fleet(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let workers: Vec<Value> = gw
         .fleet
         .workers()
@@ -64,7 +78,9 @@ async fn fleet(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     }))
 }
 
-async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "gateway",
+    responses((status = 200, description = "Prometheus metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String)))]
+pub async fn metrics(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     gw.metrics.response(&gw.fleet)
 }
 
@@ -99,7 +115,19 @@ async fn locate(gw: &Gateway, job_id: &str) -> Result<Found, ApiError> {
     })
 }
 
-async fn job(req: HttpRequest, path: web::Path<String>, gw: web::Data<Arc<Gateway>>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/jobs/{jobId}", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "`queued` (position, queueLength, waitMs), the worker's answer plus `address`, or `finished` with its terminal event", body = Object),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No gateway record and no worker has it (`job_not_found`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn job(
+    req: HttpRequest,
+    path: web::Path<String>,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
     auth::require_token(&req, &gw.settings.common)?;
     let job_id = path.into_inner();
     Ok(match locate(&gw, &job_id).await? {
@@ -131,12 +159,27 @@ async fn job(req: HttpRequest, path: web::Path<String>, gw: web::Data<Arc<Gatewa
     })
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The last event id the client has (the `Last-Event-ID` header wins).
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
-async fn events(
+#[utoipa::path(get, path = "/jobs/{jobId}/events", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id"), EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
+    responses(
+        (status = 200, description = "The rest of the job's stream (proxied from its worker), or the remembered terminal event once the worker is gone", content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 204, description = "The client already has the terminal event: stop reconnecting"),
+        (status = 410, description = "The events after that id were evicted from the worker's memory", body = crate::error::ErrorBody),
+        (status = 422, description = "`Last-Event-ID` or `after` is not an event id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No gateway record and no worker has it (`job_not_found`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn events(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<EventsQuery>,
@@ -225,7 +268,16 @@ fn remembered(terminal: &super::jobs::Terminal, after: Option<u64>) -> HttpRespo
     super::sse_headers(HttpResponse::Ok()).body(Bytes::from(body))
 }
 
-async fn cancel(
+#[utoipa::path(post, path = "/jobs/{jobId}/cancel", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "Leaving the line (its stream ends with `cancelled`), or cancelled on its worker", body = crate::routes::cancel::Cancelling),
+        (status = 409, description = "The job is not running any more (`not_running`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No gateway record and no worker has it (`job_not_found`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,
     gw: web::Data<Arc<Gateway>>,
@@ -250,4 +302,25 @@ async fn cancel(
             }
         }
     }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "unified-worker gateway", description = "The fleet's front door (SPEC §13): a FIFO line in front of one-job workers."),
+    paths(super::execute::execute, health, fleet, metrics, job, events, cancel, openapi_json),
+    modifiers(&Bearer),
+    tags((name = "gateway", description = "The fleet as one worker with N slots"), (name = "jobs", description = "Any job of the fleet by its id")),
+)]
+pub struct GatewayApi;
+
+/// The gateway's document, rendered once.
+pub static DOCUMENT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::openapi::render(<GatewayApi as utoipa::OpenApi>::openapi()));
+
+#[utoipa::path(get, path = "/openapi.json", tag = "gateway",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.as_str())
 }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     auth,
@@ -13,13 +12,21 @@ use crate::{
     worker::{CancelReason, JobHandle, Worker},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Query {
     /// Guards against cancelling a newer job than the one the client meant.
     job_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/cancel", tag = "worker", params(Query),
+    responses(
+        (status = 202, description = "The job is being cancelled; it ends with terminal `error` `cancelled`", body = Cancelling),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 409, description = "No job runs (`not_running`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn cancel(
     req: HttpRequest,
     query: web::Query<Query>,
@@ -33,6 +40,15 @@ pub async fn cancel(
     Ok(cancel_job(&job))
 }
 
+#[utoipa::path(post, path = "/jobs/{jobId}/cancel", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "The job is being cancelled; it ends with terminal `error` `cancelled`", body = Cancelling),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job here (`job_not_found`)", body = crate::error::ErrorBody),
+        (status = 409, description = "The job is not running (`not_running`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn cancel_named(
     req: HttpRequest,
     path: web::Path<String>,
@@ -46,8 +62,20 @@ pub async fn cancel_named(
     Ok(cancel_job(&job))
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancelling {
+    /// `cancelling`
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub job_id: String,
+}
+
 fn cancel_job(job: &JobHandle) -> HttpResponse {
     job.cancel(CancelReason::Requested);
     tracing::info!(job_id = %job.id, "cancel requested");
-    HttpResponse::Accepted().json(json!({ "status": "cancelling", "jobId": job.id }))
+    HttpResponse::Accepted().json(Cancelling {
+        status: "cancelling",
+        job_id: job.id.clone(),
+    })
 }

@@ -8,11 +8,25 @@ use serde::Deserialize;
 
 use crate::{auth, error::ApiError, sse, worker::JobHandle, worker::Worker};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Query {
+    /// The last event id the client has (the `Last-Event-ID` header wins).
+    #[param(value_type = Option<u64>)]
     after: Option<String>,
 }
 
+#[utoipa::path(get, path = "/events", tag = "worker",
+    params(Query, ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
+    responses(
+        (status = 200, description = "Replay after the given id, then live", content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 204, description = "The client already has the terminal event: stop reconnecting"),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job here (`no_job`, `job_not_found`)", body = crate::error::ErrorBody),
+        (status = 410, description = "The events after that id were evicted from memory (`events_evicted`, `firstAvailable`)", body = crate::error::ErrorBody),
+        (status = 422, description = "`Last-Event-ID` or `after` is not an event id", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn events(
     req: HttpRequest,
     query: web::Query<Query>,
@@ -23,6 +37,18 @@ pub async fn events(
     attach(&req, &query, &job, &worker)
 }
 
+#[utoipa::path(get, path = "/jobs/{jobId}/events", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id"), Query,
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
+    responses(
+        (status = 200, description = "Replay after the given id, then live", content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 204, description = "The client already has the terminal event: stop reconnecting"),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job here (`no_job`, `job_not_found`)", body = crate::error::ErrorBody),
+        (status = 410, description = "The events after that id were evicted from memory (`events_evicted`, `firstAvailable`)", body = crate::error::ErrorBody),
+        (status = 422, description = "`Last-Event-ID` or `after` is not an event id", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn job_events(
     req: HttpRequest,
     path: web::Path<String>,
@@ -52,15 +78,17 @@ fn attach(req: &HttpRequest, query: &Query, job: &Arc<JobHandle>, worker: &Worke
 /// over `?after=`.
 pub fn after(req: &HttpRequest, query: Option<&str>) -> Result<Option<u64>, ApiError> {
     let header = req.headers().get("Last-Event-ID").map(|v| v.to_str().unwrap_or("?"));
-    match (header, query) {
-        (Some(h), _) => parse_id("Last-Event-ID", h).map(Some),
-        (None, Some(q)) => parse_id("after", q).map(Some),
-        (None, None) => Ok(None),
-    }
+    // Both are checked, so a malformed `after` is refused even when the header makes it moot.
+    let query = query.map(|q| parse_id("after", q)).transpose()?;
+    let header = header.map(|h| parse_id("Last-Event-ID", h)).transpose()?;
+    Ok(header.or(query))
 }
 
+/// Event ids are published as `int64`: anything outside 0..=i64::MAX is not one.
 fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
     raw.trim()
-        .parse()
-        .map_err(|_| ApiError::invalid(field, format!("{field} must be an event id (a whole number)")))
+        .parse::<i64>()
+        .ok()
+        .and_then(|id| u64::try_from(id).ok())
+        .ok_or_else(|| ApiError::invalid(field, format!("{field} must be an event id (a whole number)")))
 }

@@ -15,6 +15,20 @@ use crate::{
     worker::{JobHandle, Worker},
 };
 
+#[utoipa::path(post, path = "/execute", tag = "worker",
+    request_body(content = crate::request::RawRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The job's event stream: every event of SPEC §4, ids from 0, exactly one terminal event, last",
+            content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 400, description = "Not JSON, or a wrong JSON type (`invalid_json`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::error::ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is missing, unknown or invalid (`invalid_request`, `repo_url_not_allowed`); `field` names it", body = crate::error::ErrorBody),
+        (status = 429, description = "A job runs or the worker drains; retry after Retry-After on a new connection", body = crate::error::ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds"))),
+    ),
+    security((), ("bearer" = [])))]
 pub async fn execute(
     req: HttpRequest,
     payload: web::Payload,

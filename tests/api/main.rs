@@ -2,6 +2,7 @@
 
 mod claude_code;
 mod concurrency;
+mod contract;
 mod copilot;
 mod cursor;
 mod exec;
