@@ -56,8 +56,8 @@ impl Provider for Gemini {
     fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
         Ok(Box::new(GeminiRun {
             key: request.credential.map(input::token_only).transpose()?,
-            // Its turn limit, approval modes and tool lists live in settings files, not in flags a request
-            // could set.
+            // A model only: its turn limit is a settings key, its tool rules are policy files, and its approval
+            // mode is fixed to yolo since nobody is there to approve a call.
             options: ModelOnly::parse(request.options)?,
         }))
     }
