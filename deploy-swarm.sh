@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the image and deploys (or updates) the fleet on a Swarm; safe to run again.
+# Builds the image and deploys (or updates) the fleet on a Swarm, workers and gateways; safe to run again.
 #   ./deploy-swarm.sh            reads .env next to this script when present
-# Variables: STACK_NAME (unified-worker), WORKER_IMAGE (unified-worker:latest), REPLICAS (10), PUBLISHED_PORT (5000),
+# Variables: STACK_NAME (unified-worker), WORKER_IMAGE (unified-worker:latest), REPLICAS (10 workers),
+# GATEWAY_REPLICAS (2), PUBLISHED_PORT (5000, the gateways'),
 # CLAUDE_CODE_CREDENTIALS_FILE (a credentials JSON file) or CLAUDE_CODE_CREDENTIALS_JSON, SKIP_BUILD=1 to deploy an
 # image built elsewhere, DOCKER_BUILD_ARGS (extra `docker build` arguments), WAIT_SECONDS (300), STACK_FILE (swarm.yml),
 # STACK_OVERRIDE (a further stack file layered on it, for site-specific settings).
@@ -19,6 +20,7 @@ fi
 STACK_NAME="${STACK_NAME:-unified-worker}"
 export WORKER_IMAGE="${WORKER_IMAGE:-unified-worker:latest}"
 export REPLICAS="${REPLICAS:-10}"
+export GATEWAY_REPLICAS="${GATEWAY_REPLICAS:-2}"
 WAIT_SECONDS="${WAIT_SECONDS:-300}"
 SECRET_PREFIX="${STACK_NAME//[^a-zA-Z0-9]/_}_claude_credentials"
 
@@ -66,19 +68,26 @@ for old in $(docker secret ls --filter "name=${SECRET_PREFIX}_" --format '{{.Nam
   [ "$old" = "$secret_name" ] || docker secret rm "$old" >/dev/null 2>&1 || true
 done
 
-service="${STACK_NAME}_worker"
-echo "waiting up to ${WAIT_SECONDS}s for $REPLICAS healthy replicas of $service"
+# wait_healthy SERVICE COUNT: waits until COUNT replicas of SERVICE run. Swarm moves a task with a healthcheck to
+# "running" only once it is healthy, so running == healthy here.
+wait_healthy() {
+  local service="$1" want="$2" replicas running
+  echo "waiting up to ${WAIT_SECONDS}s for $want healthy replicas of $service"
+  while :; do
+    replicas=$(docker service ls --filter "name=$service" --format '{{.Name}} {{.Replicas}}' \
+      | awk -v s="$service" '$1 == s { print $2 }')
+    running="${replicas%%/*}"
+    [ "${running:-0}" -ge "$want" ] && break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      docker service ps --no-trunc "$service" >&2 || true
+      die "only ${running:-0} of $want replicas of $service became healthy within ${WAIT_SECONDS}s"
+    fi
+    sleep 2
+  done
+}
+
 deadline=$((SECONDS + WAIT_SECONDS))
-# Swarm moves a task with a healthcheck to "running" only once it is healthy, so running == healthy here.
-while :; do
-  replicas=$(docker service ls --filter "name=$service" --format '{{.Replicas}}' | head -n 1)
-  running="${replicas%%/*}"
-  [ "${running:-0}" -ge "$REPLICAS" ] && break
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    docker service ps --no-trunc "$service" >&2 || true
-    die "only ${running:-0} of $REPLICAS replicas became healthy within ${WAIT_SECONDS}s"
-  fi
-  sleep 2
-done
-docker service ls --filter "name=$service"
-docker service ps "$service" --filter desired-state=running
+wait_healthy "${STACK_NAME}_worker" "$REPLICAS"
+wait_healthy "${STACK_NAME}_gateway" "$GATEWAY_REPLICAS"
+docker service ls --filter "label=com.docker.stack.namespace=$STACK_NAME"
+docker stack ps "$STACK_NAME" --filter desired-state=running

@@ -2,7 +2,8 @@
 //! queues requests in FIFO order when none is, passes each worker's stream through unchanged, and answers for every
 //! job of the fleet by its id. It reuses the worker's request validation and event types, never its job slot.
 
-mod discovery;
+// Public for the fleet tests, which run Docker discovery against a real engine.
+pub mod discovery;
 mod execute;
 mod fleet;
 mod jobs;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Gateway,
-    fleet::{Admission, Ticket},
+    fleet::Ticket,
     jobs::{Place, Terminal},
     relay::{self, Dispatch, Rejection},
 };
@@ -58,8 +58,8 @@ pub async fn execute(
             ),
         )
     })?;
-    let admission = match gw.fleet.admit(&job.id) {
-        Ok(a) => a,
+    let ticket = match gw.fleet.admit(&job.id) {
+        Ok(t) => t,
         Err(_) => {
             gw.jobs.forget(&job.id);
             gw.metrics.queue_full.inc();
@@ -79,7 +79,7 @@ pub async fn execute(
         out,
         admitted: Instant::now(),
     };
-    gw.runtime.spawn(driver.run(admission));
+    gw.runtime.spawn(driver.run(ticket));
     match head_rx.await {
         Ok(Head::Stream) => Ok(super::sse_response(body)),
         Ok(Head::Refused(rejection)) => Ok(rejection.into_response()),
@@ -135,12 +135,12 @@ enum Waited {
 }
 
 impl Driver {
-    async fn run(mut self, mut admission: Admission) {
+    async fn run(mut self, mut ticket: Ticket) {
         let mut waited = false;
         loop {
-            let address = match admission {
-                Admission::Now(address) => address,
-                Admission::Queued(ticket) => match self.wait_in_line(ticket).await {
+            let address = match ticket.try_assigned() {
+                Some(address) => address,
+                None => match self.wait_in_line(&mut ticket).await {
                     Waited::Assigned(address) => address,
                     Waited::ClientGone => {
                         self.gw.jobs.forget(&self.job.id);
@@ -154,7 +154,11 @@ impl Driver {
                 self.gw.metrics.waited(self.admitted.elapsed());
             }
             match relay::dispatch(&self.gw.upstream, &address, self.job.body.clone()).await {
-                Dispatch::Stream(resp) => return self.relay(&address, resp).await,
+                Dispatch::Stream(resp) => {
+                    // Out of the line only now: until a worker took the job, it kept its place.
+                    drop(ticket);
+                    return self.relay(&address, resp).await;
+                }
                 Dispatch::Busy => {
                     tracing::info!(worker = %address, job_id = %self.job.id, "worker answered 429 although it looked idle; trying the next");
                     self.gw.metrics.busy_retries.inc();
@@ -165,11 +169,12 @@ impl Driver {
                     self.gw.fleet.unreachable(&address);
                 }
                 Dispatch::Refused(rejection) => {
+                    drop(ticket);
                     self.gw.fleet.release(&address);
                     return self.refused(rejection).await;
                 }
             }
-            admission = self.gw.fleet.readmit(&self.job.id);
+            ticket.retry();
         }
     }
 
@@ -179,7 +184,7 @@ impl Driver {
         }
     }
 
-    async fn wait_in_line(&mut self, mut ticket: Ticket) -> Waited {
+    async fn wait_in_line(&mut self, ticket: &mut Ticket) -> Waited {
         self.start_stream();
         let deadline = tokio::time::Instant::from_std(self.admitted + self.gw.settings.queue_timeout);
         let mut changes = self.gw.fleet.subscribe();

@@ -61,7 +61,9 @@ struct Waiter {
     ticket: u64,
     job_id: String,
     since: Instant,
-    assign: oneshot::Sender<String>,
+    /// `None` while a worker handed to it is being asked: the waiter keeps its place until that worker takes the
+    /// job, so nobody behind it moves up and back down when the worker says 429.
+    assign: Option<oneshot::Sender<String>>,
 }
 
 #[derive(Default)]
@@ -79,12 +81,6 @@ pub struct Place {
     pub length: usize,
     pub workers: usize,
     pub busy: usize,
-}
-
-pub enum Admission {
-    /// An idle worker was reserved for this request.
-    Now(String),
-    Queued(Ticket),
 }
 
 /// The line is full (or there is no line at all, `GATEWAY_QUEUE_MAX=0`).
@@ -123,86 +119,49 @@ impl Fleet {
         self.changed.subscribe()
     }
 
-    /// Takes an idle worker if nobody waits, else a place at the end of the line.
-    pub fn admit(self: &Arc<Self>, job_id: &str) -> Result<Admission, Full> {
+    /// A place at the end of the line; an idle worker, if there is one for it, is handed over at once.
+    pub fn admit(self: &Arc<Self>, job_id: &str) -> Result<Ticket, Full> {
         let mut st = self.lock();
-        if st.line.is_empty()
-            && let Some(address) = reserve_idle(&mut st, job_id)
-        {
-            drop(st);
-            self.bump();
-            return Ok(Admission::Now(address));
-        }
-        if st.line.len() >= self.queue_max {
+        if st.line.len() >= self.queue_max && !(st.line.is_empty() && has_idle(&st)) {
             return Err(Full);
         }
-        let ticket = self.enqueue(&mut st, job_id, false);
-        drop(st);
-        self.bump();
-        Ok(Admission::Queued(ticket))
-    }
-
-    /// Back to the head of the line after a dispatch that did not take (a worker's 429, an unreachable worker):
-    /// the request keeps its turn, and the line's bound does not apply to a request already admitted.
-    pub fn readmit(self: &Arc<Self>, job_id: &str) -> Admission {
-        let mut st = self.lock();
-        let admission = match reserve_idle(&mut st, job_id) {
-            Some(address) => Admission::Now(address),
-            None => Admission::Queued(self.enqueue(&mut st, job_id, true)),
-        };
-        drop(st);
-        self.bump();
-        admission
-    }
-
-    fn enqueue(self: &Arc<Self>, st: &mut State, job_id: &str, front: bool) -> Ticket {
         let (assign, assigned) = oneshot::channel();
         st.next_ticket += 1;
-        let waiter = Waiter {
-            ticket: st.next_ticket,
+        let ticket = st.next_ticket;
+        st.line.push_back(Waiter {
+            ticket,
             job_id: job_id.to_string(),
             since: Instant::now(),
-            assign,
-        };
-        let ticket = Ticket {
-            id: waiter.ticket,
+            assign: Some(assign),
+        });
+        drop(st);
+        self.pump();
+        self.bump();
+        Ok(Ticket {
+            id: ticket,
             fleet: self.clone(),
             assigned,
-        };
-        if front {
-            st.line.push_front(waiter);
-        } else {
-            st.line.push_back(waiter);
-        }
-        ticket
+        })
     }
 
-    /// Hands idle workers to the head of the line, in order.
+    /// Hands idle workers to the waiters nearest the head that have none in hand, in order.
     pub fn pump(&self) {
         let mut st = self.lock();
-        let mut moved = false;
-        while !st.line.is_empty() {
-            let Some(address) = st
-                .workers
-                .iter()
+        let State { workers, line, .. } = &mut *st;
+        for waiter in line.iter_mut().filter(|w| w.assign.is_some()) {
+            let Some((address, entry)) = workers
+                .iter_mut()
                 .find(|(_, e)| e.state == WorkerState::Idle && !e.reserved)
-                .map(|(a, _)| a.clone())
             else {
                 break;
             };
-            let Some(waiter) = st.line.pop_front() else { break };
-            moved = true;
             // A waiter whose client left between our look and now simply does not take the worker.
-            if waiter.assign.send(address.clone()).is_ok()
-                && let Some(entry) = st.workers.get_mut(&address)
+            if let Some(assign) = waiter.assign.take()
+                && assign.send(address.clone()).is_ok()
             {
                 entry.reserved = true;
-                entry.job_id = Some(waiter.job_id);
+                entry.job_id = Some(waiter.job_id.clone());
             }
-        }
-        drop(st);
-        if moved {
-            self.bump();
         }
     }
 
@@ -437,14 +396,8 @@ impl Fleet {
     }
 }
 
-fn reserve_idle(st: &mut State, job_id: &str) -> Option<String> {
-    let (address, entry) = st
-        .workers
-        .iter_mut()
-        .find(|(_, e)| e.state == WorkerState::Idle && !e.reserved)?;
-    entry.reserved = true;
-    entry.job_id = Some(job_id.to_string());
-    Some(address.clone())
+fn has_idle(st: &State) -> bool {
+    st.workers.values().any(|e| e.state == WorkerState::Idle && !e.reserved)
 }
 
 /// (workers that answer, of those the ones not free)
@@ -471,6 +424,23 @@ impl Ticket {
     /// Resolves with the worker reserved for this request.
     pub async fn assigned(&mut self) -> Option<String> {
         (&mut self.assigned).await.ok()
+    }
+
+    /// The worker reserved for this request, if one was handed over already.
+    pub fn try_assigned(&mut self) -> Option<String> {
+        self.assigned.try_recv().ok()
+    }
+
+    /// The worker it was handed did not take the job: wait for the next one, in the same place.
+    pub fn retry(&mut self) {
+        let (assign, assigned) = oneshot::channel();
+        self.assigned = assigned;
+        let mut st = self.fleet.lock();
+        if let Some(w) = st.line.iter_mut().find(|w| w.ticket == self.id) {
+            w.assign = Some(assign);
+        }
+        drop(st);
+        self.fleet.pump();
     }
 }
 
@@ -500,17 +470,20 @@ mod tests {
         fleet
     }
 
-    fn queued(a: Result<Admission, Full>) -> Ticket {
-        match a {
-            Ok(Admission::Queued(t)) => t,
-            _ => panic!("expected a place in the line"),
-        }
+    fn queued(a: Result<Ticket, Full>) -> Ticket {
+        let mut t = a.expect("a place in the line");
+        assert_eq!(t.try_assigned(), None, "expected to wait");
+        t
     }
 
     #[tokio::test]
     async fn a_free_worker_is_taken_at_once_and_only_once() {
         let fleet = fleet_with(&["w1"], &[], 10);
-        assert!(matches!(fleet.admit("j1"), Ok(Admission::Now(a)) if a == "w1"));
+        let mut t1 = fleet.admit("j1").unwrap();
+        assert_eq!(t1.try_assigned().as_deref(), Some("w1"));
+        // The worker took it: out of the line.
+        fleet.started("w1", "j1");
+        drop(t1);
         let t = queued(fleet.admit("j2"));
         assert_eq!(
             fleet.place(t.id).map(|p| (p.position, p.workers, p.busy)),
@@ -526,9 +499,13 @@ mod tests {
         let t3 = queued(fleet.admit("j3"));
         fleet.polled("w2", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t1.assigned().await.as_deref(), Some("w2"));
+        fleet.started("w2", "j1");
+        drop(t1);
         assert_eq!(fleet.place(t2.id).map(|p| p.position), Some(1));
         fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t2.assigned().await.as_deref(), Some("w1"));
+        fleet.started("w1", "j2");
+        drop(t2);
         assert_eq!(fleet.place(t3.id).map(|p| (p.position, p.length)), Some((1, 1)));
     }
 
@@ -562,23 +539,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_readmitted_request_goes_before_the_line() {
-        let fleet = fleet_with(&[], &["w1"], 1);
-        let t1 = queued(fleet.admit("j1"));
-        let Admission::Queued(t0) = fleet.readmit("j0") else {
-            panic!("no idle worker")
-        };
-        assert_eq!(fleet.place(t0.id).map(|p| p.position), Some(1));
-        assert_eq!(fleet.place(t1.id).map(|p| p.position), Some(2));
+    async fn a_request_whose_worker_said_429_keeps_its_place_and_nobody_moves() {
+        let fleet = fleet_with(&[], &["w1", "w2"], 10);
+        let mut t1 = queued(fleet.admit("j1"));
+        let t2 = queued(fleet.admit("j2"));
+        fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
+        assert_eq!(t1.assigned().await.as_deref(), Some("w1"));
+        // While j1's dispatch is in flight, j2 is still second.
+        assert_eq!(fleet.place(t2.id).map(|p| p.position), Some(2));
+        fleet.refused_busy("w1");
+        t1.retry();
+        assert_eq!(fleet.place(t1.id).map(|p| p.position), Some(1));
+        assert_eq!(fleet.place(t2.id).map(|p| p.position), Some(2));
+        fleet.polled("w2", Instant::now(), WorkerState::Idle, None);
+        assert_eq!(t1.assigned().await.as_deref(), Some("w2"));
     }
 
     #[tokio::test]
     async fn a_status_answer_older_than_a_dispatch_is_ignored() {
         let fleet = fleet_with(&["w1"], &[], 10);
         let asked = Instant::now();
-        let Ok(Admission::Now(a)) = fleet.admit("j1") else {
-            panic!()
-        };
+        let a = fleet.admit("j1").unwrap().try_assigned().unwrap();
         fleet.started(&a, "j1");
         fleet.polled(&a, asked, WorkerState::Idle, None);
         assert_eq!(fleet.state_of(&a), Some(WorkerState::Busy));

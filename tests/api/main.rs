@@ -16,6 +16,7 @@ mod limits;
 mod persistence;
 mod resume;
 mod secrets;
+mod sse_clients;
 mod support;
 mod validation;
 mod webhook;

@@ -90,6 +90,40 @@ pub async fn wait_healthy(url: &str) {
     }
 }
 
+/// Waits until a gateway's `GET /fleet` satisfies `done` and returns it.
+pub async fn wait_fleet(gateway: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let client = client();
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = Value::Null;
+    loop {
+        if let Ok(r) = client.get(format!("{gateway}/fleet")).send().await
+            && r.status() == 200
+        {
+            last = r.json().await.unwrap_or(Value::Null);
+            if done(&last) {
+                return last;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{gateway}/fleet never got there; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The addresses of the workers in a `/fleet` answer, sorted, all of them or those in `state`.
+pub fn fleet_workers(fleet: &Value, state: Option<&str>) -> Vec<String> {
+    let workers = fleet["workers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut addresses: Vec<String> = workers
+        .iter()
+        .filter(|w| state.is_none_or(|s| w["state"] == s))
+        .filter_map(|w| w["address"].as_str().map(str::to_string))
+        .collect();
+    addresses.sort();
+    addresses
+}
+
 /// What the retrying client saw on the way to a stream.
 #[derive(Default, Debug)]
 pub struct Attempts {
@@ -109,6 +143,10 @@ impl Mesh {
             bases,
             next: AtomicUsize::new(0),
         }
+    }
+
+    pub fn bases(&self) -> &[String] {
+        &self.bases
     }
 
     pub fn pick(&self) -> &str {

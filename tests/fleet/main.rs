@@ -6,6 +6,8 @@
 mod bench;
 mod compose;
 mod container;
+mod discovery;
+mod gateway;
 mod http;
 mod stack;
 mod support;
