@@ -31,7 +31,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   if [ ! -f "$tarball" ]; then
     rootfs=$(mktemp -d)
     echo "making the base system with debootstrap" >&2
-    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >&2
+    debootstrap --variant=minbase bookworm "$rootfs" >&2
     tar -C "$rootfs" -c . >"$tarball.part"
     mv "$tarball.part" "$tarball"
     rm -rf "$rootfs"

@@ -10,6 +10,7 @@ pub mod event_log;
 pub mod gateway;
 pub mod git;
 pub mod healthcheck;
+pub mod ids;
 pub mod job;
 pub mod metrics;
 pub mod openapi;

@@ -220,3 +220,166 @@ fn branch_names_and_push_settings_are_checked() {
     let r = github(good).unwrap();
     assert!(r.secrets().contains(&"ghp_12345678"));
 }
+
+mod properties {
+    //! Whatever a client sends, parsing answers: a request, or a JSON error with a code (and, for 422, the field).
+    //! Never a panic (a NUL in a branch name once reached libgit2 and closed the connection without an answer).
+
+    use actix_web::ResponseError;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,30}".prop_map(Value::String),
+            "[a-z]{1,8}(\u{0}|\n|\r|/|\\.\\.|:)[a-z]{0,8}".prop_map(Value::String),
+            prop_oneof![
+                Just("claude-code"),
+                Just("copilot"),
+                Just("cursor"),
+                Just("https://github.com/o/r")
+            ]
+            .prop_map(|s| Value::String(s.into())),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-zA-Z]{1,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: [&str; 12] = [
+        "userRequest",
+        "codingAssistantProvider",
+        "codingAssistantAccessToken",
+        "resumeSessionId",
+        "jobId",
+        "github",
+        "database",
+        "callback",
+        "workspace",
+        "cancelOnDisconnect",
+        "timeoutSeconds",
+        "providerOptions",
+    ];
+    const GITHUB: [&str; 5] = ["repoUrl", "branch", "accessToken", "depth", "push"];
+
+    /// Requests near the real shape (known fields, some of them nested the real way) with hostile values.
+    fn request() -> impl Strategy<Value = Value> {
+        let fields = prop::collection::vec((prop::sample::select(&FIELDS[..]), any_json()), 0..10);
+        let github = prop::collection::vec((prop::sample::select(&GITHUB[..]), any_json()), 0..6);
+        (fields, github, any::<bool>()).prop_map(|(fields, github, with_github)| {
+            let mut body: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            body.entry("userRequest").or_insert_with(|| "do it".into());
+            body.entry("codingAssistantProvider")
+                .or_insert_with(|| "claude-code".into());
+            if with_github {
+                let mut g: Map<String, Value> = github.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                g.entry("repoUrl").or_insert_with(|| "https://github.com/o/r".into());
+                body.insert("github".into(), Value::Object(g));
+            }
+            Value::Object(body)
+        })
+    }
+
+    fn answer(body: &[u8]) {
+        let Err(err) = parse(body, &settings()) else { return };
+        let resp = err.error_response();
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{status} for {err:?}");
+        let field = match &err {
+            ApiError::InvalidRequest { field, .. } | ApiError::RepoUrlNotAllowed { field, .. } => Some(field.clone()),
+            ApiError::InvalidJson { field, .. } => field.clone(),
+            _ => None,
+        };
+        if status == 422 {
+            assert!(field.is_some_and(|f| !f.is_empty()), "a 422 names its field: {err:?}");
+        }
+    }
+
+    const PATHS: [&[&str]; 14] = [
+        &["userRequest"],
+        &["jobId"],
+        &["resumeSessionId"],
+        &["workspace"],
+        &["timeoutSeconds"],
+        &["codingAssistantAccessToken"],
+        &["providerOptions", "model"],
+        &["providerOptions", "allowedTools"],
+        &["github", "repoUrl"],
+        &["github", "branch"],
+        &["github", "depth"],
+        &["github", "push", "branch"],
+        &["github", "push", "pullRequest", "base"],
+        &["callback", "url"],
+    ];
+
+    /// A valid request with one or two values replaced by hostile ones, so that each reaches its own check.
+    fn one_bad_value() -> impl Strategy<Value = Value> {
+        let hostile = prop_oneof![
+            any_json(),
+            "[a-z]{0,8}[\u{0}-\u{1f}\u{7f}][a-z/.:~^]{0,8}".prop_map(Value::String),
+        ];
+        prop::collection::vec((prop::sample::select(&PATHS[..]), hostile), 1..3).prop_map(|changes| {
+            let mut body = serde_json::json!({
+                "userRequest": "do it", "codingAssistantProvider": "claude-code", "jobId": "j-1",
+                "workspace": "w", "timeoutSeconds": 60,
+                "github": {"repoUrl": "https://github.com/o/r", "branch": "main", "accessToken": "ghp_1234567890",
+                    "push": {"branch": "agent/x", "pullRequest": {"title": "t", "base": "main"}}},
+            });
+            for (path, value) in changes {
+                let mut at = &mut body;
+                for key in &path[..path.len() - 1] {
+                    if !at[*key].is_object() {
+                        at[*key] = Value::Object(Map::new());
+                    }
+                    at = &mut at[*key];
+                }
+                at[path[path.len() - 1]] = value;
+            }
+            body
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn a_valid_request_with_hostile_values_is_answered(body in one_bad_value()) {
+            answer(body.to_string().as_bytes());
+        }
+
+        #[test]
+        fn near_valid_requests_are_answered(body in request()) {
+            answer(body.to_string().as_bytes());
+        }
+
+        #[test]
+        fn any_json_is_answered(body in any_json()) {
+            answer(body.to_string().as_bytes());
+        }
+
+        #[test]
+        fn any_bytes_are_answered(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            answer(&body);
+        }
+
+        #[test]
+        fn cut_requests_are_answered(body in request(), cut in any::<prop::sample::Index>()) {
+            let text = body.to_string();
+            answer(&text.as_bytes()[..cut.index(text.len() + 1)]);
+        }
+    }
+}

@@ -294,3 +294,11 @@ fn recorded_sigterm_has_no_result_and_unknown_resume_has_no_init() {
     };
     assert!(f.message.contains("No conversation found"), "{}", f.message);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn hostile_lines_never_panic(lines in crate::provider::parser_testing::hostile_lines(&crate::provider::parser_testing::fixture("claude-code", "write"))) {
+        crate::provider::parser_testing::survives(&mut ClaudeCodeParser::default(), &lines);
+    }
+}

@@ -184,3 +184,11 @@ fn foreign_lines_are_logs() {
         }]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn hostile_lines_never_panic(lines in crate::provider::parser_testing::hostile_lines(&crate::provider::parser_testing::fixture("copilot", "write"))) {
+        crate::provider::parser_testing::survives(&mut CopilotParser::new(None), &lines);
+    }
+}

@@ -198,3 +198,11 @@ fn foreign_lines_become_logs_and_unknown_types_are_ignored() {
         }]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn hostile_lines_never_panic(lines in crate::provider::parser_testing::hostile_lines(&crate::provider::parser_testing::fixture("claude-code", "write"))) {
+        crate::provider::parser_testing::survives(&mut CursorParser::default(), &lines);
+    }
+}
