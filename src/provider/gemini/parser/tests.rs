@@ -257,3 +257,11 @@ fn lines_outside_the_format_are_kept_and_unknown_types_ignored() {
     );
     assert_eq!(events, vec![EventKind::unparsed_stdout("Loaded cached credentials.")]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn hostile_lines_never_panic(lines in crate::provider::parser_testing::hostile_lines(&fixture("gemini", "write"))) {
+        crate::provider::parser_testing::survives(&mut GeminiParser::default(), &lines);
+    }
+}
