@@ -48,6 +48,22 @@ case "$version" in
 esac
 echo "COPILOT_BIN=$copilot"
 
+CODEX_VERSION=0.169.0
+# Like Copilot: the npm package pulls the native binary as an optional dependency, and the tests run that binary.
+codex_dir="$CACHE/codex-$CODEX_VERSION"
+codex="$codex_dir/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
+if [ ! -x "$codex" ]; then
+  echo "installing the Codex CLI $CODEX_VERSION into $CACHE" >&2
+  mkdir -p "$codex_dir"
+  npm install --silent --no-audit --no-fund --prefix "$codex_dir" "@openai/codex@$CODEX_VERSION" >&2
+fi
+version=$("$codex" --version)
+case "$version" in
+  *"$CODEX_VERSION"*) ;;
+  *) echo "unexpected Codex CLI version: $version" >&2; exit 1 ;;
+esac
+echo "CODEX_BIN=$codex"
+
 GEMINI_VERSION=0.61.0
 # A node program (no native binary): the package's bin link runs it with the node on PATH (20 or newer). No install
 # scripts: they would only compile optional add-ons (keychain, pty) that headless runs do without.

@@ -80,10 +80,7 @@ impl Pipeline<'_> {
     }
 
     fn job_timed_out(&self) -> Failure {
-        Failure::new(
-            ErrorCode::Timeout,
-            format!("the job exceeded its time limit of {}", seconds(self.request.timeout)),
-        )
+        process::timed_out(self.request.timeout)
     }
 
     async fn run(&self) -> EventKind {

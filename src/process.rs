@@ -140,10 +140,7 @@ pub async fn run(
         tokio::select! {
             biased;
             failure = &mut stopped => break failure,
-            _ = &mut total_timer => break Failure::new(
-                ErrorCode::Timeout,
-                format!("the job exceeded its time limit of {}", seconds(limits.timeout)),
-            ),
+            _ = &mut total_timer => break timed_out(limits.timeout),
             _ = &mut idle_timer => {
                 if last_output.elapsed() >= limits.idle {
                     break Failure::new(
@@ -171,6 +168,15 @@ pub async fn run(
     let mut failure = exit.annotate(stop);
     failure.session_id = parser.session_id().map(String::from);
     Outcome::Failed(failure)
+}
+
+/// The terminal failure of a job whose total time (`timeoutSeconds`, capped by `JOB_TIMEOUT_SECONDS`) is up,
+/// whether the CLI or the clone was running then.
+pub fn timed_out(timeout: Duration) -> Failure {
+    Failure::new(
+        ErrorCode::Timeout,
+        format!("the job exceeded its time limit of {}", seconds(timeout)),
+    )
 }
 
 fn handle_line(line: OutputLine, parser: &mut dyn OutputParser, limits: &Limits, out: &mut Vec<EventKind>) {

@@ -31,6 +31,7 @@ registry! {
     claude_code::ClaudeCode,
     cursor::Cursor,
     copilot::Copilot,
+    codex::Codex,
     gemini::Gemini,
 }
 

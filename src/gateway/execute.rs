@@ -47,7 +47,7 @@ pub async fn execute(
     let job = JobSpec {
         body: with_job_id(&raw, &parsed.job_id),
         stop_with_client: parsed.cancel_on_disconnect,
-        id: parsed.job_id,
+        id: parsed.job_id.into(),
     };
     let cancel = gw.jobs.open(&job.id).map_err(|_| {
         ApiError::invalid(

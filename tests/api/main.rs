@@ -1,6 +1,7 @@
 //! Integration tests: the real worker binary on port 0, driven over HTTP.
 
 mod claude_code;
+mod codex;
 mod concurrency;
 mod contract;
 mod copilot;

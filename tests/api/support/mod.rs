@@ -9,6 +9,7 @@ pub mod git_server;
 pub mod http;
 pub mod mock_anthropic;
 pub mod mock_gemini;
+pub mod mock_openai;
 pub mod recorder;
 pub mod sse;
 
@@ -218,6 +219,22 @@ impl TestWorker {
         }
         req.send().await.expect("GET /events")
     }
+
+    /// `GET /jobs/{jobId}/events` with `Last-Event-ID`.
+    pub async fn job_events_after(&self, job_id: &str, last_event_id: u64) -> reqwest::Response {
+        client()
+            .get(self.url(&format!("/jobs/{job_id}/events")))
+            .header("Last-Event-ID", last_event_id.to_string())
+            .send()
+            .await
+            .expect("GET /jobs/{jobId}/events")
+    }
+
+    /// A GET answered with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = client().get(self.url(path)).send().await.expect("GET");
+        resp.json().await.expect("a JSON answer")
+    }
 }
 
 impl Drop for TestWorker {
@@ -326,6 +343,16 @@ pub fn copilot_bin() -> String {
     std::env::var("COPILOT_BIN").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         format!("{home}/.cache/unified-worker/copilot-1.0.102/node_modules/@github/copilot-linux-x64/copilot")
+    })
+}
+
+pub fn codex_bin() -> String {
+    std::env::var("CODEX_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!(
+            "{home}/.cache/unified-worker/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/\
+             x86_64-unknown-linux-musl/bin/codex"
+        )
     })
 }
 

@@ -1,0 +1,244 @@
+//! OpenAI Codex CLI (`codex exec`): its variables, its credentials, its command line and its home. Every run gets
+//! a `CODEX_HOME` of its own inside the job's private folder, holding the operator's `config.toml` (model
+//! providers, endpoints), the run's credentials and the session's rollout file. The JSONL parser lives in
+//! `parser`.
+
+mod parser;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+pub use parser::CodexParser;
+use serde_json::Value;
+
+use super::{
+    Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
+    env::{child_env, get_env, set_env, worker_var},
+    input::{self, ModelOnly},
+    private_files::write_private,
+};
+use crate::{
+    error::ApiError,
+    event::{ErrorCode, Failure},
+    secret::{Secret, tokens_in_json},
+};
+
+pub struct Codex;
+
+/// `codex exec` authenticates its built-in OpenAI provider with `CODEX_API_KEY` (it ignores `OPENAI_API_KEY`);
+/// model providers configured in `config.toml` usually name `OPENAI_API_KEY` as their `env_key`. A key is
+/// given to the CLI under both names.
+const KEY_VARS: [&str; 2] = ["CODEX_API_KEY", "OPENAI_API_KEY"];
+
+const VARIABLES: Variables = Variables {
+    names: &["OPENAI_API_KEY", "OPENAI_ORGANIZATION", "OPENAI_PROJECT"],
+    prefixes: &["CODEX_"],
+    // The operator's Codex home: what the run needs from it is copied into the run's own.
+    withheld: &["CODEX_HOME", "CODEX_BIN"],
+    secrets: &["OPENAI_API_KEY", "CODEX_API_KEY"],
+};
+
+/// The run's `CODEX_HOME`, inside the job's private folder.
+fn home(ctx: &RunContext<'_>) -> PathBuf {
+    ctx.private_dir.join("codex-home")
+}
+
+impl Provider for Codex {
+    fn name(&self) -> &'static str {
+        "codex"
+    }
+
+    fn binary(&self) -> Binary {
+        Binary {
+            var: "CODEX_BIN",
+            default: "codex",
+        }
+    }
+
+    fn variables(&self) -> Variables {
+        VARIABLES
+    }
+
+    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        Ok(Box::new(CodexRun {
+            credential: request.credential.map(Credential::parse).transpose()?,
+            // `codex exec` has no turn limit or system-prompt flag, and its sandbox replaces permission modes.
+            options: ModelOnly::parse(request.options)?,
+        }))
+    }
+}
+
+#[derive(Debug)]
+enum Credential {
+    ApiKey(Secret),
+    /// The content of Codex's `auth.json` (an API key or a ChatGPT sign-in), with the token strings inside it.
+    AuthJson { json: Secret, tokens: Vec<Secret> },
+}
+
+impl Credential {
+    fn parse(value: Value) -> Result<Self, ApiError> {
+        match value {
+            Value::String(raw) => Ok(Credential::ApiKey(input::token(&raw)?)),
+            value @ Value::Object(_) => {
+                let tokens: Vec<Secret> = tokens_in_json(&value).into_iter().map(Secret::new).collect();
+                let usable = value["OPENAI_API_KEY"].is_string() || value["tokens"].is_object();
+                if !usable || tokens.is_empty() {
+                    return Err(ApiError::invalid(
+                        input::CREDENTIAL_FIELD,
+                        "an auth.json object must hold OPENAI_API_KEY or tokens",
+                    ));
+                }
+                Ok(Credential::AuthJson {
+                    json: Secret::new(value.to_string()),
+                    tokens,
+                })
+            }
+            _ => Err(input::not_a(&"a string or an auth.json object")),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CodexRun {
+    credential: Option<Credential>,
+    options: ModelOnly,
+}
+
+impl CodexRun {
+    fn args(&self, ctx: &RunContext<'_>) -> Vec<String> {
+        // No prompt argument: `codex exec` (and `exec resume <id>`) read the prompt from stdin.
+        let mut args: Vec<String> = [
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            // Without a writable sandbox its commands fail silently.
+            "--sandbox",
+            "workspace-write",
+            // Side traffic off (plugin and app catalogs, analytics, update checks): a replica talks only to the
+            // model API it was given.
+            "--disable",
+            "plugins",
+            "--disable",
+            "remote_plugin",
+            "--disable",
+            "apps",
+            "-c",
+            "analytics.enabled=false",
+            "-c",
+            "check_for_update_on_startup=false",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(model) = &self.options.model {
+            // A TOML string: a bare value that happens to parse as a number or boolean would change its type.
+            let quoted = serde_json::to_string(model).unwrap_or_default();
+            args.extend(["-c".to_string(), format!("model={quoted}")]);
+        }
+        if let Some(id) = ctx.resume_session_id {
+            args.extend(["resume".to_string(), id.to_string()]);
+        }
+        args
+    }
+
+    /// Puts the run's credential where the CLI looks for it. A request credential replaces the worker's own.
+    async fn credentials(
+        &self,
+        env: &mut Vec<(String, String)>,
+        home: &Path,
+        operator_home: &Path,
+        has_config: bool,
+    ) -> Result<(), Failure> {
+        if self.credential.is_some() {
+            env.retain(|(k, _)| !KEY_VARS.contains(&k.as_str()));
+        }
+        let key = match &self.credential {
+            Some(Credential::ApiKey(key)) => Some(key.expose().to_string()),
+            Some(Credential::AuthJson { json, .. }) => {
+                return write(&home.join("auth.json"), json.expose().as_bytes()).await;
+            }
+            None => KEY_VARS.iter().find_map(|k| get_env(env, k)).map(String::from),
+        };
+        if let Some(key) = key {
+            for var in KEY_VARS {
+                set_env(env, var, key.as_str());
+            }
+            return Ok(());
+        }
+        if let Ok(auth) = tokio::fs::read(operator_home.join("auth.json")).await {
+            return write(&home.join("auth.json"), &auth).await;
+        }
+        // A model provider configured there may take its key from a variable of its own, or need none.
+        if has_config {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ErrorCode::AuthFailed,
+            "no Codex credentials: send codingAssistantAccessToken or configure the worker (OPENAI_API_KEY, \
+             CODEX_API_KEY, or auth.json / config.toml in CODEX_HOME)",
+        ))
+    }
+}
+
+#[async_trait]
+impl ProviderRun for CodexRun {
+    fn secrets(&self) -> Vec<&str> {
+        match &self.credential {
+            None => Vec::new(),
+            Some(Credential::ApiKey(key)) => vec![key.expose()],
+            Some(Credential::AuthJson { json, tokens }) => std::iter::once(json.expose())
+                .chain(tokens.iter().map(Secret::expose))
+                .collect(),
+        }
+    }
+
+    async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
+        let home = home(ctx);
+        tokio::fs::create_dir_all(&home).await.map_err(|e| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!("could not create the run's CODEX_HOME: {e}"),
+            )
+        })?;
+        let mut env = child_env(&VARIABLES);
+        let operator_home = worker_var("CODEX_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(get_env(&env, "HOME").unwrap_or("/tmp")).join(".codex"));
+        let has_config = match tokio::fs::read(operator_home.join("config.toml")).await {
+            Ok(config) => {
+                // Private like the credentials: a provider's headers may carry keys.
+                write(&home.join("config.toml"), &config).await?;
+                true
+            }
+            Err(_) => false,
+        };
+        set_env(&mut env, "CODEX_HOME", home.to_string_lossy());
+        self.credentials(&mut env, &home, &operator_home, has_config).await?;
+        Ok(PreparedRun {
+            plan: ctx.plan(self.args(ctx), env),
+            parser: Box::new(CodexParser::default()),
+            // Everything it wrote is in the private folder, which goes with the job.
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    /// The run's whole `sessions` folder: its `CODEX_HOME` is fresh, so the folder holds this one thread's rollout
+    /// (`YYYY/MM/DD/rollout-<time>-<thread_id>.jsonl`) and nothing else. `exec resume` finds it there without the
+    /// CLI's SQLite state.
+    fn session_files(&self, ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
+        Some(SessionFiles {
+            local: home(ctx).join("sessions"),
+        })
+    }
+}
+
+async fn write(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    write_private(path, bytes).await.map_err(|e| {
+        Failure::new(
+            ErrorCode::Internal,
+            format!("could not write {}: {e}", path.display()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

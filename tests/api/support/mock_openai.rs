@@ -1,0 +1,324 @@
+//! A local stand-in for the OpenAI Responses API, so integration tests can run the **real** Codex CLI on a
+//! machine without internet and still make it do real work: write a file in the workspace with its own
+//! `apply_patch` tool, run a command, think, or fail with a chosen HTTP status.
+//!
+//! Point the CLI at it with a model provider in `$CODEX_HOME/config.toml` (`config_toml()` writes one, with the
+//! CLI's retries turned off so that a refusal ends the run at once).
+//!
+//! Facts about Codex 0.169.0 this mock relies on (recorded against the real CLI):
+//! * Every model call is `POST /v1/responses` with `stream: true` and the whole conversation in `input`: message
+//!   items (`developer`, `user`, `assistant`), `function_call` / `function_call_output`, `custom_tool_call` /
+//!   `custom_tool_call_output`. A custom provider with `wire_api = "responses"` calls no other endpoint.
+//! * The answer is server-sent events: `response.created`, `response.output_item.added` / `.done` per output item,
+//!   `response.output_text.delta`, and `response.completed` with the response `id` and `usage`.
+//! * The workspace is named in a user message, inside `<environment_context>` as `<cwd>…</cwd>`; a resumed thread
+//!   carries the old context and a newer one, so the newest wins.
+//! * A `custom_tool_call` named `apply_patch` whose `input` is a patch (`*** Begin Patch` … `*** End Patch`) makes the
+//!   CLI write the file itself (a `file_change` item); a `function_call` named `exec_command` with arguments
+//!   `{"cmd": …}` runs a command (a `command_execution` item). The next request ends with the tool's output, so
+//!   only the last input item decides which phase of a scripted reply we are in (older outputs stay in the history
+//!   of a resumed thread).
+//! * Request bodies start at ~40 KB (instructions and tool schemas), so actix-web's payload limit is raised.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::ServerHandle, http::StatusCode, web};
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// First request of a turn: a short message and an `apply_patch` call adding `<cwd>/<file_name>` with `content`
+    /// (one or more whole lines); the request carrying the patch's output: `final_text`.
+    WriteFile {
+        file_name: String,
+        content: String,
+        final_text: String,
+    },
+    /// First request of a turn: an `exec_command` call running `cmd`; the request carrying its output: `final_text`.
+    RunCommand { cmd: String, final_text: String },
+    /// Every request: a reasoning summary, then the text.
+    ThinkingThenText { thinking: String, text: String },
+    /// Every request: plain text.
+    Text(String),
+    /// Every request: this HTTP status with an OpenAI-style JSON error body.
+    Status(u16),
+}
+
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+struct State {
+    reply: Reply,
+    requests: Vec<Value>,
+    authorizations: Vec<String>,
+    counter: u64,
+}
+
+#[derive(Clone)]
+struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    /// A panicking handler poisons the mutex; the state stays consistent (single pushes), so keep going.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+pub struct MockOpenAi {
+    addr: SocketAddr,
+    shared: Shared,
+    handle: ServerHandle,
+}
+
+impl MockOpenAi {
+    /// Starts the server on its own thread and actix `System` (tests are plain tokio tests) and returns once the
+    /// port is bound.
+    pub fn start(reply: Reply) -> MockOpenAi {
+        let shared = Shared(Arc::new(Mutex::new(State {
+            reply,
+            requests: Vec::new(),
+            authorizations: Vec::new(),
+            counter: 0,
+        })));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("mock-openai".into())
+            .spawn(move || {
+                let system = actix_web::rt::System::new();
+                system.block_on(async move {
+                    let data = web::Data::new(server_shared);
+                    let bound = HttpServer::new(move || {
+                        App::new()
+                            .app_data(data.clone())
+                            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                            .route("/v1/responses", web::post().to(responses))
+                            .default_service(web::to(not_found))
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(0)
+                    .bind(("127.0.0.1", 0));
+                    let server = match bound {
+                        Ok(server) => server,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let Some(addr) = server.addrs().first().copied() else {
+                        let _ = tx.send(Err("bound to no address".to_string()));
+                        return;
+                    };
+                    let server = server.run();
+                    if tx.send(Ok((addr, server.handle()))).is_err() {
+                        return;
+                    }
+                    let _ = server.await;
+                });
+            })
+            .expect("spawn mock-openai thread");
+        let (addr, handle) = match rx.recv() {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => panic!("mock openai: cannot bind 127.0.0.1:0: {e}"),
+            Err(_) => panic!("mock openai: server thread died before binding"),
+        };
+        MockOpenAi { addr, shared, handle }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, a model provider's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// A Codex `config.toml` that makes this mock the model provider. The key comes from `OPENAI_API_KEY`, as the
+    /// worker hands it to the CLI; retries are off so that a refusal ends the run within seconds.
+    pub fn config_toml(&self) -> String {
+        format!(
+            "model_provider = \"mock\"\nmodel = \"gpt-5.5\"\n\n[model_providers.mock]\nname = \"Mock\"\n\
+             base_url = \"{}\"\nwire_api = \"responses\"\nenv_key = \"OPENAI_API_KEY\"\n\
+             stream_max_retries = 0\nrequest_max_retries = 0\n",
+            self.base_url()
+        )
+    }
+
+    /// JSON bodies of every `POST /v1/responses`, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// The `Authorization` header of every request, in order.
+    pub fn authorizations(&self) -> Vec<String> {
+        self.shared.lock().authorizations.clone()
+    }
+
+    pub fn set_reply(&self, reply: Reply) {
+        self.shared.lock().reply = reply;
+    }
+}
+
+impl Drop for MockOpenAi {
+    fn drop(&mut self) {
+        // Sends the stop command without waiting for it, so Drop never blocks an async test.
+        drop(self.handle.stop(false));
+    }
+}
+
+async fn responses(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error_response(400, "mock: request body is not JSON");
+    };
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (reply, n) = {
+        let mut state = shared.lock();
+        state.requests.push(request.clone());
+        state.authorizations.push(authorization);
+        state.counter += 1;
+        (state.reply.clone(), state.counter)
+    };
+    let after_tool = last_input_is_tool_output(&request);
+    let items = match reply {
+        Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
+        Reply::Text(text) => vec![message(n, &text)],
+        Reply::ThinkingThenText { thinking, text } => vec![reasoning(n, &thinking), message(n, &text)],
+        Reply::WriteFile { final_text, .. } | Reply::RunCommand { final_text, .. } if after_tool => {
+            vec![message(n, &final_text)]
+        }
+        Reply::WriteFile { file_name, content, .. } => {
+            let Some(cwd) = working_directory(&request) else {
+                return error_response(400, "mock: no <cwd> in the request");
+            };
+            let added: String = content.lines().map(|line| format!("+{line}\n")).collect();
+            let patch = format!(
+                "*** Begin Patch\n*** Add File: {}/{file_name}\n{added}*** End Patch\n",
+                cwd.trim_end_matches('/')
+            );
+            vec![
+                message(n, &format!("Writing {file_name}.")),
+                json!({"type": "custom_tool_call", "id": format!("ctc_mock_{n}"), "call_id": format!("call_mock_{n}"),
+                       "name": "apply_patch", "input": patch}),
+            ]
+        }
+        Reply::RunCommand { cmd, .. } => vec![json!({
+            "type": "function_call", "id": format!("fc_mock_{n}"), "call_id": format!("call_mock_{n}"),
+            "name": "exec_command", "arguments": json!({ "cmd": cmd }).to_string(),
+        })],
+    };
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .body(render_sse(&format!("resp_mock_{n}"), &items))
+}
+
+async fn not_found() -> HttpResponse {
+    error_response(404, "mock: no such endpoint")
+}
+
+fn error_response(code: u16, message: &str) -> HttpResponse {
+    let (kind, error_code) = match code {
+        401 => ("invalid_request_error", "invalid_api_key"),
+        429 => ("rate_limit_error", "rate_limit_exceeded"),
+        _ => ("server_error", "mock"),
+    };
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(json!({
+        "error": { "message": message, "type": kind, "code": error_code, "param": null },
+    }))
+}
+
+fn message(n: u64, text: &str) -> Value {
+    json!({"type": "message", "id": format!("msg_mock_{n}_{}", text.len()), "role": "assistant", "status": "completed",
+           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+}
+
+fn reasoning(n: u64, summary: &str) -> Value {
+    json!({"type": "reasoning", "id": format!("rs_mock_{n}"),
+           "summary": [{"type": "summary_text", "text": summary}], "content": []})
+}
+
+fn sse_event(out: &mut String, data: &Value) {
+    // `Value`'s Display is compact JSON: one `data:` line per event.
+    let kind = data["type"].as_str().unwrap_or_default();
+    out.push_str(&format!("event: {kind}\ndata: {data}\n\n"));
+}
+
+/// The event sequence of the real streaming API: each item added, its text as one delta, done; then completed.
+fn render_sse(response_id: &str, items: &[Value]) -> String {
+    let mut out = String::new();
+    sse_event(
+        &mut out,
+        &json!({"type": "response.created", "response": {"id": response_id, "status": "in_progress"}}),
+    );
+    for (index, item) in items.iter().enumerate() {
+        let mut added = item.clone();
+        if item["type"] == "message" {
+            added["content"] = json!([]);
+        }
+        sse_event(
+            &mut out,
+            &json!({"type": "response.output_item.added", "output_index": index, "item": added}),
+        );
+        if let Some(text) = item["content"][0]["text"].as_str() {
+            sse_event(
+                &mut out,
+                &json!({"type": "response.output_text.delta", "item_id": item["id"], "output_index": index,
+                        "content_index": 0, "delta": text}),
+            );
+        }
+        sse_event(
+            &mut out,
+            &json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+        );
+    }
+    sse_event(
+        &mut out,
+        &json!({"type": "response.completed", "response": {"id": response_id, "status": "completed", "usage": {
+            "input_tokens": 100, "input_tokens_details": {"cached_tokens": 20},
+            "output_tokens": 10, "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 110,
+        }}}),
+    );
+    out
+}
+
+fn last_input_is_tool_output(request: &Value) -> bool {
+    request["input"]
+        .as_array()
+        .and_then(|items| items.last())
+        .and_then(|item| item["type"].as_str())
+        .is_some_and(|kind| matches!(kind, "function_call_output" | "custom_tool_call_output"))
+}
+
+/// The CLI's working directory from the newest `<cwd>…</cwd>` of the conversation.
+fn working_directory(request: &Value) -> Option<String> {
+    request["input"].as_array()?.iter().rev().find_map(|item| {
+        item["content"].as_array()?.iter().rev().find_map(|part| {
+            let text = part["text"].as_str()?;
+            let start = text.rfind("<cwd>")? + "<cwd>".len();
+            let end = start + text[start..].find("</cwd>")?;
+            Some(text[start..end].trim().to_string())
+        })
+    })
+}
+
+/// The texts of the conversation's messages, flattened, to look for an earlier turn in a resumed request.
+pub fn conversation_text(request: &Value) -> String {
+    let mut out = String::new();
+    for item in request["input"].as_array().into_iter().flatten() {
+        for part in item["content"].as_array().into_iter().flatten() {
+            if let Some(text) = part["text"].as_str() {
+                out.push_str(text);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
