@@ -32,8 +32,8 @@ const MAX_ATTEMPTS_VAR: &str = "GEMINI_MAX_ATTEMPTS";
 const VARIABLES: Variables = Variables {
     names: &["GOOGLE_GEMINI_BASE_URL"],
     prefixes: &["GEMINI_"],
-    // Configures the worker's settings file, not the CLI.
-    withheld: &[MAX_ATTEMPTS_VAR],
+    // They configure the worker's settings file and the image's entrypoint (a file holding the key), not the CLI.
+    withheld: &[MAX_ATTEMPTS_VAR, "GEMINI_API_KEY_SECRET"],
     secrets: &[KEY_VAR],
 };
 
