@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::fleet::{Fleet, WorkerState};
+use super::fleet::{Fleet, PolledJob, WorkerState};
 
 /// One probe never waits longer: a worker this slow to answer `/status` is not one to send a job to.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,6 +16,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 struct Status {
     status: String,
     job_id: Option<String>,
+    provider: Option<String>,
 }
 
 pub fn spawn(fleet: Arc<Fleet>, client: reqwest::Client, address: String, every: Duration) {
@@ -73,7 +74,11 @@ async fn probe(fleet: &Fleet, client: &reqwest::Client, address: &str) {
                 "busy" => WorkerState::Busy,
                 _ => WorkerState::Draining,
             };
-            fleet.polled(address, asked, state, status.job_id);
+            let job = status.job_id.map(|id| PolledJob {
+                id,
+                provider: status.provider,
+            });
+            fleet.polled(address, asked, state, job);
         }
         Err(e) => {
             if fleet.state_of(address) != Some(WorkerState::Down) {

@@ -6,6 +6,7 @@ mod concurrency;
 mod contract;
 mod copilot;
 mod cursor;
+mod dashboard;
 mod exec;
 mod framing;
 mod gateway;
