@@ -27,6 +27,8 @@ use crate::{
 };
 
 const SLOTS: usize = 3;
+/// Numbers the runs, for unique job ids.
+static RUN: AtomicUsize = AtomicUsize::new(0);
 const JOBS: usize = 9;
 /// The job's own duration, spent by the fake CLI (it is the workload, as a model's turn would be).
 const JOB_MS: u64 = 2000;
@@ -37,8 +39,12 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
-fn job_body() -> serde_json::Value {
-    serde_json::json!({"userRequest": format!("lines=4 sleep={JOB_MS}"), "codingAssistantProvider": "claude-code"})
+fn job_body(job_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "userRequest": format!("lines=4 sleep={JOB_MS}"),
+        "codingAssistantProvider": "claude-code",
+        "jobId": job_id,
+    })
 }
 
 /// The replicas' environment: one job per process, 429s say "1 s", and a terminal nobody read is kept only 1 s.
@@ -48,6 +54,16 @@ fn replica_env() -> Vec<(&'static str, &'static str)> {
         ("LINGER_SECONDS", "1"),
         ("RETRY_AFTER_SECONDS", RETRY_AFTER_SECONDS),
     ]
+}
+
+/// `BENCH_REPLACEMENT_DELAY_MS`: the supervisor waits this long after an exit before it starts the replacement,
+/// to play an orchestrator that takes its time (Swarm takes about 500 ms); the default 0 restarts at once.
+fn replacement_delay() -> Duration {
+    let ms = std::env::var("BENCH_REPLACEMENT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_millis(ms)
 }
 
 fn gateway_poll_ms() -> Option<String> {
@@ -71,6 +87,23 @@ async fn fleet_view(port: u16) -> serde_json::Value {
         Ok(resp) => resp.json().await.unwrap_or_default(),
         Err(_) => serde_json::Value::Null,
     }
+}
+
+/// Job ids in the gateway's line, head first, once `n` wait (empty if that never happens within 2 s).
+async fn line_order(port: u16, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let fleet = fleet_view(port).await;
+        let jobs = fleet["queue"]["jobs"].as_array().cloned().unwrap_or_default();
+        if jobs.len() >= n {
+            return jobs
+                .iter()
+                .filter_map(|j| Some(j["jobId"].as_str()?.to_string()))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Vec::new()
 }
 
 /// Waits until the gateway's `/fleet` shows `n` idle workers.
@@ -112,6 +145,7 @@ impl Jitter {
 /// One client's job, times since the common start.
 #[derive(Clone, Debug, Default)]
 struct JobRecord {
+    job_id: String,
     connected: Duration,
     terminal: Duration,
     outcome: String,
@@ -174,10 +208,17 @@ fn retry_after(resp: &reqwest::Response) -> Duration {
 
 /// Posts until one of `bases` (taken in turn from the shared counter) accepts, each try on a new connection; a
 /// 429 waits `Retry-After` ±20 %, a refused connection 100 ms. Then follows the stream.
-async fn run_client(bases: Arc<Vec<String>>, turn: Arc<AtomicUsize>, t0: Instant, seed: u64) -> JobRecord {
-    let mut record = JobRecord::default();
+async fn run_client(bases: Arc<Vec<String>>, turn: Arc<AtomicUsize>, t0: Instant, job_id: String) -> JobRecord {
+    let mut record = JobRecord {
+        job_id,
+        ..JobRecord::default()
+    };
+    // Seeded from the job id (FNV-1a), so that the clients of one run draw different waits.
+    let seed = record.job_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     let mut jitter = Jitter::new(seed);
-    let body = job_body();
+    let body = job_body(&record.job_id);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(Instant::now() < deadline, "no replica accepted the job: {record:?}");
@@ -216,6 +257,8 @@ enum Mode {
 struct RunResult {
     /// The clients' common start: every time in `jobs` is relative to it.
     t0: Instant,
+    /// Through the gateway: the job ids in line, head first, read from `/fleet` before the first dispatch from it.
+    line: Vec<String>,
     jobs: Vec<JobRecord>,
     lives: Vec<Life>,
     makespan: Duration,
@@ -224,7 +267,7 @@ struct RunResult {
 }
 
 async fn fleet_run(mode: Mode) -> RunResult {
-    let supervisor = Supervisor::start(SLOTS, &replica_env()).await;
+    let supervisor = Supervisor::start(SLOTS, &replica_env(), replacement_delay()).await;
     let gateway = match mode {
         Mode::Gateway => {
             let gw = spawn_gateway(&supervisor.addresses().join(",")).await;
@@ -238,10 +281,19 @@ async fn fleet_run(mode: Mode) -> RunResult {
         None => supervisor.addresses(),
     });
     let turn = Arc::new(AtomicUsize::new(0));
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
     let t0 = Instant::now();
     let clients: Vec<_> = (0..JOBS)
-        .map(|i| tokio::spawn(run_client(bases.clone(), turn.clone(), t0, i as u64)))
+        .map(|i| {
+            let job_id = format!("bench-{}-{run}-{i}", std::process::id());
+            tokio::spawn(run_client(bases.clone(), turn.clone(), t0, job_id))
+        })
         .collect();
+    // The order of the line, as the gateway holds it once everyone who waits is in it.
+    let line = match &gateway {
+        Some(gw) => line_order(gw.port, JOBS - SLOTS).await,
+        None => Vec::new(),
+    };
     let mut jobs = Vec::new();
     for c in clients {
         jobs.push(c.await.expect("client"));
@@ -258,6 +310,7 @@ async fn fleet_run(mode: Mode) -> RunResult {
     drop(gateway);
     RunResult {
         t0,
+        line,
         jobs,
         lives,
         makespan,
@@ -306,27 +359,32 @@ fn turnarounds(run: &RunResult, into: &mut Turnaround) {
     }
 }
 
-/// FIFO as the clients see it: positions only go down, and a job that was ahead in line (a smaller first
-/// position) is not `connected` more than [`TURN_SLACK`] after one behind it (workers take a few ms to answer).
-fn fifo_check(jobs: &[JobRecord]) -> (usize, usize) {
-    let up = jobs
+/// FIFO as the clients see it: `queued` positions only go down, and no job in line is `connected` more than
+/// [`TURN_SLACK`] after one that was behind it in line (workers take a few ms to answer).
+fn fifo_check(run: &RunResult) -> (usize, usize) {
+    let up = run
+        .jobs
         .iter()
         .map(|j| j.positions.windows(2).filter(|w| w[1] > w[0]).count())
         .sum();
-    let mut waited: Vec<(u64, Duration)> = jobs
+    let connected: HashMap<&str, Duration> = run.jobs.iter().map(|j| (j.job_id.as_str(), j.connected)).collect();
+    let in_line: Vec<(&str, Duration)> = run
+        .line
         .iter()
-        .filter_map(|j| Some((*j.positions.first()?, j.connected)))
+        .filter_map(|id| Some((id.as_str(), *connected.get(id.as_str())?)))
         .collect();
-    waited.sort();
-    let out_of_turn = waited
-        .iter()
-        .enumerate()
-        .filter(|(i, (_, connected))| {
-            waited[i + 1..]
-                .iter()
-                .any(|(_, later)| *connected > *later + TURN_SLACK)
-        })
-        .count();
+    let mut out_of_turn = 0;
+    for (i, (id, at)) in in_line.iter().enumerate() {
+        if let Some((behind, before)) = in_line[i + 1..].iter().find(|(_, b)| *at > *b + TURN_SLACK) {
+            out_of_turn += 1;
+            eprintln!(
+                "out of turn: {id} (place {}) connected at {:.3}s, after {behind} behind it at {:.3}s",
+                i + 1,
+                at.as_secs_f64(),
+                before.as_secs_f64()
+            );
+        }
+    }
     (up, out_of_turn)
 }
 
@@ -381,7 +439,7 @@ pub async fn fleet(rows: &mut Vec<Row>) {
             f.makespan.push(result.makespan.as_secs_f64());
             f.busy.push(result.jobs.iter().map(|j| j.busy as f64).sum());
             f.refused.push(result.jobs.iter().map(|j| j.refused as f64).sum());
-            let (up, out_of_turn) = fifo_check(&result.jobs);
+            let (up, out_of_turn) = fifo_check(&result);
             f.positions_up += up;
             f.out_of_turn += out_of_turn;
             f.absorbed.push(result.counters["busyRetries"].as_f64().unwrap_or(0.0));
@@ -413,6 +471,20 @@ pub async fn fleet(rows: &mut Vec<Row>) {
     let (ideal_p50, ideal_p99, ideal_max) = spread(ideal_waits.clone());
     let ideal_makespan = ideal_waits.iter().copied().fold(0.0, f64::max) + job;
 
+    if let Some(ms) = gateway_poll_ms() {
+        rows.push(Row {
+            name: "fleet: the gateway's GATEWAY_POLL_MS (BENCH_GATEWAY_POLL_MS; default 500)",
+            value: ms,
+            target: "",
+        });
+    }
+    if !replacement_delay().is_zero() {
+        rows.push(Row {
+            name: "fleet: the supervisor's restart delay after an exit (ms, BENCH_REPLACEMENT_DELAY_MS)",
+            value: format!("{}", replacement_delay().as_millis()),
+            target: "",
+        });
+    }
     rows.push(Row {
         name: "fleet: job time, `connected` → terminal event (s, median of all jobs)",
         value: format!("{job:.3}"),

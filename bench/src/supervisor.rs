@@ -34,7 +34,8 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Starts `slots` replicas with `env` on top of the bench's worker environment; returns once all answer.
-    pub async fn start(slots: usize, env: &[(&str, &str)]) -> Supervisor {
+    /// `delay`: how long after an exit the replacement is started (0 = at once).
+    pub async fn start(slots: usize, env: &[(&str, &str)], delay: Duration) -> Supervisor {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let ports: Vec<u16> = (0..slots).map(|_| free_port()).collect();
         let lives = Arc::new(Mutex::new(Vec::new()));
@@ -42,7 +43,7 @@ impl Supervisor {
         let tasks = ports
             .iter()
             .enumerate()
-            .map(|(slot, &port)| tokio::spawn(keep(slot, port, env.clone(), lives.clone(), stopped.clone())))
+            .map(|(slot, &port)| tokio::spawn(keep(slot, port, env.clone(), delay, lives.clone(), stopped.clone())))
             .collect();
         let supervisor = Supervisor {
             ports,
@@ -96,6 +97,7 @@ async fn keep(
     slot: usize,
     port: u16,
     env: Vec<(String, String)>,
+    delay: Duration,
     lives: Arc<Mutex<Vec<Life>>>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -158,6 +160,13 @@ async fn keep(
                 }
             };
             record(index, &|l| l.exited = Some(exited));
+            // An orchestrator takes its time to schedule the replacement (Swarm: about half a second).
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
         } else {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
