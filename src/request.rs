@@ -14,7 +14,7 @@ mod github;
 use crate::{
     error::ApiError,
     ids::{BranchName, JobId, SessionId},
-    provider::{ProviderKind, ProviderRequest, ProviderRun},
+    provider::{McpPolicy, ProviderKind, ProviderRequest, ProviderRun},
     secret::{MIN_SECRET_LEN, Secret},
     settings::Settings,
     url_policy::UrlPolicy,
@@ -209,6 +209,12 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
     let provider_run = provider.provider().configure(ProviderRequest {
         credential: raw.coding_assistant_access_token,
         options: raw.provider_options,
+        mcp_policy: McpPolicy {
+            allowed_commands: settings.mcp_allowed_commands.clone(),
+            // An http MCP server is reached on the client's behalf, like the completion webhook.
+            allowed_hosts: settings.callback_allowed_hosts.clone(),
+            allow_insecure: settings.callback_allow_insecure,
+        },
     })?;
     let job_id = raw.job_id.unwrap_or_else(JobId::new_random);
     let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;

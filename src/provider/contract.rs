@@ -9,7 +9,7 @@ use std::{
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::private_files::Cleanup;
+use super::{mcp::McpPolicy, private_files::Cleanup};
 use crate::{
     error::ApiError,
     event::Failure,
@@ -60,6 +60,8 @@ pub struct ProviderRequest {
     pub credential: Option<Value>,
     /// `providerOptions`.
     pub options: Option<Value>,
+    /// What the worker allows `providerOptions.mcpServers` to hold (`take_mcp_servers`).
+    pub mcp_policy: McpPolicy,
 }
 
 /// One run of a provider, configured from a request. Holds the typed credential and options, so that nothing

@@ -184,13 +184,19 @@ mod tests {
 
     #[test]
     fn options_it_cannot_honour_are_refused_by_name() {
-        let refused = Gemini.configure(ProviderRequest {
-            credential: None,
-            options: Some(json!({"maxTurns": 3})),
-        });
-        match refused {
-            Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field, "providerOptions.maxTurns"),
-            other => panic!("{other:?}"),
+        for (options, name) in [
+            (json!({"maxTurns": 3}), "maxTurns"),
+            // Its CLI could run them from the settings file, but that is not wired up yet.
+            (json!({"mcpServers": {"docs": {"command": "docs-server"}}}), "mcpServers"),
+        ] {
+            let refused = Gemini.configure(ProviderRequest {
+                options: Some(options),
+                ..ProviderRequest::default()
+            });
+            match refused {
+                Err(ApiError::InvalidRequest { field, .. }) => assert_eq!(field, format!("providerOptions.{name}")),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

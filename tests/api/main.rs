@@ -15,6 +15,7 @@ mod git;
 mod git_push;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod persistence;
 mod resume;
 mod secrets;
