@@ -83,3 +83,21 @@ case "$version" in
   *) echo "unexpected Gemini CLI version: $version" >&2; exit 1 ;;
 esac
 echo "GEMINI_BIN=$gemini"
+OPENCODE_VERSION=1.18.33
+# Like Copilot's, the npm package carries the native binary in a per-platform optional dependency; the tests run
+# that binary directly. Its `-baseline` build is for x64 CPUs without AVX2.
+opencode_dir="$CACHE/opencode-$OPENCODE_VERSION"
+opencode_platform=linux-x64
+grep -qw avx2 /proc/cpuinfo || opencode_platform=linux-x64-baseline
+opencode="$opencode_dir/node_modules/opencode-$opencode_platform/bin/opencode"
+if [ ! -x "$opencode" ]; then
+  echo "installing opencode $OPENCODE_VERSION into $CACHE" >&2
+  mkdir -p "$opencode_dir"
+  npm install --silent --no-audit --no-fund --prefix "$opencode_dir" "opencode-ai@$OPENCODE_VERSION" >&2
+fi
+version=$("$opencode" --version)
+case "$version" in
+  "$OPENCODE_VERSION") ;;
+  *) echo "unexpected opencode version: $version" >&2; exit 1 ;;
+esac
+echo "OPENCODE_BIN=$opencode"

@@ -36,6 +36,7 @@ registry! {
     copilot::Copilot,
     codex::Codex,
     gemini::Gemini,
+    opencode::Opencode,
 }
 
 /// A provider the registry knows, picked by name. Holding one means it exists: it is parsed once, at the request's

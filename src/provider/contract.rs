@@ -82,6 +82,14 @@ pub trait ProviderRun: Send + Sync + fmt::Debug {
     fn session_files(&self, _ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
         None
     }
+
+    /// Called after the run, when a session store is about to save session `session_id`: a CLI that keeps its
+    /// sessions where they cannot be copied one at a time (one database for all of them) writes this one out to
+    /// its `session_files` place here, and reads it back in its `prepare` after a restore. CLIs that keep each
+    /// session in files of its own need nothing.
+    async fn export_session(&self, _ctx: &RunContext<'_>, _session_id: &str) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Where and with what one run happens.

@@ -16,6 +16,7 @@ mod git_push;
 mod lifecycle;
 mod limits;
 mod mcp;
+mod opencode;
 mod persistence;
 mod resume;
 mod secrets;
