@@ -55,6 +55,15 @@ RUN mkdir -p /opt/clis/bin /tmp/npm \
            > /opt/clis/bin/claude && chmod 0755 /opt/clis/bin/claude; fi \
  && /opt/clis/bin/claude --version && /opt/clis/bin/copilot --version && /opt/clis/bin/codex --version \
  && /opt/clis/bin/opencode --version
+ARG GEMINI_VERSION=0.61.0
+# Gemini CLI is a node program with no native build: it runs on this stage's node, copied next to it (its
+# relaunch for a larger heap starts the same node again). No install scripts: they would compile optional add-ons
+# (keychain, pty) that headless runs do without, as in the tests. --version sets up a CLI home; a throwaway one.
+RUN npm install --no-audit --no-fund --ignore-scripts --prefix /opt/clis/gemini "@google/gemini-cli@${GEMINI_VERSION}" \
+ && { [ -x /opt/clis/bin/node ] || cp -a "$(command -v node)" /opt/clis/bin/node; } \
+ && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/gemini/node_modules/@google/gemini-cli/bundle/gemini.js "$@"\n' \
+      > /opt/clis/bin/gemini && chmod 0755 /opt/clis/bin/gemini \
+ && GEMINI_CLI_HOME=/tmp/gemini-home /opt/clis/bin/gemini --version </dev/null && rm -rf /tmp/gemini-home
 RUN if [ "$INSTALL_CURSOR" = true ]; then \
       curl -fsSL "$CURSOR_INSTALL_URL" | HOME=/opt/clis/cursor bash \
       && ln -s "$(readlink -f /opt/clis/cursor/.local/bin/cursor-agent)" /opt/clis/bin/cursor-agent; \

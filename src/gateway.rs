@@ -70,6 +70,7 @@ impl GatewayApp {
         });
         let data = web::Data::new(gateway.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
+            .on_connect(crate::startup::no_delay)
             .listen(listener)?
             .workers(2)
             .disable_signals()

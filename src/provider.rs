@@ -35,6 +35,7 @@ registry! {
     cursor::Cursor,
     copilot::Copilot,
     codex::Codex,
+    gemini::Gemini,
     opencode::Opencode,
 }
 

@@ -23,14 +23,16 @@ pub fn spawn(fleet: Arc<Fleet>, client: reqwest::Client, address: String, every:
     let Some((poke, stop)) = fleet.poller_handles(&address) else {
         return;
     };
-    // A down worker is probed five times as often: on loopback or an overlay network a refused connection costs
-    // microseconds, and it is what decides how soon a replacement replica gets work.
+    // A down or draining worker is probed five times as often: on loopback or an overlay network a refused
+    // connection costs microseconds, and it is what decides how soon a replacement replica gets work.
     let down_every = (every / 5).max(Duration::from_millis(20));
     tokio::spawn(async move {
         loop {
             probe(&fleet, &client, &address).await;
             let wait = match fleet.state_of(&address) {
-                Some(WorkerState::Down) => down_every,
+                // A draining worker is about to turn idle or exit (and be replaced): ask often, so its slot is
+                // used again within a fraction of the poll interval.
+                Some(WorkerState::Down | WorkerState::Draining) => down_every,
                 Some(_) => every,
                 None => return,
             };

@@ -10,6 +10,7 @@ mod dashboard;
 mod exec;
 mod framing;
 mod gateway;
+mod gemini;
 mod git;
 mod git_push;
 mod lifecycle;

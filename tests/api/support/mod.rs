@@ -9,6 +9,7 @@ pub mod git_server;
 pub mod http;
 pub mod mock_anthropic;
 pub mod mock_chat;
+pub mod mock_gemini;
 pub mod mock_openai;
 pub mod recorder;
 pub mod sse;
