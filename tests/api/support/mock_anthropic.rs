@@ -33,18 +33,13 @@
 //!   (`{"query": "select:<name>"}`); the next request offers it in `tools`.
 //! * Copilot names it `<server>-<tool>` and offers it in `tools` from the first request.
 //!
-//! The server runs on its own OS thread with its own actix `System` because actix-web needs a single-threaded
-//! local runtime, while tests are plain `#[tokio::test]`s whose runtime must not be borrowed or blocked by it.
+//! The server itself is `mock_server`'s, as for the other mock APIs.
 
 // Each test binary that includes this file uses a different subset of it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
 /// How the mock answers.
@@ -76,9 +71,6 @@ pub enum Reply {
 /// Answer to anything that is not the main conversation turn. Short and harmless, whatever the CLI uses it for.
 const AUX_TEXT: &str = "OK";
 
-/// See the module notes: whole conversations, written files included, travel in every request.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
 struct State {
     reply: Reply,
     requests: Vec<Value>,
@@ -86,82 +78,34 @@ struct State {
     counter: u64,
 }
 
-#[derive(Clone)]
-struct Shared(Arc<Mutex<State>>);
+type Shared = super::mock_server::Shared<State>;
 
-impl Shared {
-    /// A panicking handler poisons the mutex; the state is still consistent (every update is a single push or
-    /// assignment), so later requests and the test's assertions keep working instead of cascading panics.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+use super::mock_server::MockServer;
 
 pub struct MockAnthropic {
-    addr: SocketAddr,
+    server: MockServer,
     shared: Shared,
-    handle: ServerHandle,
 }
 
 impl MockAnthropic {
     /// Starts the server and returns once the port is bound, so the URL can be handed to a CLI right away.
     pub fn start(reply: Reply) -> MockAnthropic {
-        let shared = Shared(Arc::new(Mutex::new(State {
+        let shared = Shared::new(State {
             reply,
             requests: Vec::new(),
             counter: 0,
-        })));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("mock-anthropic".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    let data = web::Data::new(server_shared);
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                            .route("/v1/messages", web::post().to(messages))
-                            .route("/v1/messages/count_tokens", web::post().to(count_tokens))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(1)
-                    // The test process owns SIGINT/SIGTERM (tests send them to the worker); the mock must not react.
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0));
-                    let server = match bound {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let Some(addr) = server.addrs().first().copied() else {
-                        let _ = tx.send(Err("bound to no address".to_string()));
-                        return;
-                    };
-                    let server = server.run();
-                    if tx.send(Ok((addr, server.handle()))).is_err() {
-                        return;
-                    }
-                    let _ = server.await;
-                });
-            })
-            .expect("spawn mock-anthropic thread");
-        let (addr, handle) = match rx.recv() {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => panic!("mock anthropic: cannot bind 127.0.0.1:0: {e}"),
-            Err(_) => panic!("mock anthropic: server thread died before binding"),
-        };
-        MockAnthropic { addr, shared, handle }
+        });
+        let server = MockServer::start("mock-anthropic", shared.clone(), |cfg| {
+            cfg.route("/v1/messages", web::post().to(messages))
+                .route("/v1/messages/count_tokens", web::post().to(count_tokens))
+                .default_service(web::to(not_found));
+        });
+        MockAnthropic { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`, the value for `ANTHROPIC_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// JSON bodies of every `POST /v1/messages` received (auxiliary ones included), in order.
@@ -172,14 +116,6 @@ impl MockAnthropic {
     /// Changes the behaviour for the following requests, e.g. between two jobs of one test.
     pub fn set_reply(&self, reply: Reply) {
         self.shared.lock().reply = reply;
-    }
-}
-
-impl Drop for MockAnthropic {
-    fn drop(&mut self) {
-        // `stop` sends the command eagerly; the returned future only waits for completion. Not waiting keeps
-        // Drop non-blocking inside async tests; the thread ends on its own once the server has stopped.
-        drop(self.handle.stop(false));
     }
 }
 

@@ -18,18 +18,15 @@
 //!   was given.
 //! * On 429 it retries five times, honouring `retry-after-ms`; the mock sends 10 so that a test ends in seconds.
 //!
-//! Like the Anthropic mock, the server runs on its own OS thread with its own actix `System`.
+//! The server itself is `mock_server`'s.
 
 // Each test binary that includes this file uses a different subset of it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 /// How the mock answers the conversation's requests.
@@ -61,9 +58,6 @@ pub enum Reply {
 /// The answer to a title request.
 pub const TITLE: &str = "Mock title";
 
-/// Whole conversations, written files included, travel in every request.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
 /// Token counts of every answer, so that tests can check how usage adds up over a run.
 pub const PROMPT_TOKENS: u64 = 100;
 pub const CACHED_TOKENS: u64 = 40;
@@ -77,83 +71,35 @@ struct State {
     counter: u64,
 }
 
-#[derive(Clone)]
-struct Shared(Arc<Mutex<State>>);
+type Shared = super::mock_server::Shared<State>;
 
-impl Shared {
-    /// A panicking handler poisons the mutex; every update is a single push or assignment, so the state is
-    /// still consistent and later requests and the test's assertions keep working.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+use super::mock_server::MockServer;
 
 pub struct MockChat {
-    addr: SocketAddr,
+    server: MockServer,
     shared: Shared,
-    handle: ServerHandle,
 }
 
 impl MockChat {
     /// Starts the server and returns once the port is bound.
     pub fn start(reply: Reply) -> MockChat {
-        let shared = Shared(Arc::new(Mutex::new(State {
+        let shared = Shared::new(State {
             reply,
             requests: Vec::new(),
             authorizations: Vec::new(),
             arrivals: Vec::new(),
             counter: 0,
-        })));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("mock-chat".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    let data = web::Data::new(server_shared);
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                            .route("/v1/chat/completions", web::post().to(completions))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(1)
-                    // The test process owns SIGINT/SIGTERM (tests send them to the worker); the mock must not react.
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0));
-                    let server = match bound {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let Some(addr) = server.addrs().first().copied() else {
-                        let _ = tx.send(Err("bound to no address".to_string()));
-                        return;
-                    };
-                    let server = server.run();
-                    if tx.send(Ok((addr, server.handle()))).is_err() {
-                        return;
-                    }
-                    let _ = server.await;
-                });
-            })
-            .expect("spawn mock-chat thread");
-        let (addr, handle) = match rx.recv() {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => panic!("mock chat: cannot bind 127.0.0.1:0: {e}"),
-            Err(_) => panic!("mock chat: server thread died before binding"),
-        };
-        MockChat { addr, shared, handle }
+        });
+        let server = MockServer::start("mock-chat", shared.clone(), |cfg| {
+            cfg.route("/v1/chat/completions", web::post().to(completions))
+                .default_service(web::to(not_found));
+        });
+        MockChat { server, shared }
     }
 
     /// `http://127.0.0.1:PORT/v1`, the provider's `baseURL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.server.addr)
     }
 
     /// JSON bodies of every request received (title requests included), in order.
@@ -174,13 +120,6 @@ impl MockChat {
     /// Changes the behaviour for the following requests, e.g. between two jobs of one test.
     pub fn set_reply(&self, reply: Reply) {
         self.shared.lock().reply = reply;
-    }
-}
-
-impl Drop for MockChat {
-    fn drop(&mut self) {
-        // `stop` sends the command eagerly; not waiting keeps Drop non-blocking inside async tests.
-        drop(self.handle.stop(false));
     }
 }
 

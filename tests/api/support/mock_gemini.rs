@@ -17,17 +17,13 @@
 //!   history of a resumed session, so only the last content decides which phase of `Reply::WriteFile` this is.
 //! * Errors are `{"error":{"code","message","status"}}`; the CLI exits with the HTTP status (mod 256).
 //!
-//! The server runs on its own OS thread with its own actix `System`, for the reasons given in `mock_anthropic`.
+//! The server itself is `mock_server`'s.
 
 // Each test binary that includes this file uses a different subset of it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 /// How the mock answers conversation turns.
@@ -60,85 +56,37 @@ pub const PROMPT_TOKENS: u64 = 100;
 pub const CACHED_TOKENS: u64 = 10;
 pub const ANSWER_TOKENS: u64 = 20;
 
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
 struct State {
     reply: Reply,
     calls: Vec<Call>,
 }
 
-#[derive(Clone)]
-struct Shared(Arc<Mutex<State>>);
+type Shared = super::mock_server::Shared<State>;
 
-impl Shared {
-    /// A panicking handler poisons the mutex; the state stays consistent (single pushes), so go on with it.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+use super::mock_server::MockServer;
 
 pub struct MockGemini {
-    addr: SocketAddr,
+    server: MockServer,
     shared: Shared,
-    handle: ServerHandle,
 }
 
 impl MockGemini {
     /// Starts the server and returns once the port is bound.
     pub fn start(reply: Reply) -> MockGemini {
-        let shared = Shared(Arc::new(Mutex::new(State {
+        let shared = Shared::new(State {
             reply,
             calls: Vec::new(),
-        })));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("mock-gemini".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    let data = web::Data::new(server_shared);
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                            .route("/v1beta/models/{method}", web::post().to(model_call))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0));
-                    let server = match bound {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let Some(addr) = server.addrs().first().copied() else {
-                        let _ = tx.send(Err("bound to no address".to_string()));
-                        return;
-                    };
-                    let server = server.run();
-                    if tx.send(Ok((addr, server.handle()))).is_err() {
-                        return;
-                    }
-                    let _ = server.await;
-                });
-            })
-            .expect("spawn mock-gemini thread");
-        let (addr, handle) = match rx.recv() {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => panic!("mock gemini: cannot bind 127.0.0.1:0: {e}"),
-            Err(_) => panic!("mock gemini: server thread died before binding"),
-        };
-        MockGemini { addr, shared, handle }
+        });
+        let server = MockServer::start("mock-gemini", shared.clone(), |cfg| {
+            cfg.route("/v1beta/models/{method}", web::post().to(model_call))
+                .default_service(web::to(not_found));
+        });
+        MockGemini { server, shared }
     }
 
     /// `http://127.0.0.1:PORT`, the value for `GOOGLE_GEMINI_BASE_URL`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// Every call received, in order.
@@ -157,13 +105,6 @@ impl MockGemini {
 
     pub fn set_reply(&self, reply: Reply) {
         self.shared.lock().reply = reply;
-    }
-}
-
-impl Drop for MockGemini {
-    fn drop(&mut self) {
-        // As in `mock_anthropic`: send the stop, do not wait for it inside an async test.
-        drop(self.handle.stop(false));
     }
 }
 

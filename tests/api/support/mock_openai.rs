@@ -27,12 +27,7 @@
 
 #![allow(dead_code)]
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Mutex, MutexGuard},
-};
-
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::ServerHandle, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Value, json};
 
 #[derive(Clone, Debug)]
@@ -62,8 +57,6 @@ pub enum Reply {
     },
 }
 
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
 struct State {
     reply: Reply,
     requests: Vec<Value>,
@@ -71,81 +64,35 @@ struct State {
     counter: u64,
 }
 
-#[derive(Clone)]
-struct Shared(Arc<Mutex<State>>);
+type Shared = super::mock_server::Shared<State>;
 
-impl Shared {
-    /// A panicking handler poisons the mutex; the state stays consistent (single pushes), so keep going.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+use super::mock_server::MockServer;
 
 pub struct MockOpenAi {
-    addr: SocketAddr,
+    server: MockServer,
     shared: Shared,
-    handle: ServerHandle,
 }
 
 impl MockOpenAi {
     /// Starts the server on its own thread and actix `System` (tests are plain tokio tests) and returns once the
     /// port is bound.
     pub fn start(reply: Reply) -> MockOpenAi {
-        let shared = Shared(Arc::new(Mutex::new(State {
+        let shared = Shared::new(State {
             reply,
             requests: Vec::new(),
             authorizations: Vec::new(),
             counter: 0,
-        })));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("mock-openai".into())
-            .spawn(move || {
-                let system = actix_web::rt::System::new();
-                system.block_on(async move {
-                    let data = web::Data::new(server_shared);
-                    let bound = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-                            .route("/v1/responses", web::post().to(responses))
-                            .default_service(web::to(not_found))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(0)
-                    .bind(("127.0.0.1", 0));
-                    let server = match bound {
-                        Ok(server) => server,
-                        Err(e) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let Some(addr) = server.addrs().first().copied() else {
-                        let _ = tx.send(Err("bound to no address".to_string()));
-                        return;
-                    };
-                    let server = server.run();
-                    if tx.send(Ok((addr, server.handle()))).is_err() {
-                        return;
-                    }
-                    let _ = server.await;
-                });
-            })
-            .expect("spawn mock-openai thread");
-        let (addr, handle) = match rx.recv() {
-            Ok(Ok(started)) => started,
-            Ok(Err(e)) => panic!("mock openai: cannot bind 127.0.0.1:0: {e}"),
-            Err(_) => panic!("mock openai: server thread died before binding"),
-        };
-        MockOpenAi { addr, shared, handle }
+        });
+        let server = MockServer::start("mock-openai", shared.clone(), |cfg| {
+            cfg.route("/v1/responses", web::post().to(responses))
+                .default_service(web::to(not_found));
+        });
+        MockOpenAi { server, shared }
     }
 
     /// `http://127.0.0.1:PORT/v1`, a model provider's `base_url`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("http://{}/v1", self.server.addr)
     }
 
     /// A Codex `config.toml` that makes this mock the model provider. The key comes from `OPENAI_API_KEY`, as the
@@ -171,13 +118,6 @@ impl MockOpenAi {
 
     pub fn set_reply(&self, reply: Reply) {
         self.shared.lock().reply = reply;
-    }
-}
-
-impl Drop for MockOpenAi {
-    fn drop(&mut self) {
-        // Sends the stop command without waiting for it, so Drop never blocks an async test.
-        drop(self.handle.stop(false));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod mock_anthropic;
 pub mod mock_chat;
 pub mod mock_gemini;
 pub mod mock_openai;
+pub mod mock_server;
 pub mod recorder;
 pub mod sse;
 
