@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -19,8 +19,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn command(port: u16) -> Command {
-        let mut cmd = Command::new(bin_path("unified-worker"));
+    fn command(bin: &Path, port: u16) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
@@ -39,7 +39,12 @@ impl Worker {
 
     /// Spawns and waits for the `listening` log line that carries the port.
     pub async fn spawn() -> Worker {
-        let mut child = Self::command(0)
+        Self::spawn_bin(&bin_path("unified-worker")).await
+    }
+
+    /// `spawn` for another build of the worker (`bench/run.sh compare`).
+    pub async fn spawn_bin(bin: &Path) -> Worker {
+        let mut child = Self::command(bin, 0)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the worker");
@@ -63,7 +68,7 @@ impl Worker {
     /// Spawns on a port chosen here and polls `/health` as fast as it can: start-up is measured from the outside.
     pub async fn spawn_and_poll_health() -> Worker {
         let port = free_port();
-        let child = Self::command(port)
+        let child = Self::command(&bin_path("unified-worker"), port)
             .stdout(Stdio::null())
             .spawn()
             .expect("start the worker");
