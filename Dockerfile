@@ -31,6 +31,7 @@ FROM ${NODE_IMAGE} AS clis-install
 ARG CLAUDE_CODE_VERSION=2.1.329
 ARG COPILOT_VERSION=1.0.102
 ARG CODEX_VERSION=0.169.0
+ARG OPENCODE_VERSION=1.18.33
 # Cursor publishes no version pin for its installer; CURSOR_INSTALL_URL may point at a pinned copy.
 ARG CURSOR_INSTALL_URL=https://cursor.com/install
 ARG INSTALL_CURSOR=true
@@ -40,17 +41,29 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
 RUN mkdir -p /opt/clis/bin /tmp/npm \
  && npm install --no-audit --no-fund --prefix /tmp/npm \
       "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" "@github/copilot@${COPILOT_VERSION}" \
-      "@openai/codex@${CODEX_VERSION}" \
+      "@openai/codex@${CODEX_VERSION}" "opencode-ai@${OPENCODE_VERSION}" \
  && cp -a /tmp/npm/node_modules /opt/clis/node_modules \
  && ln -s ../node_modules/@github/copilot-linux-x64/copilot /opt/clis/bin/copilot \
  && codex=$(find /opt/clis/node_modules/@openai -path '*/vendor/*/bin/codex' -type f | head -n 1) \
  && ln -s "$codex" /opt/clis/bin/codex \
+ && case "$(uname -m)" in aarch64) opencode_platform=linux-arm64 ;; *) opencode_platform=linux-x64 ;; esac \
+ && ln -s "../node_modules/opencode-${opencode_platform}/bin/opencode" /opt/clis/bin/opencode \
  && claude=$(find /opt/clis/node_modules/@anthropic-ai -type f -name claude -perm -u+x | head -n 1) \
  && if [ -n "$claude" ]; then ln -s "$claude" /opt/clis/bin/claude; \
     else cp -a "$(command -v node)" /opt/clis/bin/node \
       && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/node_modules/@anthropic-ai/claude-code/cli.js "$@"\n' \
            > /opt/clis/bin/claude && chmod 0755 /opt/clis/bin/claude; fi \
- && /opt/clis/bin/claude --version && /opt/clis/bin/copilot --version && /opt/clis/bin/codex --version
+ && /opt/clis/bin/claude --version && /opt/clis/bin/copilot --version && /opt/clis/bin/codex --version \
+ && /opt/clis/bin/opencode --version
+ARG GEMINI_VERSION=0.61.0
+# Gemini CLI is a node program with no native build: it runs on this stage's node, copied next to it (its
+# relaunch for a larger heap starts the same node again). No install scripts: they would compile optional add-ons
+# (keychain, pty) that headless runs do without, as in the tests. --version sets up a CLI home; a throwaway one.
+RUN npm install --no-audit --no-fund --ignore-scripts --prefix /opt/clis/gemini "@google/gemini-cli@${GEMINI_VERSION}" \
+ && { [ -x /opt/clis/bin/node ] || cp -a "$(command -v node)" /opt/clis/bin/node; } \
+ && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/gemini/node_modules/@google/gemini-cli/bundle/gemini.js "$@"\n' \
+      > /opt/clis/bin/gemini && chmod 0755 /opt/clis/bin/gemini \
+ && GEMINI_CLI_HOME=/tmp/gemini-home /opt/clis/bin/gemini --version </dev/null && rm -rf /tmp/gemini-home
 RUN if [ "$INSTALL_CURSOR" = true ]; then \
       curl -fsSL "$CURSOR_INSTALL_URL" | HOME=/opt/clis/cursor bash \
       && ln -s "$(readlink -f /opt/clis/cursor/.local/bin/cursor-agent)" /opt/clis/bin/cursor-agent; \

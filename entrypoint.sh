@@ -9,6 +9,7 @@
 #   CURSOR_API_KEY_SECRET           file → CURSOR_API_KEY        (default /run/secrets/cursor_api_key)
 #   COPILOT_GITHUB_TOKEN_SECRET     file → COPILOT_GITHUB_TOKEN  (default /run/secrets/copilot_github_token)
 #   OPENAI_API_KEY_SECRET           file → OPENAI_API_KEY        (default /run/secrets/openai_api_key; Codex)
+#   GEMINI_API_KEY_SECRET           file → GEMINI_API_KEY        (default /run/secrets/gemini_api_key)
 #      → exported to the worker only; the variable never appears in the container's configuration.
 set -eu
 umask 077
@@ -47,6 +48,7 @@ token_from_file() {
 token_from_file CURSOR_API_KEY "${CURSOR_API_KEY_SECRET:-/run/secrets/cursor_api_key}"
 token_from_file COPILOT_GITHUB_TOKEN "${COPILOT_GITHUB_TOKEN_SECRET:-/run/secrets/copilot_github_token}"
 token_from_file OPENAI_API_KEY "${OPENAI_API_KEY_SECRET:-/run/secrets/openai_api_key}"
+token_from_file GEMINI_API_KEY "${GEMINI_API_KEY_SECRET:-/run/secrets/gemini_api_key}"
 unset current value
 
 exec "$@"

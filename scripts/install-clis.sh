@@ -63,3 +63,41 @@ case "$version" in
   *) echo "unexpected Codex CLI version: $version" >&2; exit 1 ;;
 esac
 echo "CODEX_BIN=$codex"
+
+GEMINI_VERSION=0.61.0
+# A node program (no native binary): the package's bin link runs it with the node on PATH (20 or newer). No install
+# scripts: they would only compile optional add-ons (keychain, pty) that headless runs do without.
+gemini_dir="$CACHE/gemini-$GEMINI_VERSION"
+gemini="$gemini_dir/node_modules/.bin/gemini"
+if [ ! -x "$gemini" ]; then
+  echo "installing the Gemini CLI $GEMINI_VERSION into $CACHE" >&2
+  mkdir -p "$gemini_dir"
+  npm install --silent --no-audit --no-fund --ignore-scripts --prefix "$gemini_dir" "@google/gemini-cli@$GEMINI_VERSION" >&2
+fi
+# Even --version sets up the CLI's home; a throwaway one keeps the user's own untouched.
+gemini_home=$(mktemp -d)
+version=$(GEMINI_CLI_HOME="$gemini_home" "$gemini" --version </dev/null)
+rm -rf "$gemini_home"
+case "$version" in
+  "$GEMINI_VERSION") ;;
+  *) echo "unexpected Gemini CLI version: $version" >&2; exit 1 ;;
+esac
+echo "GEMINI_BIN=$gemini"
+OPENCODE_VERSION=1.18.33
+# Like Copilot's, the npm package carries the native binary in a per-platform optional dependency; the tests run
+# that binary directly. Its `-baseline` build is for x64 CPUs without AVX2.
+opencode_dir="$CACHE/opencode-$OPENCODE_VERSION"
+opencode_platform=linux-x64
+grep -qw avx2 /proc/cpuinfo || opencode_platform=linux-x64-baseline
+opencode="$opencode_dir/node_modules/opencode-$opencode_platform/bin/opencode"
+if [ ! -x "$opencode" ]; then
+  echo "installing opencode $OPENCODE_VERSION into $CACHE" >&2
+  mkdir -p "$opencode_dir"
+  npm install --silent --no-audit --no-fund --prefix "$opencode_dir" "opencode-ai@$OPENCODE_VERSION" >&2
+fi
+version=$("$opencode" --version)
+case "$version" in
+  "$OPENCODE_VERSION") ;;
+  *) echo "unexpected opencode version: $version" >&2; exit 1 ;;
+esac
+echo "OPENCODE_BIN=$opencode"

@@ -106,7 +106,10 @@ async fn probe_one(bin: &Path) -> ProviderStatus {
     };
     let pgid = child.id().map(|id| id as i32);
     let run = child.wait_with_output();
-    let result = tokio::time::timeout(Duration::from_secs(20), run).await;
+    // Generous: a CLI that is slow to start is still there. Node-based ones (Gemini CLI parses ~100 MB of
+    // JavaScript, twice, to print its version) need a few seconds of CPU, which on a busy two-core machine is
+    // tens of seconds of wall time; the probe runs in the background, so nothing waits for it but `/health`.
+    let result = tokio::time::timeout(Duration::from_secs(60), run).await;
     if let Some(pgid) = pgid {
         crate::process::signal_group(pgid, libc::SIGKILL);
     }

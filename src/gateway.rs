@@ -5,7 +5,9 @@
 // Public for the fleet tests, which run Docker discovery against a real engine.
 pub mod discovery;
 mod execute;
+mod feed;
 mod fleet;
+mod history;
 mod jobs;
 mod metrics;
 mod poller;
@@ -21,7 +23,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::relay::Queued;
-use self::{fleet::Fleet, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings};
+use self::{
+    fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings,
+};
 
 pub struct Gateway {
     settings: GatewaySettings,
@@ -29,6 +33,8 @@ pub struct Gateway {
     jobs: Jobs,
     upstream: Upstream,
     metrics: GatewayMetrics,
+    /// The last hour's jobs per minute, for the dashboard's chart.
+    history: History,
     /// Relays run on the main runtime, not on the HTTP thread that accepted the request.
     runtime: tokio::runtime::Handle,
     /// SIGTERM: waiting requests end with `shutdown`; streams in flight finish while the server drains.
@@ -57,12 +63,14 @@ impl GatewayApp {
             jobs: Jobs::new(settings.job_memory),
             upstream: Upstream::new(settings.common.api_token.clone())?,
             metrics: GatewayMetrics::default(),
+            history: History::default(),
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             settings,
         });
         let data = web::Data::new(gateway.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
+            .on_connect(crate::startup::no_delay)
             .listen(listener)?
             .workers(2)
             .disable_signals()

@@ -226,12 +226,18 @@ impl Pipeline<'_> {
         let Some(files) = self.request.provider_run.session_files(ctx, id) else {
             return;
         };
-        if let Err(e) = store.save(self.request.provider, id, &files).await {
-            tracing::warn!(error = %e, "could not save the session to the session store");
-            self.emit(EventKind::warn(format!(
-                "the session could not be saved for resuming elsewhere: {e}"
-            )));
+        if let Err(e) = self.request.provider_run.export_session(ctx, id).await {
+            self.session_not_saved(&e);
+        } else if let Err(e) = store.save(self.request.provider, id, &files).await {
+            self.session_not_saved(&e);
         }
+    }
+
+    fn session_not_saved(&self, e: &dyn std::fmt::Display) {
+        tracing::warn!(error = %e, "could not save the session to the session store");
+        self.emit(EventKind::warn(format!(
+            "the session could not be saved for resuming elsewhere: {e}"
+        )));
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod availability;
 pub mod client;
+pub mod dashboard;
 pub mod delivery;
 pub mod error;
 pub mod event;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use unified_worker::{
     gateway::{GatewayApp, settings::GatewaySettings},
-    settings::Settings,
+    settings::{LogFormat, Settings, SettingsError},
     startup::Application,
     telemetry,
 };
@@ -57,51 +57,58 @@ fn main() -> ExitCode {
 }
 
 async fn serve() -> ExitCode {
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("unified-worker: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(settings.log_format);
-    let app = match Application::build(settings) {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    match app.run_until_stopped().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            ExitCode::FAILURE
-        }
-    }
+    launch(
+        "unified-worker",
+        Settings::from_env(),
+        |s| s.log_format,
+        Application::build,
+        |app| app.run_until_stopped(),
+    )
+    .await
 }
 
 /// The fleet's front door (SPEC §13).
 async fn gateway() -> ExitCode {
-    let settings = match GatewaySettings::from_env() {
+    launch(
+        "unified-worker gateway",
+        GatewaySettings::from_env(),
+        |s| s.common.log_format,
+        GatewayApp::build,
+        |app| app.run_until_stopped(),
+    )
+    .await
+}
+
+/// Settings → telemetry → build → run, the same for both servers: a bad setting exits 2 naming the variable.
+async fn launch<S, A, F>(
+    name: &str,
+    settings: Result<S, SettingsError>,
+    log_format: impl FnOnce(&S) -> LogFormat,
+    build: impl FnOnce(S) -> anyhow::Result<A>,
+    run: impl FnOnce(A) -> F,
+) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let settings = match settings {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("unified-worker gateway: {e}");
+            eprintln!("{name}: {e}");
             return ExitCode::from(2);
         }
     };
-    telemetry::init(settings.common.log_format);
-    let app = match GatewayApp::build(settings) {
+    telemetry::init(log_format(&settings));
+    let app = match build(settings) {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until_stopped().await {
+    match run(app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "gateway failed");
+            tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
         }
     }

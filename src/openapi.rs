@@ -16,6 +16,7 @@ use crate::routes;
 #[openapi(
     info(title = "unified-worker", description = "One coding-assistant job per process, streamed as Server-Sent Events (SPEC §2–§4)."),
     paths(
+        crate::dashboard::worker_page,
         routes::execute::execute,
         routes::events::events,
         routes::events::job_events,

@@ -1,6 +1,7 @@
 //! The provider layer: the registry of coding-assistant CLIs and `ProviderKind`, the name a request picks one
 //! by. What a provider is lives in `contract`; what providers share in `env` (the child's environment), `input`
-//! (reading a request's credential and options) and `private_files` (credential files and their cleanup).
+//! (reading a request's credential and options), `mcp` (a job's MCP servers and their config files) and
+//! `private_files` (credential files and their cleanup).
 //!
 //! A provider is a folder `src/provider/<module>/` (or `<module>.rs` plus that folder) with a unit struct that
 //! implements `Provider`, and one line in `registry!` below. Nothing outside this folder names a provider.
@@ -8,6 +9,7 @@
 mod contract;
 mod env;
 mod input;
+mod mcp;
 #[cfg(test)]
 mod parser_testing;
 mod private_files;
@@ -16,6 +18,7 @@ use std::{fmt, hash, str::FromStr};
 
 pub use contract::{Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables};
 pub use env::child_env;
+pub use mcp::McpPolicy;
 pub use private_files::Cleanup;
 
 /// Declares each provider's module and lists its descriptor, in the order `/health` shows them.
@@ -32,6 +35,8 @@ registry! {
     cursor::Cursor,
     copilot::Copilot,
     codex::Codex,
+    gemini::Gemini,
+    opencode::Opencode,
 }
 
 /// A provider the registry knows, picked by name. Holding one means it exists: it is parsed once, at the request's

@@ -13,7 +13,8 @@ mod github;
 
 use crate::{
     error::ApiError,
-    provider::{ProviderKind, ProviderRequest, ProviderRun},
+    ids::{BranchName, JobId, SessionId},
+    provider::{McpPolicy, ProviderKind, ProviderRequest, ProviderRun},
     secret::{MIN_SECRET_LEN, Secret},
     settings::Settings,
     url_policy::UrlPolicy,
@@ -34,11 +35,11 @@ pub(crate) struct RawRequest {
     #[schema(schema_with = string_or_object)]
     coding_assistant_access_token: Option<Value>,
     /// A session id of the provider's, to continue.
-    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
-    resume_session_id: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    resume_session_id: Option<SessionId>,
     /// The client's id for the job (default: a new UUID).
-    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
-    job_id: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    job_id: Option<JobId>,
     github: Option<GithubSpec>,
     database: Option<DatabaseSpec>,
     callback: Option<CallbackSpec>,
@@ -59,7 +60,8 @@ pub(crate) struct RawRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GithubSpec {
     pub repo_url: String,
-    pub branch: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub branch: Option<BranchName>,
     pub access_token: Option<String>,
     /// Commits to fetch; 0 = the full history.
     #[serde(default, deserialize_with = "whole_number")]
@@ -71,7 +73,8 @@ pub struct GithubSpec {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PushSpec {
-    pub branch: String,
+    #[schema(value_type = String)]
+    pub branch: BranchName,
     pub commit_message: Option<String>,
     pub pull_request: Option<PullRequestSpec>,
 }
@@ -81,15 +84,16 @@ pub struct PushSpec {
 pub struct PullRequestSpec {
     pub title: Option<String>,
     pub body: Option<String>,
-    pub base: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub base: Option<BranchName>,
     pub draft: Option<bool>,
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
-    pub session_id: String,
+    #[schema(value_type = String, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    pub session_id: SessionId,
     pub access_token: String,
 }
 
@@ -138,12 +142,12 @@ fn string_or_object() -> utoipa::openapi::schema::Schema {
 /// A request that passed validation: everything the job needs, typed.
 #[derive(Debug)]
 pub struct JobRequest {
-    pub job_id: String,
+    pub job_id: JobId,
     pub prompt: String,
     pub provider: ProviderKind,
     /// The provider's own typed input: the request's credential and `providerOptions`, already checked.
     pub provider_run: Box<dyn ProviderRun>,
-    pub resume_session_id: Option<String>,
+    pub resume_session_id: Option<SessionId>,
     pub github: Option<GithubSpec>,
     /// Relative to `WORKSPACE_DIR`; defaults to the job id.
     pub workspace: PathBuf,
@@ -191,21 +195,6 @@ pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Ids that end up in file names: no separators, no leading dot, bounded length.
-fn safe_id(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && !value.starts_with('.')
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'"),
-        ));
-    }
-    Ok(())
-}
-
 fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError> {
     required("userRequest", &raw.user_request)?;
     let provider: ProviderKind = raw.coding_assistant_provider.parse().map_err(|known: String| {
@@ -220,23 +209,20 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
     let provider_run = provider.provider().configure(ProviderRequest {
         credential: raw.coding_assistant_access_token,
         options: raw.provider_options,
+        mcp_policy: McpPolicy {
+            allowed_commands: settings.mcp_allowed_commands.clone(),
+            // An http MCP server is reached on the client's behalf, like the completion webhook.
+            allowed_hosts: settings.callback_allowed_hosts.clone(),
+            allow_insecure: settings.callback_allow_insecure,
+        },
     })?;
-    if let Some(id) = &raw.resume_session_id {
-        safe_id("resumeSessionId", id)?;
-    }
-    let job_id = match raw.job_id {
-        Some(id) => {
-            safe_id("jobId", &id)?;
-            id
-        }
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let job_id = raw.job_id.unwrap_or_else(JobId::new_random);
     let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;
     let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;
     let callback = raw.callback.map(|c| validate_callback(c, settings)).transpose()?;
     let workspace = match raw.workspace {
         Some(w) => workspace(&w)?,
-        None => PathBuf::from(&job_id),
+        None => PathBuf::from(job_id.as_str()),
     };
     let timeout = match raw.timeout_seconds {
         Some(0) => {
@@ -268,7 +254,6 @@ fn validate_database(db: DatabaseSpec, settings: &Settings) -> Result<crate::per
             "stream persistence is not configured on this worker (DB_BASE_URL is not set)",
         ));
     };
-    safe_id("database.sessionId", &db.session_id)?;
     let token = db.access_token.trim();
     if token.len() < MIN_SECRET_LEN {
         return Err(ApiError::invalid(

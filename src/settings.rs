@@ -63,6 +63,9 @@ pub struct Settings {
     pub outbound_request_timeout: Duration,
     pub callback_allowed_hosts: Vec<String>,
     pub callback_allow_insecure: bool,
+    /// `MCP_ALLOWED_COMMANDS`: the programs a job's stdio MCP server may run, exactly as listed (names are
+    /// case-sensitive); None: any.
+    pub mcp_allowed_commands: Option<Vec<String>>,
     pub session_store_dir: Option<PathBuf>,
     /// Each provider's CLI: its binary variable (`CLAUDE_BIN`, …) or the provider's default program name.
     pub binaries: HashMap<ProviderKind, PathBuf>,
@@ -126,6 +129,13 @@ impl Settings {
             outbound_request_timeout: env.seconds("OUTBOUND_REQUEST_TIMEOUT_SECONDS", 10)?,
             callback_allowed_hosts: env.list("CALLBACK_ALLOWED_HOSTS").unwrap_or_default(),
             callback_allow_insecure: env.flag("CALLBACK_ALLOW_INSECURE", false)?,
+            mcp_allowed_commands: env.string("MCP_ALLOWED_COMMANDS").map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect()
+            }),
             session_store_dir: env.string("SESSION_STORE_DIR").map(PathBuf::from),
             binaries: ProviderKind::all()
                 .map(|kind| {
@@ -366,6 +376,16 @@ mod tests {
         let secrets = s.worker_secrets();
         assert!(secrets.contains(&"cursor-key-123"), "{:?}", s.provider_secrets);
         assert!(secrets.contains(&"sk-ant-oat01-inner"), "{:?}", s.provider_secrets);
+    }
+
+    #[test]
+    fn mcp_allowed_commands_keep_their_case_and_unset_allows_any() {
+        assert_eq!(settings(&[]).unwrap().mcp_allowed_commands, None);
+        let s = settings(&[("MCP_ALLOWED_COMMANDS", " python3, /opt/MCP/server ,")]).unwrap();
+        assert_eq!(
+            s.mcp_allowed_commands,
+            Some(vec!["python3".to_string(), "/opt/MCP/server".to_string()])
+        );
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! latency, big-output memory, start-up, the 429 path). Each figure is the median of several runs.
 
 mod compare;
+mod gateway;
 mod proc_stats;
 mod sse_client;
+mod supervisor;
 mod worker;
 
 use std::time::{Duration, Instant};
@@ -11,22 +13,22 @@ use std::time::{Duration, Instant};
 use proc_stats::{cpu_seconds, rss_kib};
 use worker::{Worker, bin_path};
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
-fn runs() -> usize {
+pub fn runs() -> usize {
     std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
 }
 
-struct Row {
-    name: &'static str,
-    value: String,
-    target: &'static str,
+pub struct Row {
+    pub name: &'static str,
+    pub value: String,
+    pub target: &'static str,
 }
 
 #[tokio::main]
@@ -38,7 +40,11 @@ async fn main() {
         return;
     }
     let only: Option<String> = args.get(1).cloned();
-    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // `gateway` selects its three sections; each can also be run alone (`gateway-fleet` …).
+    let want = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o == name || (o == "gateway" && name.starts_with("gateway-")))
+    };
     if want("throughput") {
         throughput(&mut rows).await;
     }
@@ -53,6 +59,15 @@ async fn main() {
     }
     if want("busy") {
         busy_path(&mut rows).await;
+    }
+    if want("gateway-fleet") {
+        gateway::fleet(&mut rows).await;
+    }
+    if want("gateway-latency") {
+        gateway::latency(&mut rows).await;
+    }
+    if want("gateway-startup") {
+        gateway::startup(&mut rows).await;
     }
     println!("\n| figure | value | target |\n|---|---|---|");
     for row in rows {

@@ -1,4 +1,4 @@
-//! Starts the release worker binary with the fast fake CLI, on a free port, and stops it afterwards.
+//! Starts the release worker binary (or its gateway) with the fast fake CLI, on a free port, and stops it afterwards.
 
 use std::{
     io::{BufRead, BufReader},
@@ -13,43 +13,61 @@ pub fn bin_path(name: &str) -> PathBuf {
     exe.parent().expect("target dir").join(name)
 }
 
+/// `unified-worker <args>` on `port` (0 = any), with the bench's environment and `env` on top of it.
+pub fn command(args: &[&str], port: u16, env: &[(&str, &str)]) -> Command {
+    command_for(&bin_path("unified-worker"), args, port, env)
+}
+
+/// `command` for another build of the worker (`bench/run.sh compare`).
+fn command_for(bin: &Path, args: &[&str], port: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,unified_worker=info")
+        .env("EXIT_AFTER_JOB", "false")
+        .env("CLAUDE_BIN", bin_path("fake-claude"))
+        .env("ANTHROPIC_API_KEY", "sk-ant-api03-bench-key")
+        .env("WORKSPACE_DIR", std::env::temp_dir().join("unified-worker-bench"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
 pub struct Worker {
     child: Child,
     pub port: u16,
 }
 
 impl Worker {
-    fn command(bin: &Path, port: u16) -> Command {
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,unified_worker=info")
-            .env("EXIT_AFTER_JOB", "false")
-            .env("CLAUDE_BIN", bin_path("fake-claude"))
-            .env("ANTHROPIC_API_KEY", "sk-ant-api03-bench-key")
-            .env("WORKSPACE_DIR", std::env::temp_dir().join("unified-worker-bench"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit());
-        cmd
-    }
-
     /// Spawns and waits for the `listening` log line that carries the port.
     pub async fn spawn() -> Worker {
-        Self::spawn_bin(&bin_path("unified-worker")).await
+        Self::spawn_with(&[], &[]).await
+    }
+
+    /// `unified-worker <args>` with extra variables (the gateway is `&["gateway"]`), on a free port.
+    pub async fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Worker {
+        Self::spawn_bin_with(&bin_path("unified-worker"), args, env).await
     }
 
     /// `spawn` for another build of the worker (`bench/run.sh compare`).
     pub async fn spawn_bin(bin: &Path) -> Worker {
-        let mut child = Self::command(bin, 0)
+        Self::spawn_bin_with(bin, &[], &[]).await
+    }
+
+    async fn spawn_bin_with(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Worker {
+        let mut child = command_for(bin, args, 0, env)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the worker");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the log to its end, so that a chatty process never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
@@ -67,24 +85,19 @@ impl Worker {
 
     /// Spawns on a port chosen here and polls `/health` as fast as it can: start-up is measured from the outside.
     pub async fn spawn_and_poll_health() -> Worker {
+        Self::spawn_and_poll_health_with(&[], &[]).await
+    }
+
+    pub async fn spawn_and_poll_health_with(args: &[&str], env: &[(&str, &str)]) -> Worker {
         let port = free_port();
-        let child = Self::command(&bin_path("unified-worker"), port)
+        let child = command(args, port, env)
             .stdout(Stdio::null())
             .spawn()
             .expect("start the worker");
         // Owned by `Worker` from here on, so that its Drop reaps the process on every path.
         let worker = Worker { child, port };
-        let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(resp) = client.get(format!("http://127.0.0.1:{port}/health")).send().await
-                && resp.status() == 200
-            {
-                return worker;
-            }
-            assert!(Instant::now() < deadline, "the worker never answered /health");
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
+        wait_health(port, Duration::from_micros(200), Duration::from_secs(20)).await;
+        worker
     }
 
     pub fn pid(&self) -> i32 {
@@ -99,7 +112,22 @@ impl Drop for Worker {
     }
 }
 
-fn free_port() -> u16 {
+/// Polls `GET /health` every `every` until it answers 200; returns when it did.
+pub async fn wait_health(port: u16, every: Duration, patience: Duration) -> Instant {
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Ok(resp) = client.get(format!("http://127.0.0.1:{port}/health")).send().await
+            && resp.status() == 200
+        {
+            return Instant::now();
+        }
+        assert!(Instant::now() < deadline, "nothing answered /health on port {port}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

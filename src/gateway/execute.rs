@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Gateway,
     fleet::Ticket,
+    history::Outcome,
     jobs::{Place, Terminal},
     relay::{self, Dispatch, Rejection},
 };
@@ -47,7 +48,8 @@ pub async fn execute(
     let job = JobSpec {
         body: with_job_id(&raw, &parsed.job_id),
         stop_with_client: parsed.cancel_on_disconnect,
-        id: parsed.job_id,
+        provider: parsed.provider.as_str().to_string(),
+        id: parsed.job_id.into(),
     };
     let cancel = gw.jobs.open(&job.id).map_err(|_| {
         ApiError::invalid(
@@ -111,6 +113,7 @@ struct JobSpec {
     id: String,
     body: Bytes,
     stop_with_client: bool,
+    provider: String,
 }
 
 enum Head {
@@ -152,6 +155,7 @@ impl Driver {
             if !waited {
                 waited = true;
                 self.gw.metrics.waited(self.admitted.elapsed());
+                self.gw.history.waited(self.admitted.elapsed());
             }
             match relay::dispatch(&self.gw.upstream, &address, self.job.body.clone()).await {
                 Dispatch::Stream(resp) => {
@@ -236,25 +240,27 @@ impl Driver {
     }
 
     async fn relay(mut self, address: &str, resp: reqwest::Response) {
-        self.gw.fleet.started(address, &self.job.id);
+        // Counted before the fleet changes, so that the fleet feed's snapshot of that change includes it.
+        self.gw.metrics.dispatches.inc();
+        self.gw.fleet.started(address, &self.job.id, &self.job.provider);
         self.gw.jobs.move_to(
             &self.job.id,
             Place::Running {
                 worker: address.to_string(),
             },
         );
-        self.gw.metrics.dispatches.inc();
         tracing::info!(worker = %address, job_id = %self.job.id, "dispatched");
         self.start_stream();
         let gone = self.gw.fleet.gone_signal(address);
         let end = relay::relay(resp, &self.out, gone, self.job.stop_with_client, None).await;
         self.gw.fleet.stream_ended(address);
         if let Some(terminal) = end.terminal {
-            self.gw.jobs.move_to(&self.job.id, Place::Finished { terminal });
+            self.finished(terminal);
             return;
         }
         if end.client_gone && self.job.stop_with_client {
             // The worker cancels the job because its client left (`cancelOnDisconnect`); it holds the end.
+            self.gw.history.finished(Outcome::Cancelled);
             self.gw.jobs.forget(&self.job.id);
             return;
         }
@@ -286,6 +292,12 @@ impl Driver {
     async fn end(mut self, terminal: Terminal) {
         self.start_stream();
         let _ = self.out.send(terminal.frame.clone()).await;
+        self.finished(terminal);
+    }
+
+    /// The job's end, whoever wrote its terminal event: kept for `GET /jobs/{jobId}…` and counted for the chart.
+    fn finished(&self, terminal: Terminal) {
+        self.gw.history.finished(Outcome::of_terminal(&terminal.json));
         self.gw.jobs.move_to(&self.job.id, Place::Finished { terminal });
     }
 }

@@ -36,12 +36,15 @@ pub struct WorkerView {
     pub address: String,
     pub state: WorkerState,
     pub job_id: Option<String>,
+    /// The job's provider, once the gateway dispatched it or the worker's `/status` named it.
+    pub provider: Option<String>,
     pub since: SystemTime,
 }
 
 struct Entry {
     state: WorkerState,
     job_id: Option<String>,
+    provider: Option<String>,
     since: SystemTime,
     /// Handed to a waiter whose `POST /execute` to it is in flight: not idle for anyone else.
     reserved: bool,
@@ -71,6 +74,13 @@ struct State {
     workers: BTreeMap<String, Entry>,
     line: VecDeque<Waiter>,
     next_ticket: u64,
+}
+
+/// The job a worker's `/status` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolledJob {
+    pub id: String,
+    pub provider: Option<String>,
 }
 
 /// Where a waiter stands, as its `queued` events tell it.
@@ -161,6 +171,7 @@ impl Fleet {
             {
                 entry.reserved = true;
                 entry.job_id = Some(waiter.job_id.clone());
+                entry.provider = None;
             }
         }
     }
@@ -203,13 +214,18 @@ impl Fleet {
     }
 
     /// The worker took the job: busy with it, whatever a `/status` answer already on its way says.
-    pub fn started(&self, address: &str, job_id: &str) {
-        self.learn(address, WorkerState::Busy, Some(job_id.to_string()));
+    pub fn started(&self, address: &str, job_id: &str, provider: &str) {
+        self.learn(
+            address,
+            WorkerState::Busy,
+            Some(job_id.to_string()),
+            Some(provider.to_string()),
+        );
     }
 
     /// The worker answered 429 although it looked idle.
     pub fn refused_busy(&self, address: &str) {
-        self.learn(address, WorkerState::Busy, None);
+        self.learn(address, WorkerState::Busy, None, None);
     }
 
     /// The worker refused the request itself (not for being busy): still idle for the next one.
@@ -218,6 +234,7 @@ impl Fleet {
         if let Some(e) = st.workers.get_mut(address) {
             e.reserved = false;
             e.job_id = None;
+            e.provider = None;
         }
         drop(st);
         self.bump();
@@ -226,8 +243,11 @@ impl Fleet {
 
     /// Its stream ended: the worker drains and exits or turns idle; ask it now rather than at the next tick.
     pub fn stream_ended(&self, address: &str) {
-        let job = self.lock().workers.get(address).and_then(|e| e.job_id.clone());
-        self.learn(address, WorkerState::Draining, job);
+        let (job, provider) = match self.lock().workers.get(address) {
+            Some(e) => (e.job_id.clone(), e.provider.clone()),
+            None => (None, None),
+        };
+        self.learn(address, WorkerState::Draining, job, provider);
         if let Some(e) = self.lock().workers.get(address) {
             e.poke.notify_one();
         }
@@ -237,7 +257,7 @@ impl Fleet {
         self.set_down(address);
     }
 
-    fn learn(&self, address: &str, state: WorkerState, job_id: Option<String>) {
+    fn learn(&self, address: &str, state: WorkerState, job_id: Option<String>, provider: Option<String>) {
         let mut st = self.lock();
         if let Some(e) = st.workers.get_mut(address) {
             if e.state != state || e.job_id != job_id {
@@ -245,6 +265,7 @@ impl Fleet {
             }
             e.state = state;
             e.job_id = job_id;
+            e.provider = provider;
             e.reserved = false;
             e.learned_at = Some(Instant::now());
         }
@@ -253,17 +274,22 @@ impl Fleet {
     }
 
     /// A `/status` answer to a request sent at `asked`.
-    pub fn polled(&self, address: &str, asked: Instant, state: WorkerState, job_id: Option<String>) {
+    pub fn polled(&self, address: &str, asked: Instant, state: WorkerState, job: Option<PolledJob>) {
         let mut st = self.lock();
         let Some(e) = st.workers.get_mut(address) else { return };
         e.failures = 0;
         if e.reserved || e.learned_at.is_some_and(|t| t > asked) {
             return;
         }
-        if e.state != state || e.job_id != job_id {
-            e.since = SystemTime::now();
+        let (job_id, provider) = job.map_or((None, None), |j| (Some(j.id), j.provider));
+        let moved = e.state != state || e.job_id != job_id;
+        if moved || e.provider != provider {
+            if moved {
+                e.since = SystemTime::now();
+            }
             e.state = state;
             e.job_id = job_id;
+            e.provider = provider;
             drop(st);
             self.bump();
             if state == WorkerState::Idle {
@@ -283,6 +309,7 @@ impl Fleet {
         e.since = SystemTime::now();
         e.reserved = false;
         e.job_id = None;
+        e.provider = None;
         e.learned_at = Some(Instant::now());
         drop(st);
         self.bump();
@@ -324,6 +351,7 @@ impl Fleet {
                     Entry {
                         state: WorkerState::Down,
                         job_id: None,
+                        provider: None,
                         since: SystemTime::now(),
                         reserved: false,
                         learned_at: None,
@@ -376,6 +404,7 @@ impl Fleet {
                 address: address.clone(),
                 state: if e.reserved { WorkerState::Busy } else { e.state },
                 job_id: e.job_id.clone(),
+                provider: e.provider.clone(),
                 since: e.since,
             })
             .collect()
@@ -465,7 +494,11 @@ mod tests {
             fleet.polled(a, Instant::now(), WorkerState::Idle, None);
         }
         for a in busy {
-            fleet.polled(a, Instant::now(), WorkerState::Busy, Some("other".into()));
+            let job = PolledJob {
+                id: "other".into(),
+                provider: Some("cursor".into()),
+            };
+            fleet.polled(a, Instant::now(), WorkerState::Busy, Some(job));
         }
         fleet
     }
@@ -482,7 +515,7 @@ mod tests {
         let mut t1 = fleet.admit("j1").unwrap();
         assert_eq!(t1.try_assigned().as_deref(), Some("w1"));
         // The worker took it: out of the line.
-        fleet.started("w1", "j1");
+        fleet.started("w1", "j1", "cursor");
         drop(t1);
         let t = queued(fleet.admit("j2"));
         assert_eq!(
@@ -499,12 +532,12 @@ mod tests {
         let t3 = queued(fleet.admit("j3"));
         fleet.polled("w2", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t1.assigned().await.as_deref(), Some("w2"));
-        fleet.started("w2", "j1");
+        fleet.started("w2", "j1", "cursor");
         drop(t1);
         assert_eq!(fleet.place(t2.id).map(|p| p.position), Some(1));
         fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t2.assigned().await.as_deref(), Some("w1"));
-        fleet.started("w1", "j2");
+        fleet.started("w1", "j2", "cursor");
         drop(t2);
         assert_eq!(fleet.place(t3.id).map(|p| (p.position, p.length)), Some((1, 1)));
     }
@@ -560,7 +593,7 @@ mod tests {
         let fleet = fleet_with(&["w1"], &[], 10);
         let asked = Instant::now();
         let a = fleet.admit("j1").unwrap().try_assigned().unwrap();
-        fleet.started(&a, "j1");
+        fleet.started(&a, "j1", "claude-code");
         fleet.polled(&a, asked, WorkerState::Idle, None);
         assert_eq!(fleet.state_of(&a), Some(WorkerState::Busy));
     }

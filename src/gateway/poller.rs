@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::fleet::{Fleet, WorkerState};
+use super::fleet::{Fleet, PolledJob, WorkerState};
 
 /// One probe never waits longer: a worker this slow to answer `/status` is not one to send a job to.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,20 +16,23 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 struct Status {
     status: String,
     job_id: Option<String>,
+    provider: Option<String>,
 }
 
 pub fn spawn(fleet: Arc<Fleet>, client: reqwest::Client, address: String, every: Duration) {
     let Some((poke, stop)) = fleet.poller_handles(&address) else {
         return;
     };
-    // A down worker is probed five times as often: on loopback or an overlay network a refused connection costs
-    // microseconds, and it is what decides how soon a replacement replica gets work.
+    // A down or draining worker is probed five times as often: on loopback or an overlay network a refused
+    // connection costs microseconds, and it is what decides how soon a replacement replica gets work.
     let down_every = (every / 5).max(Duration::from_millis(20));
     tokio::spawn(async move {
         loop {
             probe(&fleet, &client, &address).await;
             let wait = match fleet.state_of(&address) {
-                Some(WorkerState::Down) => down_every,
+                // A draining worker is about to turn idle or exit (and be replaced): ask often, so its slot is
+                // used again within a fraction of the poll interval.
+                Some(WorkerState::Down | WorkerState::Draining) => down_every,
                 Some(_) => every,
                 None => return,
             };
@@ -73,7 +76,11 @@ async fn probe(fleet: &Fleet, client: &reqwest::Client, address: &str) {
                 "busy" => WorkerState::Busy,
                 _ => WorkerState::Draining,
             };
-            fleet.polled(address, asked, state, status.job_id);
+            let job = status.job_id.map(|id| PolledJob {
+                id,
+                provider: status.provider,
+            });
+            fleet.polled(address, asked, state, job);
         }
         Err(e) => {
             if fleet.state_of(address) != Some(WorkerState::Down) {

@@ -1,5 +1,6 @@
-//! The gateway's own endpoints besides `POST /execute`: `/health`, `/fleet`, `/metrics`, and the job-addressed
-//! `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every job of the fleet.
+//! The gateway's own endpoints besides `POST /execute`: the dashboard at `/`, `/health`, `/fleet` (and its feed),
+//! `/metrics`, and the job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events` and `/jobs/{jobId}/cancel` for every
+//! job of the fleet.
 
 use std::sync::Arc;
 
@@ -14,17 +15,19 @@ use actix_web::http::Method;
 
 use crate::{
     auth,
+    dashboard::{self, Role},
     error::ApiError,
-    event::timestamp,
     openapi::Bearer,
     routes::{events::after, one, query_errors},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(query_errors())
+        .service(one(Method::GET, "/", page))
         .service(one(Method::POST, "/execute", super::execute::execute))
         .service(one(Method::GET, "/health", health))
         .service(one(Method::GET, "/fleet", fleet))
+        .service(one(Method::GET, "/fleet/events", super::feed::fleet_events))
         .service(one(Method::GET, "/metrics", metrics))
         .service(one(Method::GET, "/jobs/{job_id}", job))
         .service(one(Method::GET, "/jobs/{job_id}/events", events))
@@ -45,37 +48,16 @@ pub async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     }))
 }
 
+#[utoipa::path(get, path = "/", tag = "gateway",
+    responses((status = 200, description = "The dashboard: workers, the line, the last hour, and any job's stream (an HTML page; open, it holds no secret)", content_type = "text/html", body = String)))]
+pub async fn page(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    dashboard::page(Role::Fleet, &gw.settings.common)
+}
+
 #[utoipa::path(get, path = "/fleet", tag = "gateway",
-    responses((status = 200, description = "Workers (address, state, jobId, since), the line (length, oldestWaitMs, jobs) and counters", body = Object)))]
+    responses((status = 200, description = "The gateway's clock (now), workers (address, state, jobId, provider, since), the line (length, oldestWaitMs, jobs), counters, and the last hour per minute (history)", body = Object)))]
 pub async fn fleet(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
-    let workers: Vec<Value> = gw
-        .fleet
-        .workers()
-        .into_iter()
-        .map(|w| json!({ "address": w.address, "state": w.state.as_str(), "jobId": w.job_id, "since": timestamp(w.since) }))
-        .collect();
-    let line = gw.fleet.line();
-    let waiting: Vec<Value> = line
-        .iter()
-        .enumerate()
-        .map(|(i, (job_id, since))| json!({ "jobId": job_id, "position": i + 1, "waitMs": since.elapsed().as_millis() as u64 }))
-        .collect();
-    let m = &gw.metrics;
-    HttpResponse::Ok().json(json!({
-        "workers": workers,
-        "queue": {
-            "length": line.len(),
-            "oldestWaitMs": line.first().map(|(_, since)| since.elapsed().as_millis() as u64),
-            "jobs": waiting,
-        },
-        "counters": {
-            "dispatched": m.dispatches.get(),
-            "busyRetries": m.busy_retries.get(),
-            "workerLost": m.worker_lost.get(),
-            "queueTimeouts": m.queue_timeouts.get(),
-            "queueFull": m.queue_full.get(),
-        },
-    }))
+    HttpResponse::Ok().json(super::feed::snapshot(&gw))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "gateway",
@@ -307,7 +289,7 @@ pub async fn cancel(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "unified-worker gateway", description = "The fleet's front door (SPEC §13): a FIFO line in front of one-job workers."),
-    paths(super::execute::execute, health, fleet, metrics, job, events, cancel, openapi_json),
+    paths(super::execute::execute, page, health, fleet, super::feed::fleet_events, metrics, job, events, cancel, openapi_json),
     modifiers(&Bearer),
     tags((name = "gateway", description = "The fleet as one worker with N slots"), (name = "jobs", description = "Any job of the fleet by its id")),
 )]

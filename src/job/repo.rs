@@ -23,7 +23,7 @@ impl Pipeline<'_> {
         git::set_server_timeouts(settings.clone_timeout);
         let spec = RepoSpec {
             url: github.repo_url.clone(),
-            branch: github.branch.clone(),
+            branch: github.branch.clone().map(String::from),
             depth: github.depth.unwrap_or(1),
             token: github.access_token.clone().map(Secret::new),
         };
@@ -117,12 +117,17 @@ impl Pipeline<'_> {
             .clone()
             .or(first_line)
             .unwrap_or_else(|| default_message(&self.request.prompt));
-        let base_branch = pr.base.clone().or_else(|| cloned.branch.clone()).ok_or_else(|| {
-            Failure::new(
-                ErrorCode::PullRequestFailed,
-                "the repository was empty, so there is no base branch; send pullRequest.base",
-            )
-        })?;
+        let base_branch = pr
+            .base
+            .clone()
+            .map(String::from)
+            .or_else(|| cloned.branch.clone())
+            .ok_or_else(|| {
+                Failure::new(
+                    ErrorCode::PullRequestFailed,
+                    "the repository was empty, so there is no base branch; send pullRequest.base",
+                )
+            })?;
         let owner_repo = git::owner_and_repo(&github.repo_url).ok_or_else(|| {
             Failure::new(
                 ErrorCode::PullRequestFailed,

@@ -1,5 +1,5 @@
-//! Claude Code: its variables, its options and command line, and where it keeps sessions. How a credential
-//! reaches the CLI lives in `credentials`; the stream-json parser in `parser`.
+//! Claude Code: its variables, its options and command line (MCP servers included), and where it keeps sessions.
+//! How a credential reaches the CLI lives in `credentials`; the stream-json parser in `parser`.
 
 mod credentials;
 mod parser;
@@ -15,6 +15,7 @@ use super::{
     Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env},
     input,
+    mcp::{self, McpServer, McpServers},
 };
 use crate::{
     error::ApiError,
@@ -32,8 +33,13 @@ const VARIABLES: Variables = Variables {
         "BASH_MAX_TIMEOUT_MS",
     ],
     prefixes: &["ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "MCP_"],
-    // Where the worker's own credentials come from; the CLI gets them as its credentials file instead.
-    withheld: &["CLAUDE_CODE_CREDENTIALS_JSON", "CLAUDE_CODE_CREDENTIALS_SECRET"],
+    // Where the worker's own credentials come from (the CLI gets them as its credentials file instead), and the
+    // worker's MCP policy, which its `MCP_` prefix would otherwise pass on.
+    withheld: &[
+        "CLAUDE_CODE_CREDENTIALS_JSON",
+        "CLAUDE_CODE_CREDENTIALS_SECRET",
+        "MCP_ALLOWED_COMMANDS",
+    ],
     secrets: &[
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",
@@ -58,11 +64,16 @@ impl Provider for ClaudeCode {
         VARIABLES
     }
 
-    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
-        let credential = request.credential.map(Credential::parse).transpose()?;
+    fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        let credential = request.credential.take().map(Credential::parse).transpose()?;
+        let mcp_servers = request.take_mcp_servers()?;
         let options: Options = input::options(request.options)?;
         options.check()?;
-        Ok(Box::new(ClaudeRun { credential, options }))
+        Ok(Box::new(ClaudeRun {
+            credential,
+            options,
+            mcp_servers,
+        }))
     }
 }
 
@@ -116,10 +127,15 @@ impl PermissionMode {
 struct ClaudeRun {
     credential: Option<Credential>,
     options: Options,
+    mcp_servers: McpServers,
 }
 
+/// The job's MCP servers, in the CLI's `--mcp-config` file (written into the job's private folder).
+const MCP_CONFIG_FILE: &str = "mcp-config.json";
+
 impl ClaudeRun {
-    fn args(&self, ctx: &RunContext<'_>) -> Vec<String> {
+    /// `mcp_config`: the file holding the job's MCP servers, if it has any.
+    fn args(&self, ctx: &RunContext<'_>, mcp_config: Option<&Path>) -> Vec<String> {
         let opts = &self.options;
         let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
             .map(String::from)
@@ -141,11 +157,18 @@ impl ClaudeRun {
         if let Some(prompt) = &opts.append_system_prompt {
             push("--append-system-prompt", prompt);
         }
+        if let Some(config) = mcp_config {
+            push("--mcp-config", &config.to_string_lossy());
+        }
+        // Outside bypassPermissions an MCP tool needs an allow rule, and nobody is there to grant one: the
+        // client asked for these servers, so their tools (`mcp__<name>` covers all of a server's) are allowed.
+        let mcp_rules = self.mcp_servers.iter().map(|s| format!("mcp__{}", s.name()));
+        let allowed: Vec<String> = opts.allowed_tools.iter().flatten().cloned().chain(mcp_rules).collect();
         for (flag, tools) in [
-            ("--allowedTools", &opts.allowed_tools),
-            ("--disallowedTools", &opts.disallowed_tools),
+            ("--allowedTools", &allowed),
+            ("--disallowedTools", opts.disallowed_tools.as_ref().unwrap_or(&Vec::new())),
         ] {
-            if let Some(tools) = tools.as_ref().filter(|t| !t.is_empty()) {
+            if !tools.is_empty() {
                 // One argument per tool: a rule like "Bash(git add, git commit)" contains commas itself.
                 args.push(flag.to_string());
                 args.extend(tools.iter().cloned());
@@ -153,12 +176,23 @@ impl ClaudeRun {
         }
         args
     }
+
+    /// The `--mcp-config` file, if the job has MCP servers.
+    async fn write_mcp_config(&self, ctx: &RunContext<'_>) -> Result<Option<PathBuf>, Failure> {
+        if self.mcp_servers.is_empty() {
+            return Ok(None);
+        }
+        let document = serde_json::json!({"mcpServers": self.mcp_servers.to_json(McpServer::standard_entry)});
+        mcp::write_config(ctx, MCP_CONFIG_FILE, &document).await.map(Some)
+    }
 }
 
 #[async_trait]
 impl ProviderRun for ClaudeRun {
     fn secrets(&self) -> Vec<&str> {
-        self.credential.as_ref().map(Credential::secrets).unwrap_or_default()
+        let mut secrets = self.credential.as_ref().map(Credential::secrets).unwrap_or_default();
+        secrets.extend(self.mcp_servers.secrets());
+        secrets
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
@@ -172,8 +206,9 @@ impl ProviderRun for ClaudeRun {
         })?;
         set_env(&mut env, "CLAUDE_CONFIG_DIR", config_dir.to_string_lossy());
         let cleanup = credentials::route(self.credential.as_ref(), &mut env, &config_dir).await?;
+        let mcp_config = self.write_mcp_config(ctx).await?;
         Ok(PreparedRun {
-            plan: ctx.plan(self.args(ctx), env),
+            plan: ctx.plan(self.args(ctx, mcp_config.as_deref()), env),
             parser: Box::new(ClaudeCodeParser::default()),
             cleanup,
         })
@@ -216,8 +251,8 @@ mod tests {
 
     fn run(options: serde_json::Value) -> Result<Box<dyn ProviderRun>, ApiError> {
         ClaudeCode.configure(ProviderRequest {
-            credential: None,
             options: Some(options),
+            ..ProviderRequest::default()
         })
     }
 
@@ -244,13 +279,24 @@ mod tests {
         }
     }
 
+    fn mcp_servers(servers: serde_json::Value) -> McpServers {
+        ProviderRequest {
+            options: Some(json!({ "mcpServers": servers })),
+            ..ProviderRequest::default()
+        }
+        .take_mcp_servers()
+        .unwrap()
+    }
+
     #[test]
     fn the_command_line_carries_every_option() {
         let options = json!({"model": "opus", "maxTurns": 3, "permissionMode": "plan",
-            "allowedTools": ["Bash(git add, git commit)"], "appendSystemPrompt": "be brief"});
+            "allowedTools": ["Bash(git add, git commit)"], "disallowedTools": ["WebFetch"],
+            "appendSystemPrompt": "be brief"});
         let run = ClaudeRun {
             credential: None,
             options: serde_json::from_value(options).unwrap(),
+            mcp_servers: mcp_servers(json!({"docs": {"command": "docs-server"}})),
         };
         let ctx = RunContext {
             binary: Path::new("claude"),
@@ -260,9 +306,45 @@ mod tests {
             resume_session_id: Some("s-1"),
         };
         assert_eq!(
-            run.args(&ctx).join(" "),
+            run.args(&ctx, Some(Path::new("/p/mcp-config.json"))).join(" "),
             "-p --output-format stream-json --verbose --resume s-1 --model opus --max-turns 3 --permission-mode plan \
-             --append-system-prompt be brief --allowedTools Bash(git add, git commit)"
+             --append-system-prompt be brief --mcp-config /p/mcp-config.json \
+             --allowedTools Bash(git add, git commit) mcp__docs --disallowedTools WebFetch"
         );
+    }
+
+    #[tokio::test]
+    async fn mcp_servers_go_into_a_private_config_file_and_their_secrets_to_the_redactor() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = ClaudeRun {
+            credential: None,
+            options: Options::default(),
+            mcp_servers: mcp_servers(json!({"docs": {"command": "docs-server", "args": ["--ro"],
+                "env": {"DOCS_TOKEN": "docs-token-canary"}}})),
+        };
+        let ctx = RunContext {
+            binary: Path::new("claude"),
+            workdir: Path::new("/w"),
+            private_dir: dir.path(),
+            prompt: "hi",
+            resume_session_id: None,
+        };
+
+        let path = run.write_mcp_config(&ctx).await.unwrap().unwrap();
+
+        assert_eq!(path, dir.path().join(MCP_CONFIG_FILE));
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            config,
+            json!({"mcpServers": {"docs": {"type": "stdio", "command": "docs-server", "args": ["--ro"],
+                "env": {"DOCS_TOKEN": "docs-token-canary"}}}})
+        );
+        assert!(run.secrets().contains(&"docs-token-canary"));
+        assert!(!format!("{run:?}").contains("docs-token-canary"));
+        let without = ClaudeRun {
+            mcp_servers: McpServers::default(),
+            ..run
+        };
+        assert_eq!(without.write_mcp_config(&ctx).await.unwrap(), None);
     }
 }

@@ -1,4 +1,5 @@
-//! OpenAI Codex CLI (`codex exec`): its variables, its credentials, its command line and its home. Every run gets
+//! OpenAI Codex CLI (`codex exec`): its variables, its credentials, its command line (MCP servers included) and
+//! its home. Every run gets
 //! a `CODEX_HOME` of its own inside the job's private folder, holding the operator's `config.toml` (model
 //! providers, endpoints), the run's credentials and the session's rollout file. The JSONL parser lives in
 //! `parser`.
@@ -9,12 +10,13 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 pub use parser::CodexParser;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::{
     Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env, worker_var},
     input::{self, ModelOnly},
+    mcp::{McpServer, McpServers, McpTransport, toml_inline},
     private_files::write_private,
 };
 use crate::{
@@ -59,11 +61,13 @@ impl Provider for Codex {
         VARIABLES
     }
 
-    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+    fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        let mcp_servers = request.take_mcp_servers()?;
         Ok(Box::new(CodexRun {
             credential: request.credential.map(Credential::parse).transpose()?,
             // `codex exec` has no turn limit or system-prompt flag, and its sandbox replaces permission modes.
             options: ModelOnly::parse(request.options)?,
+            mcp_servers,
         }))
     }
 }
@@ -102,6 +106,18 @@ impl Credential {
 struct CodexRun {
     credential: Option<Credential>,
     options: ModelOnly,
+    mcp_servers: McpServers,
+}
+
+/// An entry of Codex's `mcp_servers` table. `exec` approves nothing by itself ("approval policy is never"), so
+/// the tools of a server the client asked for are approved up front, and only those.
+fn codex_entry(server: &McpServer) -> Value {
+    match server.transport() {
+        McpTransport::Stdio { command, args, env } => json!({"command": command, "args": args, "env": env.to_json(),
+            "default_tools_approval_mode": "approve"}),
+        McpTransport::Http { url, headers } => json!({"url": url.as_str(), "http_headers": headers.to_json(),
+            "default_tools_approval_mode": "approve"}),
+    }
 }
 
 impl CodexRun {
@@ -133,6 +149,12 @@ impl CodexRun {
             // A TOML string: a bare value that happens to parse as a number or boolean would change its type.
             let quoted = serde_json::to_string(model).unwrap_or_default();
             args.extend(["-c".to_string(), format!("model={quoted}")]);
+        }
+        // One override per server: Codex merges them into the operator's `mcp_servers`, a request's server
+        // replacing one of the same name. Server names are bare TOML keys (letters, digits, `_`, `-`).
+        for server in self.mcp_servers.iter() {
+            let entry = toml_inline(&codex_entry(server));
+            args.extend(["-c".to_string(), format!("mcp_servers.{}={entry}", server.name())]);
         }
         if let Some(id) = ctx.resume_session_id {
             args.extend(["resume".to_string(), id.to_string()]);
@@ -182,13 +204,15 @@ impl CodexRun {
 #[async_trait]
 impl ProviderRun for CodexRun {
     fn secrets(&self) -> Vec<&str> {
-        match &self.credential {
+        let mut secrets = match &self.credential {
             None => Vec::new(),
             Some(Credential::ApiKey(key)) => vec![key.expose()],
             Some(Credential::AuthJson { json, tokens }) => std::iter::once(json.expose())
                 .chain(tokens.iter().map(Secret::expose))
                 .collect(),
-        }
+        };
+        secrets.extend(self.mcp_servers.secrets());
+        secrets
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {

@@ -9,7 +9,7 @@ use std::{
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::private_files::Cleanup;
+use super::{mcp::McpPolicy, private_files::Cleanup};
 use crate::{
     error::ApiError,
     event::Failure,
@@ -60,6 +60,8 @@ pub struct ProviderRequest {
     pub credential: Option<Value>,
     /// `providerOptions`.
     pub options: Option<Value>,
+    /// What the worker allows `providerOptions.mcpServers` to hold (`take_mcp_servers`).
+    pub mcp_policy: McpPolicy,
 }
 
 /// One run of a provider, configured from a request. Holds the typed credential and options, so that nothing
@@ -79,6 +81,14 @@ pub trait ProviderRun: Send + Sync + fmt::Debug {
     /// replica. None: this provider's sessions are not carried.
     fn session_files(&self, _ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
         None
+    }
+
+    /// Called after the run, when a session store is about to save session `session_id`: a CLI that keeps its
+    /// sessions where they cannot be copied one at a time (one database for all of them) writes this one out to
+    /// its `session_files` place here, and reads it back in its `prepare` after a restore. CLIs that keep each
+    /// session in files of its own need nothing.
+    async fn export_session(&self, _ctx: &RunContext<'_>, _session_id: &str) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

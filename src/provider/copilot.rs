@@ -1,5 +1,5 @@
-//! GitHub Copilot CLI: its variables, its token (and the token kind it refuses), its command line and where it
-//! keeps sessions. The JSONL parser lives in `parser`.
+//! GitHub Copilot CLI: its variables, its token (and the token kind it refuses), its command line (MCP servers
+//! included) and where it keeps sessions. The JSONL parser lives in `parser`.
 
 mod parser;
 
@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 pub use parser::CopilotParser;
+use serde_json::{Value, json};
 
 use super::{
     Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env},
     input::{self, ModelOnly},
+    mcp::{self, McpServer, McpServers, McpTransport},
 };
 use crate::{
     error::ApiError,
@@ -50,8 +52,8 @@ impl Provider for Copilot {
         VARIABLES
     }
 
-    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
-        let token = request.credential.map(input::token_only).transpose()?;
+    fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        let token = request.credential.take().map(input::token_only).transpose()?;
         // Classic personal access tokens cannot call the Copilot API; the CLI would only fail later with a
         // vaguer message.
         if token.as_ref().is_some_and(|t| t.expose().starts_with("ghp_")) {
@@ -61,10 +63,12 @@ impl Provider for Copilot {
                  with the Copilot Requests permission or a gho_ OAuth token",
             ));
         }
+        let mcp_servers = request.take_mcp_servers()?;
         Ok(Box::new(CopilotRun {
             token,
             // Its CLI has no turn limit, permission modes or system-prompt flag, and its tool names differ.
             options: ModelOnly::parse(request.options)?,
+            mcp_servers,
         }))
     }
 }
@@ -73,10 +77,29 @@ impl Provider for Copilot {
 struct CopilotRun {
     token: Option<Secret>,
     options: ModelOnly,
+    mcp_servers: McpServers,
+}
+
+/// The job's MCP servers, for `--additional-mcp-config @<file>` (a file, so that no env or header value is on
+/// the command line).
+const MCP_CONFIG_FILE: &str = "copilot-mcp-config.json";
+
+/// An entry of Copilot's MCP config (`copilot mcp add --json` prints the same): its own name for a stdio server,
+/// and every tool of the server enabled. `--allow-all-tools` lets the agent call them without asking.
+fn copilot_entry(server: &McpServer) -> Value {
+    match server.transport() {
+        McpTransport::Stdio { command, args, env } => {
+            json!({"type": "local", "command": command, "args": args, "env": env.to_json(), "tools": ["*"]})
+        }
+        McpTransport::Http { url, headers } => {
+            json!({"type": "http", "url": url.as_str(), "headers": headers.to_json(), "tools": ["*"]})
+        }
+    }
 }
 
 impl CopilotRun {
-    fn args(&self, ctx: &RunContext<'_>, session_id: &str) -> Vec<String> {
+    /// `mcp_config`: the file holding the job's MCP servers, if it has any.
+    fn args(&self, ctx: &RunContext<'_>, session_id: &str, mcp_config: Option<&Path>) -> Vec<String> {
         // No `-p`: it takes the prompt as its value, i.e. on argv. Piped stdin is read as the prompt of a
         // non-interactive run instead.
         let mut args: Vec<String> = ["--output-format", "json", "--allow-all-tools", "--no-auto-update"]
@@ -90,6 +113,12 @@ impl CopilotRun {
         if let Some(model) = &self.options.model {
             args.extend(["--model".to_string(), model.clone()]);
         }
+        if let Some(config) = mcp_config {
+            args.extend([
+                "--additional-mcp-config".to_string(),
+                format!("@{}", config.display()),
+            ]);
+        }
         args
     }
 }
@@ -97,7 +126,7 @@ impl CopilotRun {
 #[async_trait]
 impl ProviderRun for CopilotRun {
     fn secrets(&self) -> Vec<&str> {
-        self.token.iter().map(Secret::expose).collect()
+        self.token.iter().map(Secret::expose).chain(self.mcp_servers.secrets()).collect()
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
@@ -118,8 +147,15 @@ impl ProviderRun for CopilotRun {
             Some(id) => id.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
         };
+        let mcp_config = match self.mcp_servers.is_empty() {
+            true => None,
+            false => {
+                let document = json!({"mcpServers": self.mcp_servers.to_json(copilot_entry)});
+                Some(mcp::write_config(ctx, MCP_CONFIG_FILE, &document).await?)
+            }
+        };
         Ok(PreparedRun {
-            plan: ctx.plan(self.args(ctx, &session_id), env),
+            plan: ctx.plan(self.args(ctx, &session_id, mcp_config.as_deref()), env),
             parser: Box::new(CopilotParser::new(Some(session_id))),
             cleanup: Cleanup::default(),
         })

@@ -5,6 +5,7 @@
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
+use super::mcp;
 use crate::{
     error::ApiError,
     secret::{MIN_SECRET_LEN, Secret},
@@ -43,8 +44,15 @@ pub fn not_a(expected: &dyn std::fmt::Display) -> ApiError {
 }
 
 /// `providerOptions` as the provider's own struct (which denies unknown fields, so a typo or an option this CLI
-/// cannot honour is refused by name instead of ignored).
+/// cannot honour is refused by name instead of ignored). `mcpServers` is still there only when the provider did
+/// not take it (`ProviderRequest::take_mcp_servers`): its CLI cannot run MCP servers.
 pub fn options<T: DeserializeOwned + Default>(value: Option<Value>) -> Result<T, ApiError> {
+    if value.as_ref().is_some_and(|v| v.get(mcp::FIELD_NAME).is_some()) {
+        return Err(ApiError::invalid(
+            option_field(mcp::FIELD_NAME),
+            "this provider's CLI cannot run MCP servers",
+        ));
+    }
     match value {
         None | Some(Value::Null) => Ok(T::default()),
         Some(value) => serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, OPTIONS_FIELD)),
@@ -118,6 +126,8 @@ mod tests {
         assert_eq!(field(err), (400, "providerOptions".into()));
         let err = ModelOnly::parse(Some(json!({"model": "--help"}))).unwrap_err();
         assert_eq!(field(err), (422, "providerOptions.model".into()));
+        let err = ModelOnly::parse(Some(json!({"mcpServers": {}}))).unwrap_err();
+        assert_eq!(field(err), (422, "providerOptions.mcpServers".into()));
         assert_eq!(ModelOnly::parse(None).unwrap(), ModelOnly::default());
     }
 

@@ -1,4 +1,5 @@
-//! Validation of the `github` part of a request: the repo URL policy, branch names, push and pull request rules.
+//! Validation of the `github` part of a request: the repo URL policy, push and pull request rules (branch names are
+//! `BranchName`s, checked when read).
 
 use super::{ApiError, GithubSpec, Settings, required};
 use crate::{secret::MIN_SECRET_LEN, url_policy::UrlPolicy};
@@ -18,9 +19,6 @@ pub(super) fn validate_github(mut github: GithubSpec, settings: &Settings) -> Re
             message: format!("github.repoUrl: {e}"),
             field: "github.repoUrl".into(),
         })?;
-    if let Some(branch) = &github.branch {
-        branch_name("github.branch", branch)?;
-    }
     if let Some(token) = &github.access_token
         && token.len() < MIN_SECRET_LEN
     {
@@ -33,7 +31,6 @@ pub(super) fn validate_github(mut github: GithubSpec, settings: &Settings) -> Re
         return Err(ApiError::invalid("github.depth", "github.depth is too large"));
     }
     if let Some(push) = &github.push {
-        branch_name("github.push.branch", &push.branch)?;
         if github.access_token.is_none() {
             return Err(ApiError::invalid(
                 "github.accessToken",
@@ -50,9 +47,6 @@ pub(super) fn validate_github(mut github: GithubSpec, settings: &Settings) -> Re
                     "a pull request needs a repository URL of the form https://host/owner/repo",
                 ));
             }
-            if let Some(base) = &pr.base {
-                branch_name("github.push.pullRequest.base", base)?;
-            }
             if pr.base.as_ref().or(github.branch.as_ref()) == Some(&push.branch) {
                 return Err(ApiError::invalid(
                     "github.push.branch",
@@ -62,19 +56,4 @@ pub(super) fn validate_github(mut github: GithubSpec, settings: &Settings) -> Re
         }
     }
     Ok(github)
-}
-
-/// A branch name git accepts, that cannot be mistaken for an option or a refspec.
-fn branch_name(field: &str, name: &str) -> Result<(), ApiError> {
-    // Control characters first: git refuses them anyway, and libgit2's check cannot even be asked about a NUL
-    // (the binding would panic turning the name into a C string).
-    let valid = !name.chars().any(char::is_control)
-        && !name.starts_with('-')
-        && !name.contains(':')
-        && !name.starts_with("refs/")
-        && git2::Reference::is_valid_name(&format!("refs/heads/{name}"));
-    if !valid {
-        return Err(ApiError::invalid(field, format!("{field} is not a valid branch name")));
-    }
-    Ok(())
 }

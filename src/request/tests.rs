@@ -25,7 +25,7 @@ fn minimal() -> Value {
 #[test]
 fn a_minimal_request_gets_defaults() {
     let r = parse_json(minimal()).unwrap();
-    assert_eq!(r.workspace, PathBuf::from(&r.job_id));
+    assert_eq!(r.workspace, PathBuf::from(r.job_id.as_str()));
     assert!(!r.cancel_on_disconnect);
     assert_eq!(r.timeout, Duration::from_secs(3600));
 }

@@ -43,7 +43,7 @@ pub async fn execute(
     let redactor = Redactor::new(request.secrets().into_iter().chain(settings.worker_secrets()));
     let log = EventLog::new(&request.job_id, redactor, settings.event_log_max_bytes);
     let job = Arc::new(JobHandle::new(
-        request.job_id.clone(),
+        request.job_id.to_string(),
         request.provider,
         log.clone(),
         request.cancel_on_disconnect,

@@ -13,6 +13,7 @@ use actix_web::{http::Method, web};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(query_errors())
+        .service(one(Method::GET, "/", crate::dashboard::worker_page))
         .service(one(Method::POST, "/execute", execute::execute))
         .service(one(Method::GET, "/events", events::events))
         .service(one(Method::POST, "/cancel", cancel::cancel))

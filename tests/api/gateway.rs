@@ -224,35 +224,18 @@ async fn a_worker_killed_mid_job_ends_the_stream_with_one_worker_lost_which_stay
 
     // The worker is gone; the gateway still answers with the terminal event it passed on.
     let last_seen = before.last().unwrap().seq();
-    let again = client()
-        .get(gw.url("/jobs/a/events"))
-        .header("Last-Event-ID", last_seen.to_string())
-        .send()
-        .await
-        .unwrap();
+    let again = gw.job_events_after("a", last_seen).await;
     assert_eq!(again.status(), 200);
     let replay = SseStream::new(again).collect().await;
     assert_eq!(replay.len(), 1);
     assert_eq!(replay[0].data, end.data);
-    let past = client()
-        .get(gw.url("/jobs/a/events"))
-        .header("Last-Event-ID", end.seq().to_string())
-        .send()
-        .await
-        .unwrap();
+    let past = gw.job_events_after("a", end.seq()).await;
     assert_eq!(
         past.status(),
         204,
         "at the terminal event a reconnecting client is told to stop"
     );
-    let status: Value = client()
-        .get(gw.url("/jobs/a"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = gw.get_json("/jobs/a").await;
     assert_eq!(status["state"], "finished");
     assert_eq!(status["terminal"]["code"], "worker_lost");
     fleet.workers.clear();
@@ -268,12 +251,7 @@ async fn a_client_reconnecting_through_the_gateway_gets_the_rest_of_its_job() {
     drop(s);
 
     let last = seen.last().unwrap().seq();
-    let resumed = client()
-        .get(gw.url("/jobs/a/events"))
-        .header("Last-Event-ID", last.to_string())
-        .send()
-        .await
-        .unwrap();
+    let resumed = gw.job_events_after("a", last).await;
     assert_eq!(resumed.status(), 200);
     let mut resumed = SseStream::new(resumed);
     fleet.release("a");
@@ -294,14 +272,7 @@ async fn cancel_through_the_gateway_works_for_waiting_and_running_jobs() {
     let mut waiting = stream(&gw, &named_job("b")).await;
     assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
 
-    let queued: Value = client()
-        .get(gw.url("/jobs/b"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queued: Value = gw.get_json("/jobs/b").await;
     assert_eq!(
         (queued["state"].as_str(), queued["position"].as_u64()),
         (Some("queued"), Some(1))
@@ -329,24 +300,12 @@ async fn a_second_gateway_finds_a_job_it_did_not_dispatch() {
     let mut s = stream(&first, &named_job("a")).await;
     let seen = s.until("session").await;
 
-    let status: Value = client()
-        .get(second.url("/jobs/a"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = second.get_json("/jobs/a").await;
     assert_eq!(status["state"], "running", "{status}");
     let worker = status["address"].as_str().unwrap().to_string();
     assert!(fleet.workers.iter().any(|w| w.base == worker));
 
-    let follow = client()
-        .get(second.url("/jobs/a/events"))
-        .header("Last-Event-ID", seen.last().unwrap().seq().to_string())
-        .send()
-        .await
-        .unwrap();
+    let follow = second.job_events_after("a", seen.last().unwrap().seq()).await;
     assert_eq!(follow.status(), 200);
     let mut follow = SseStream::new(follow);
     let resp = client().post(second.url("/jobs/a/cancel")).send().await.unwrap();
@@ -468,12 +427,7 @@ async fn a_client_that_leaves_a_cancel_on_disconnect_job_cancels_it_through_the_
     fleet.wait_started("a").await;
     drop(s);
 
-    let rest = client()
-        .get(fleet.workers[0].url("/jobs/a/events"))
-        .header("Last-Event-ID", seen.last().unwrap().seq().to_string())
-        .send()
-        .await
-        .unwrap();
+    let rest = fleet.workers[0].job_events_after("a", seen.last().unwrap().seq()).await;
     let end = SseStream::new(rest).collect().await;
     assert_eq!(end.last().expect("terminal").data["code"], "cancelled");
 }

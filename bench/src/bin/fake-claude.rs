@@ -3,7 +3,8 @@
 //!
 //! Settings come in the prompt (the worker passes no unknown variables to a CLI), as `key=value` words:
 //! lines (default 200000), rate (lines/s, 0 = as fast as possible), stamp=1, big (print about this many bytes,
-//! mixing lines of several MB), hold (a file: wait for it to exist before the result line, to keep a job busy).
+//! mixing lines of several MB), hold (a file: wait for it to exist before the result line, to keep a job busy),
+//! sleep (milliseconds to spend before the result line: the job's own duration, as a model's thinking would be).
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -98,6 +99,10 @@ fn main() {
                 let _ = out.flush();
             }
         }
+    }
+    if let Some(ms) = setting(&prompt, "sleep").and_then(|v| v.parse().ok()) {
+        let _ = out.flush();
+        std::thread::sleep(Duration::from_millis(ms));
     }
     if let Some(hold) = setting(&prompt, "hold") {
         let _ = out.flush();

@@ -20,6 +20,7 @@ fn run(credential: Option<Value>, options: Option<Value>) -> CodexRun {
     CodexRun {
         credential: credential.map(Credential::parse).transpose().unwrap(),
         options: ModelOnly::parse(options).unwrap(),
+        mcp_servers: McpServers::default(),
     }
 }
 
@@ -43,10 +44,36 @@ fn the_command_line_keeps_the_prompt_off_argv_and_side_traffic_off() {
 }
 
 #[test]
+fn each_mcp_server_is_one_override_with_its_tools_approved_and_its_secrets_redacted() {
+    let mcp_servers = ProviderRequest {
+        options: Some(json!({"mcpServers": {"docs": {"command": "docs-server", "args": ["--ro"],
+            "env": {"DOCS_TOKEN": "docs-token-canary"}}}})),
+        ..ProviderRequest::default()
+    }
+    .take_mcp_servers()
+    .unwrap();
+    let run = CodexRun {
+        mcp_servers,
+        ..run(None, None)
+    };
+
+    let args = run.args(&ctx(Path::new("/p"), Some("019a-thread")));
+
+    let at = args.iter().position(|a| a.starts_with("mcp_servers.docs=")).unwrap();
+    assert_eq!(args[at - 1], "-c");
+    assert_eq!(
+        args[at],
+        r#"mcp_servers.docs={"args" = ["--ro"], "command" = "docs-server", "default_tools_approval_mode" = "approve", "env" = {"DOCS_TOKEN" = "docs-token-canary"}}"#
+    );
+    assert!(at < args.iter().position(|a| a == "resume").unwrap(), "options go before the subcommand");
+    assert!(run.secrets().contains(&"docs-token-canary"));
+}
+
+#[test]
 fn options_other_than_the_model_are_refused_and_credentials_are_checked() {
     let refused = Codex.configure(ProviderRequest {
-        credential: None,
         options: Some(json!({"maxTurns": 2})),
+        ..ProviderRequest::default()
     });
     assert!(matches!(refused, Err(ApiError::InvalidRequest { field, .. }) if field == "providerOptions.maxTurns"));
     assert!(Credential::parse(json!({"unrelated": "long-enough-value"})).is_err());

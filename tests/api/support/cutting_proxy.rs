@@ -21,6 +21,15 @@ pub struct CuttingProxy {
 impl CuttingProxy {
     /// Cuts the first connection once the response has carried a frame containing `marker`.
     pub async fn start(target_port: u16, marker: &'static str) -> CuttingProxy {
+        Self::start_with(target_port, marker, false).await
+    }
+
+    /// Cuts whichever connection first carries `marker`, once (a browser spreads its requests over several).
+    pub async fn start_on_any(target_port: u16, marker: &'static str) -> CuttingProxy {
+        Self::start_with(target_port, marker, true).await
+    }
+
+    async fn start_with(target_port: u16, marker: &'static str, any: bool) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let cut = Arc::new(Notify::new());
@@ -32,7 +41,7 @@ impl CuttingProxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)).await else {
                     continue;
                 };
-                let cutter = first.then(|| (cut_tx.clone(), done_tx.clone()));
+                let cutter = (first || any).then(|| (cut_tx.clone(), done_tx.clone()));
                 first = false;
                 tokio::spawn(forward(client, server, marker, cutter));
             }
@@ -58,7 +67,7 @@ async fn forward(client: TcpStream, server: TcpStream, marker: &str, cutter: Opt
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let Some((cut, done)) = &cutter else {
+        let Some((cut, done)) = cutter.as_ref().filter(|(_, done)| !done.load(Ordering::SeqCst)) else {
             if client_write.write_all(&buf[..n]).await.is_err() {
                 break;
             }

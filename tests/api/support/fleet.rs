@@ -27,10 +27,24 @@ pub struct LocalFleet {
 impl LocalFleet {
     /// `n` workers that return to idle after each job (so a loopback fleet needs no restarts).
     pub fn start(n: usize, env: &[(&str, &str)]) -> LocalFleet {
-        let cli = holding_cli();
+        Self::with_cli(holding_cli(), n, env)
+    }
+
+    /// The same with another fake CLI, which must honour `started-<prompt>` / `release-<prompt>` likewise.
+    pub fn with_cli(cli: FakeCli, n: usize, env: &[(&str, &str)]) -> LocalFleet {
         let mut vars = vec![("CLAUDE_BIN", cli.bin()), ("EXIT_AFTER_JOB", "false")];
         vars.extend_from_slice(env);
-        let workers = (0..n).map(|_| TestWorker::spawn(&vars)).collect();
+        // Each named after its place (`worker-1` …), as a replica would be, unless the test names them.
+        let workers = (1..=n)
+            .map(|i| {
+                let id = format!("worker-{i}");
+                let mut vars = vars.clone();
+                if !env.iter().any(|(k, _)| *k == "WORKER_ID") {
+                    vars.push(("WORKER_ID", &id));
+                }
+                TestWorker::spawn(&vars)
+            })
+            .collect();
         LocalFleet { workers, cli }
     }
 

@@ -27,6 +27,12 @@
 //!   tool the request offers.
 //! * The workspace is named in the system prompt, in a line `* Current working directory: <path>`.
 //!
+//! Facts about MCP tools (both CLIs, recorded the same way; see `Reply::CallMcpTool`):
+//! * Claude Code names a server's tool `mcp__<server>__<tool>` and does not offer it up front: it is listed by
+//!   name only ("deferred") in the prompt text, and the model loads it with the `ToolSearch` tool
+//!   (`{"query": "select:<name>"}`); the next request offers it in `tools`.
+//! * Copilot names it `<server>-<tool>` and offers it in `tools` from the first request.
+//!
 //! The server runs on its own OS thread with its own actix `System` because actix-web needs a single-threaded
 //! local runtime, while tests are plain `#[tokio::test]`s whose runtime must not be borrowed or blocked by it.
 
@@ -57,6 +63,14 @@ pub enum Reply {
     Status(u16),
     /// Every main-conversation request: a thinking block followed by the text.
     ThinkingThenText { thinking: String, text: String },
+    /// A call of tool `tool` of MCP server `server` with `input`: loaded through `ToolSearch` first where the CLI
+    /// defers MCP tools; the request carrying its result gets plain text `final_text`.
+    CallMcpTool {
+        server: String,
+        tool: String,
+        input: Value,
+        final_text: String,
+    },
 }
 
 /// Answer to anything that is not the main conversation turn. Short and harmless, whatever the CLI uses it for.
@@ -219,6 +233,39 @@ async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
                 (vec![Block::Text(format!("Writing {file_name}.")), tool_use], "tool_use")
             }
         }
+        Reply::CallMcpTool {
+            server,
+            tool,
+            input,
+            final_text,
+        } => match mcp_step(&request, &server, &tool) {
+            McpStep::Answered => (vec![Block::Text(final_text)], "end_turn"),
+            McpStep::Call(name) => (
+                vec![
+                    Block::Text(format!("Calling {name}.")),
+                    Block::ToolUse {
+                        id: format!("toolu_mock_{n}"),
+                        name,
+                        input,
+                    },
+                ],
+                "tool_use",
+            ),
+            McpStep::Load(name) => (
+                vec![Block::ToolUse {
+                    id: format!("toolu_mock_{n}"),
+                    name: "ToolSearch".into(),
+                    input: json!({ "query": format!("select:{name}"), "max_results": 1 }),
+                }],
+                "tool_use",
+            ),
+            McpStep::Missing => (
+                vec![Block::Text(format!(
+                    "mock: no tool of MCP server {server} named {tool}"
+                ))],
+                "end_turn",
+            ),
+        },
     };
 
     let model = request
@@ -396,6 +443,50 @@ fn last_message_has_tool_result(request: &Value) -> bool {
                 .iter()
                 .any(|block| block.get("type").and_then(Value::as_str) == Some("tool_result"))
         })
+}
+
+enum McpStep {
+    /// The last message holds the result of the MCP tool's call.
+    Answered,
+    /// The tool is offered under this name: call it.
+    Call(String),
+    /// The tool is only named (deferred): load it through `ToolSearch`.
+    Load(String),
+    Missing,
+}
+
+/// Where a conversation that should call `tool` of MCP server `server` stands. Every CLI spells the tool's name
+/// its own way, but each keeps the server's and the tool's names in it.
+fn mcp_step(request: &Value, server: &str, tool: &str) -> McpStep {
+    let is_it = |name: &str| name != tool && name.contains(server) && name.ends_with(tool);
+    let messages = request.get("messages").and_then(Value::as_array);
+    let called_before_last = messages
+        .and_then(|m| m.len().checked_sub(2).map(|i| &m[i]))
+        .and_then(|m| m.get("content"))
+        .and_then(Value::as_array)
+        .is_some_and(|blocks| {
+            blocks.iter().any(|b| {
+                b.get("type").and_then(Value::as_str) == Some("tool_use")
+                    && b.get("name").and_then(Value::as_str).is_some_and(is_it)
+            })
+        });
+    if called_before_last && last_message_has_tool_result(request) {
+        return McpStep::Answered;
+    }
+    let offered = request.get("tools").and_then(Value::as_array).and_then(|tools| {
+        tools
+            .iter()
+            .filter_map(|t| t.get("name").and_then(Value::as_str))
+            .find(|name| is_it(name))
+    });
+    if let Some(name) = offered {
+        return McpStep::Call(name.to_string());
+    }
+    let deferred = format!("mcp__{server}__{tool}");
+    if offers_tool(request, "ToolSearch") && request.to_string().contains(&deferred) {
+        return McpStep::Load(deferred);
+    }
+    McpStep::Missing
 }
 
 /// Claude Code's line, then Copilot's.

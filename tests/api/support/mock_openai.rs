@@ -18,6 +18,11 @@
 //!   `{"cmd": …}` runs a command (a `command_execution` item). The next request ends with the tool's output, so
 //!   only the last input item decides which phase of a scripted reply we are in (older outputs stay in the history
 //!   of a resumed thread).
+//! * MCP tools are deferred: the first request names only their namespace (`mcp__<server>`, in a `<tools>` list
+//!   of the prompt) and offers `tool_search` (a tool of type `tool_search`, executed by the client). A
+//!   `tool_search_call` item makes the CLI answer with a `tool_search_output` listing the namespace and its
+//!   functions; a `function_call` with `namespace: "mcp__<server>"` and the tool's `name` then calls it (an
+//!   `mcp_tool_call` item), and the next request ends with its `function_call_output`.
 //! * Request bodies start at ~40 KB (instructions and tool schemas), so actix-web's payload limit is raised.
 
 #![allow(dead_code)]
@@ -47,6 +52,14 @@ pub enum Reply {
     Text(String),
     /// Every request: this HTTP status with an OpenAI-style JSON error body.
     Status(u16),
+    /// A call of tool `tool` of MCP server `server` with `input`, found through `tool_search` first; the request
+    /// carrying its output: `final_text`.
+    CallMcpTool {
+        server: String,
+        tool: String,
+        input: Value,
+        final_text: String,
+    },
 }
 
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -190,8 +203,31 @@ async fn responses(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes
         Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
         Reply::Text(text) => vec![message(n, &text)],
         Reply::ThinkingThenText { thinking, text } => vec![reasoning(n, &thinking), message(n, &text)],
-        Reply::WriteFile { final_text, .. } | Reply::RunCommand { final_text, .. } if after_tool => {
+        Reply::WriteFile { final_text, .. }
+        | Reply::RunCommand { final_text, .. }
+        | Reply::CallMcpTool { final_text, .. }
+            if after_tool =>
+        {
             vec![message(n, &final_text)]
+        }
+        Reply::CallMcpTool {
+            server, tool, input, ..
+        } => {
+            let namespace = format!("mcp__{server}");
+            if last_input_kind(&request) == Some("tool_search_output") {
+                vec![json!({
+                    "type": "function_call", "id": format!("fc_mock_{n}"), "call_id": format!("call_mock_{n}"),
+                    "namespace": namespace, "name": tool, "arguments": input.to_string(),
+                })]
+            } else if request.to_string().contains(&namespace) {
+                vec![json!({
+                    "type": "tool_search_call", "id": format!("ts_mock_{n}"), "call_id": format!("call_mock_{n}"),
+                    "execution": "client", "status": "completed",
+                    "arguments": { "query": format!("{server} {tool}"), "limit": 8 },
+                })]
+            } else {
+                vec![message(n, &format!("mock: no MCP server {server} offered"))]
+            }
         }
         Reply::WriteFile { file_name, content, .. } => {
             let Some(cwd) = working_directory(&request) else {
@@ -289,12 +325,15 @@ fn render_sse(response_id: &str, items: &[Value]) -> String {
     out
 }
 
-fn last_input_is_tool_output(request: &Value) -> bool {
+fn last_input_kind(request: &Value) -> Option<&str> {
     request["input"]
         .as_array()
         .and_then(|items| items.last())
         .and_then(|item| item["type"].as_str())
-        .is_some_and(|kind| matches!(kind, "function_call_output" | "custom_tool_call_output"))
+}
+
+fn last_input_is_tool_output(request: &Value) -> bool {
+    last_input_kind(request).is_some_and(|kind| matches!(kind, "function_call_output" | "custom_tool_call_output"))
 }
 
 /// The CLI's working directory from the newest `<cwd>…</cwd>` of the conversation.

@@ -8,6 +8,8 @@ pub mod fleet;
 pub mod git_server;
 pub mod http;
 pub mod mock_anthropic;
+pub mod mock_chat;
+pub mod mock_gemini;
 pub mod mock_openai;
 pub mod recorder;
 pub mod sse;
@@ -217,6 +219,22 @@ impl TestWorker {
             req = req.header("Last-Event-ID", id.to_string());
         }
         req.send().await.expect("GET /events")
+    }
+
+    /// `GET /jobs/{jobId}/events` with `Last-Event-ID`.
+    pub async fn job_events_after(&self, job_id: &str, last_event_id: u64) -> reqwest::Response {
+        client()
+            .get(self.url(&format!("/jobs/{job_id}/events")))
+            .header("Last-Event-ID", last_event_id.to_string())
+            .send()
+            .await
+            .expect("GET /jobs/{jobId}/events")
+    }
+
+    /// A GET answered with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = client().get(self.url(path)).send().await.expect("GET");
+        resp.json().await.expect("a JSON answer")
     }
 }
 

@@ -1,0 +1,418 @@
+//! End to end with the real Gemini CLI (0.61.0) against the mock Gemini API, and with a scripted CLI where the
+//! worker's side of the bargain (environment, arguments, stdin, settings) is what is checked.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::{
+    FakeCli, TestWorker,
+    mock_gemini::{ANSWER_TOKENS, CACHED_TOKENS, MockGemini, PROMPT_TOKENS, Reply, conversation_text},
+    sse::{assert_well_formed, assert_write_file_story},
+};
+
+const MODEL: &str = "gemini-2.5-flash";
+
+pub fn gemini_bin() -> String {
+    std::env::var("GEMINI_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/unified-worker/gemini-0.61.0/node_modules/.bin/gemini")
+    })
+}
+
+/// A worker running the real CLI against `mock`, with the worker's own API key and one try per model call (the
+/// CLI's default retries a 429 for minutes).
+pub fn gemini_worker(mock: &MockGemini, extra: &[(&str, &str)]) -> TestWorker {
+    let bin = gemini_bin();
+    assert!(
+        Path::new(&bin).exists(),
+        "the Gemini CLI is not at {bin}; run scripts/install-clis.sh or set GEMINI_BIN"
+    );
+    let base_url = mock.base_url();
+    let mut env = vec![
+        ("GEMINI_BIN", bin.as_str()),
+        ("GEMINI_API_KEY", "test-gemini-key-0000"),
+        ("GOOGLE_GEMINI_BASE_URL", base_url.as_str()),
+        ("GEMINI_MAX_ATTEMPTS", "1"),
+        ("KEEP_WORKSPACE", "1"),
+    ];
+    env.extend_from_slice(extra);
+    TestWorker::spawn(&env)
+}
+
+/// Always with a model: without one the CLI first asks a classifier which model to use.
+pub fn gemini_job(prompt: &str) -> Value {
+    json!({
+        "userRequest": prompt,
+        "codingAssistantProvider": "gemini",
+        "providerOptions": { "model": MODEL },
+    })
+}
+
+#[tokio::test]
+async fn the_real_gemini_cli_writes_a_file_and_the_stream_tells_the_whole_story() {
+    let mock = MockGemini::start(Reply::WriteFile {
+        file_name: "hello.txt".into(),
+        content: "hello from gemini\n".into(),
+        final_text: "I wrote hello.txt.".into(),
+    });
+    let worker = gemini_worker(&mock, &[]);
+    let mut body = gemini_job("Create hello.txt");
+    body["workspace"] = json!("e2e");
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    assert_write_file_story(&events);
+    let session = &events.iter().find(|e| e.kind() == "session").unwrap().data["sessionId"];
+    let said: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind() == "assistant_message")
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        said,
+        ["Writing hello.txt.", "I wrote hello.txt."],
+        "deltas are joined per answer"
+    );
+    let tool_use = events.iter().find(|e| e.kind() == "tool_use").unwrap();
+    assert_eq!(tool_use.data["name"], "write_file");
+    assert!(
+        tool_use.data["input"]["file_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("/e2e/hello.txt"),
+        "{}",
+        tool_use.data
+    );
+    let tool_result = events.iter().find(|e| e.kind() == "tool_result").unwrap();
+    assert_eq!(tool_result.data["toolUseId"], tool_use.data["id"]);
+    assert_eq!(tool_result.data["isError"], false);
+    let done = &events.last().unwrap().data;
+    assert_eq!(&done["sessionId"], session);
+    assert_eq!(done["result"], "I wrote hello.txt.");
+    assert_eq!(done["numTurns"], 2);
+    assert_eq!(
+        done["usage"],
+        json!({
+            "inputTokens": 2 * (PROMPT_TOKENS - CACHED_TOKENS),
+            "outputTokens": 2 * ANSWER_TOKENS,
+            "cacheReadTokens": 2 * CACHED_TOKENS,
+            "cacheCreationTokens": 0,
+        })
+    );
+    let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");
+    assert_eq!(written, "hello from gemini\n");
+    let first = &mock.turns()[0];
+    assert!(
+        conversation_text(first).contains("Create hello.txt"),
+        "the prompt came from stdin"
+    );
+}
+
+#[tokio::test]
+async fn a_401_from_the_api_ends_gemini_with_exactly_one_auth_failed() {
+    let mock = MockGemini::start(Reply::Status(401));
+    let worker = gemini_worker(&mock, &[]);
+
+    let events = worker.execute(&gemini_job("hello")).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "auth_failed", "{end}");
+    assert_eq!(end["retryable"], false);
+    assert_eq!(end["exitCode"], 401 % 256, "the CLI exits with the HTTP status");
+    assert!(end["sessionId"].is_string(), "{end}");
+    assert!(end["message"].as_str().unwrap().contains("401"), "{end}");
+}
+
+#[tokio::test]
+async fn a_429_from_the_api_ends_gemini_with_rate_limited_after_one_try() {
+    let mock = MockGemini::start(Reply::Status(429));
+    let worker = gemini_worker(&mock, &[]);
+
+    let events = worker.execute(&gemini_job("hello")).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "rate_limited", "{end}");
+    assert_eq!(end["retryable"], true);
+    assert_eq!(end["exitCode"], 429 % 256);
+    assert_eq!(mock.turns().len(), 1, "GEMINI_MAX_ATTEMPTS reached the CLI's settings");
+}
+
+#[tokio::test]
+async fn a_gemini_session_resumes_on_another_replica_through_the_store() {
+    const CODE_WORD: &str = "PELICAN-7431";
+    let store = TempDir::new().unwrap();
+    let store_dir = store.path().to_str().unwrap();
+    let mock = MockGemini::start(Reply::Text("Noted.".into()));
+
+    let mut a = gemini_worker(&mock, &[("SESSION_STORE_DIR", store_dir)]);
+    let first = a
+        .execute(&gemini_job(&format!("Remember the code word {CODE_WORD}.")))
+        .await
+        .collect()
+        .await;
+    let done = &first.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    let session = done["sessionId"].as_str().expect("a session id").to_string();
+    assert!(a.exit_status().await.success());
+
+    let b = gemini_worker(&mock, &[("SESSION_STORE_DIR", store_dir)]);
+    assert_ne!(a.home, b.home);
+    assert_ne!(
+        a.workspace_dir, b.workspace_dir,
+        "the session does not depend on the workspace's path"
+    );
+    let before = mock.turns().len();
+    let mut second = gemini_job("Which code word did I give you?");
+    second["resumeSessionId"] = json!(session);
+    let events = b.execute(&second).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    assert_eq!(done["sessionId"], session.as_str());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == "message" && e.data["text"].as_str().unwrap().contains("restored session")),
+        "{events:?}"
+    );
+    let turns = mock.turns();
+    let last = turns[before..].last().expect("job 2 called the model");
+    let conversation = conversation_text(last);
+    assert!(
+        conversation.contains(CODE_WORD),
+        "job 1's prompt is not in job 2's request"
+    );
+    assert!(
+        conversation.contains("Noted."),
+        "job 1's answer is not in job 2's request"
+    );
+    assert!(
+        conversation.contains("Which code word"),
+        "job 2's own prompt is missing"
+    );
+}
+
+#[tokio::test]
+async fn resuming_an_unknown_gemini_session_without_a_store_ends_with_the_clis_reason() {
+    let mock = MockGemini::start(Reply::Text("Hi.".into()));
+    let worker = gemini_worker(&mock, &[]);
+    let mut body = gemini_job("continue");
+    body["resumeSessionId"] = json!("0b5f6c1e-0000-4000-8000-000000000000");
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "provider_failed", "{end}");
+    let message = end["message"].as_str().unwrap();
+    assert!(message.contains("No previous sessions found"), "{message}");
+    assert!(mock.calls().is_empty(), "no model call for an unknown session");
+}
+
+#[tokio::test]
+async fn a_request_key_reaches_only_the_gemini_cli() {
+    const CANARY: &str = "AIzaSy-gemini-CANARY-request-4b7d";
+    let store = TempDir::new().unwrap();
+    let mock = MockGemini::start(Reply::Text("Hi.".into()));
+    let worker = gemini_worker(
+        &mock,
+        &[
+            ("SESSION_STORE_DIR", store.path().to_str().unwrap()),
+            ("EXIT_AFTER_JOB", "false"),
+        ],
+    );
+    let mut refused = gemini_job("hello");
+    refused["codingAssistantAccessToken"] = json!(CANARY);
+    refused["providerOptions"]["maxTurns"] = json!(3);
+    let refusal = worker.post_execute(&refused).await;
+    assert_eq!(refusal.status(), 422);
+    let refusal = refusal.text().await.unwrap();
+    let mut body = gemini_job("hello");
+    body["codingAssistantAccessToken"] = json!(CANARY);
+
+    let mut stream = worker.execute(&body).await;
+    let events = stream.collect().await;
+
+    assert_eq!(events.last().unwrap().kind(), "completed", "{:?}", events.last());
+    let replay = worker.events_after(None).await.text().await.unwrap();
+    let status = worker.status().await.to_string();
+    let calls = mock.calls();
+    assert!(!calls.is_empty());
+    assert!(
+        calls.iter().all(|c| c.api_key.as_deref() == Some(CANARY)),
+        "the CLI used the request's key, not the worker's"
+    );
+    let streamed = String::from_utf8(stream.raw.clone()).unwrap();
+    for (what, text) in [
+        ("stream", &streamed),
+        ("replay", &replay),
+        ("status", &status),
+        ("422 body", &refusal),
+        ("logs", &worker.logs()),
+    ] {
+        assert!(!text.contains("CANARY"), "the key leaked in the {what}");
+    }
+    for dir in [&worker.home, &worker.workspace_dir, &store.path().to_path_buf()] {
+        for file in files_under(dir) {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("CANARY"),
+                "{} holds the key",
+                file.display()
+            );
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files.extend(files_under(&path)),
+            Ok(t) if t.is_file() => files.push(path),
+            _ => {}
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn health_lists_gemini_with_its_version() {
+    let mock = MockGemini::start(Reply::Text("Hi.".into()));
+    let worker = gemini_worker(&mock, &[]);
+    // The versions are probed in the background after start-up; wait until the probe has answered.
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    let gemini = loop {
+        let health: Value = crate::support::client()
+            .get(worker.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["providers"]["gemini"]["version"].is_string() {
+            break health["providers"]["gemini"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no Gemini version: {health}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(gemini["available"], true);
+    assert_eq!(gemini["version"], "0.61.0");
+}
+
+#[tokio::test]
+async fn gemini_gets_its_variables_settings_and_the_prompt_on_stdin_and_nothing_else() {
+    let cli = FakeCli::new(
+        r#"env > "$DIR/env"
+printf '%s\n' "$@" > "$DIR/args"
+cat > "$DIR/prompt"
+cp "$GEMINI_CLI_HOME/.gemini/settings.json" "$DIR/settings"
+cp "$GEMINI_CLI_HOME/.gemini/tmp/workspace/.project_root" "$DIR/project_root"
+echo '{"type":"init","session_id":"fake-gemini-session","model":"m"}'
+echo '{"type":"message","role":"assistant","content":"o","delta":true}'
+echo '{"type":"message","role":"assistant","content":"k","delta":true}'
+echo '{"type":"result","status":"success","stats":{"input_tokens":3,"output_tokens":1,"cached":0,"input":3,"duration_ms":5}}'"#,
+    );
+    let worker = TestWorker::spawn(&[
+        ("GEMINI_BIN", cli.bin()),
+        ("GEMINI_API_KEY", "worker-gemini-CANARY-key-1c9e"),
+        ("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9"),
+        ("GEMINI_MODEL", "gemini-from-the-worker"),
+        ("GEMINI_MAX_ATTEMPTS", "2"),
+        ("GH_TOKEN", "gh-token-CANARY-7d1e"),
+        ("GITHUB_TOKEN", "github-token-CANARY-90ab"),
+    ]);
+    let mut body = gemini_job("secret plan");
+    body["workspace"] = json!("plan");
+    body["codingAssistantAccessToken"] = json!("AIzaSy-request-key-3f8a");
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    assert_eq!(done["sessionId"], "fake-gemini-session");
+    assert_eq!(done["result"], "ok");
+    let env = std::fs::read_to_string(cli.file("env")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(String::from)
+    };
+    assert_eq!(var("GEMINI_API_KEY").as_deref(), Some("AIzaSy-request-key-3f8a"));
+    assert_eq!(
+        env.matches("AIzaSy-request-key-3f8a").count(),
+        1,
+        "only in its own variable"
+    );
+    assert_eq!(var("GOOGLE_GEMINI_BASE_URL").as_deref(), Some("http://127.0.0.1:9"));
+    assert_eq!(var("GEMINI_MODEL").as_deref(), Some("gemini-from-the-worker"));
+    assert_eq!(var("HTTPS_PROXY").as_deref(), Some("http://127.0.0.1:9"));
+    assert_eq!(var("NO_PROXY").as_deref(), Some("127.0.0.1,localhost"));
+    assert!(
+        !env.contains("CANARY"),
+        "neither the worker's key nor the GitHub tokens: {env}"
+    );
+    assert!(
+        var("GEMINI_MAX_ATTEMPTS").is_none() && var("ANTHROPIC_API_KEY").is_none(),
+        "{env}"
+    );
+    let cli_home = var("GEMINI_CLI_HOME").unwrap();
+    assert!(
+        Path::new(&cli_home).starts_with(worker.home.join(".unified-worker/jobs")),
+        "{cli_home}"
+    );
+    assert_eq!(var("TMPDIR").unwrap(), format!("{cli_home}/tmp"));
+    assert_eq!(var("HOME").unwrap(), worker.home.display().to_string());
+    assert!(!Path::new(&cli_home).exists(), "the private home goes with the job");
+
+    let args = std::fs::read_to_string(cli.file("args")).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "-o",
+            "stream-json",
+            "--approval-mode",
+            "yolo",
+            "--skip-trust",
+            "-m",
+            MODEL
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(cli.file("prompt")).unwrap(), "secret plan");
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(cli.file("settings")).unwrap()).unwrap();
+    assert_eq!(settings["security"]["auth"]["selectedType"], "gemini-api-key");
+    assert_eq!(settings["privacy"]["usageStatisticsEnabled"], false);
+    assert_eq!(settings["telemetry"]["enabled"], false);
+    assert_eq!(settings["general"]["maxAttempts"], 2);
+    let project_root = std::fs::read_to_string(cli.file("project_root")).unwrap();
+    assert_eq!(
+        Path::new(&project_root),
+        worker.workspace_dir.canonicalize().unwrap().join("plan")
+    );
+}
+
+#[tokio::test]
+async fn without_any_gemini_key_the_job_ends_auth_failed_before_the_cli_starts() {
+    let cli = FakeCli::new(r#"touch "$DIR/started""#);
+    let worker = TestWorker::spawn(&[("GEMINI_BIN", cli.bin())]);
+
+    let events = worker.execute(&gemini_job("hello")).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "auth_failed", "{end}");
+    assert!(end["message"].as_str().unwrap().contains("GEMINI_API_KEY"), "{end}");
+    assert!(!cli.file("started").exists());
+}

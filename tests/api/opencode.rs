@@ -1,0 +1,472 @@
+//! End to end with the real opencode CLI against the mock chat-completions API, and with a scripted one where
+//! only the worker's side is under test (its environment, its refusals).
+
+use std::{
+    net::TcpListener,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::{
+    FakeCli, SseStream, TestWorker, client, conversation_text,
+    mock_chat::{self, MockChat, Reply},
+    sse::{assert_well_formed, assert_write_file_story},
+};
+
+/// The key the worker holds for the mock provider, in opencode's own credential format.
+const WORKER_KEY: &str = "worker-mock-key-5c1d0e";
+
+pub fn opencode_bin() -> String {
+    std::env::var("OPENCODE_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/unified-worker/opencode-1.18.33/node_modules/opencode-linux-x64/bin/opencode")
+    })
+}
+
+/// The operator's configuration: one OpenAI-compatible provider, the mock, and its model as the default.
+fn config(mock: &MockChat) -> String {
+    json!({
+        "provider": { "mock": {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": "Mock",
+            "options": { "baseURL": mock.base_url() },
+            "models": { "mock-model": { "name": "Mock", "tool_call": true } },
+        }},
+        "model": "mock/mock-model",
+    })
+    .to_string()
+}
+
+pub fn opencode_worker(mock: &MockChat, extra: &[(&str, &str)]) -> TestWorker {
+    let bin = opencode_bin();
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "opencode is not at {bin}; run scripts/install-clis.sh or set OPENCODE_BIN"
+    );
+    let config = config(mock);
+    let auth = json!({ "mock": { "type": "api", "key": WORKER_KEY } }).to_string();
+    let mut env = vec![
+        ("OPENCODE_BIN", bin.as_str()),
+        ("OPENCODE_CONFIG_CONTENT", config.as_str()),
+        ("OPENCODE_AUTH_CONTENT", auth.as_str()),
+        // Packages opencode would install at run time have nowhere to come from.
+        ("npm_config_registry", "http://127.0.0.1:9"),
+        ("KEEP_WORKSPACE", "1"),
+    ];
+    env.extend_from_slice(extra);
+    TestWorker::spawn(&env)
+}
+
+pub fn opencode_job(prompt: &str) -> Value {
+    json!({ "userRequest": prompt, "codingAssistantProvider": "opencode" })
+}
+
+/// A loopback port that accepts connections into its backlog but never answers: pointed at as the proxy and
+/// the package registry, it shows afterwards whether anything tried to leave the machine.
+struct SilentPort(TcpListener);
+
+impl SilentPort {
+    fn open() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        SilentPort(listener)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.0.local_addr().expect("addr"))
+    }
+
+    /// Whether a connection is waiting: the kernel completes the handshake without an accept.
+    fn was_called(&self) -> bool {
+        self.0.accept().is_ok()
+    }
+}
+
+#[tokio::test]
+async fn the_real_opencode_cli_writes_a_file_with_the_request_key_and_talks_to_nothing_else() {
+    let mock = MockChat::start(Reply::WriteFile {
+        file_name: "hello.txt".into(),
+        content: "hello from opencode\n".into(),
+        final_text: "I wrote hello.txt.".into(),
+    });
+    let outside = SilentPort::open();
+    let outside_url = outside.url();
+    let worker = opencode_worker(
+        &mock,
+        &[
+            ("HTTPS_PROXY", &outside_url),
+            ("HTTP_PROXY", &outside_url),
+            ("npm_config_registry", &outside_url),
+        ],
+    );
+    let mut body = opencode_job("Create hello.txt");
+    body["workspace"] = json!("e2e");
+    body["codingAssistantAccessToken"] = json!("request-key-CANARY-8e41f0");
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    assert_write_file_story(&events);
+    let session = &events.iter().find(|e| e.kind() == "session").unwrap().data["sessionId"];
+    assert!(session.as_str().unwrap().starts_with("ses_"), "{session}");
+    let tool_use = events.iter().find(|e| e.kind() == "tool_use").unwrap();
+    assert_eq!(tool_use.data["name"], "write");
+    let tool_result = events.iter().find(|e| e.kind() == "tool_result").unwrap();
+    assert_eq!(tool_result.data["toolUseId"], tool_use.data["id"]);
+    assert_eq!(tool_result.data["isError"], false);
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    assert_eq!(&done["sessionId"], session);
+    assert_eq!(done["result"], "I wrote hello.txt.");
+    assert_eq!(done["numTurns"], 2);
+    // Two model calls; opencode counts cached prompt tokens apart from the rest.
+    let uncached = mock_chat::PROMPT_TOKENS - mock_chat::CACHED_TOKENS;
+    assert_eq!(
+        done["usage"],
+        json!({"inputTokens": 2 * uncached, "outputTokens": 2 * mock_chat::COMPLETION_TOKENS,
+            "cacheReadTokens": 2 * mock_chat::CACHED_TOKENS, "cacheCreationTokens": 0})
+    );
+    let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");
+    assert_eq!(written, "hello from opencode\n");
+    let keys = mock.authorizations();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == "Bearer request-key-CANARY-8e41f0"),
+        "{keys:?}"
+    );
+    let all: String = events.iter().map(|e| e.data.to_string()).collect();
+    assert!(!all.contains("CANARY") && !worker.logs().contains("CANARY"));
+    assert!(
+        !outside.was_called(),
+        "opencode tried to reach something other than the model API"
+    );
+}
+
+#[tokio::test]
+async fn a_401_from_the_api_ends_opencode_with_exactly_one_auth_failed() {
+    let mock = MockChat::start(Reply::Status(401));
+    let worker = opencode_worker(&mock, &[]);
+
+    let events = worker.execute(&opencode_job("hello")).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "auth_failed", "{end}");
+    assert_eq!(end["retryable"], false);
+    assert_eq!(end["exitCode"], 1);
+    assert!(end["sessionId"].as_str().unwrap().starts_with("ses_"), "{end}");
+    assert!(end["message"].as_str().unwrap().contains("401"), "{end}");
+    // Not retried: the title request and the conversation's first call, once each.
+    let conversation_calls = mock.requests().iter().filter(|r| mock_chat::is_conversation(r)).count();
+    assert_eq!(conversation_calls, 1);
+}
+
+#[tokio::test]
+async fn a_429_from_the_api_ends_opencode_with_rate_limited_after_its_quick_retries() {
+    let mock = MockChat::start(Reply::Status(429));
+    let worker = opencode_worker(&mock, &[]);
+
+    let events = worker.execute(&opencode_job("hello")).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "rate_limited", "{end}");
+    assert_eq!(end["retryable"], true);
+    // Five retries, each after the 10 ms the mock asks for (`retry-after-ms`) instead of opencode's own backoff.
+    let calls: Vec<Instant> = mock
+        .requests()
+        .iter()
+        .zip(mock.arrivals())
+        .filter(|(r, _)| mock_chat::is_conversation(r))
+        .map(|(_, at)| at)
+        .collect();
+    assert_eq!(calls.len(), 6);
+    let retrying = calls[5] - calls[0];
+    assert!(retrying < Duration::from_secs(15), "five retries took {retrying:?}");
+}
+
+#[tokio::test]
+async fn an_opencode_session_resumes_on_another_replica_with_a_fresh_home_through_the_store() {
+    const CODE_WORD: &str = "HERON-2291";
+    let store = TempDir::new().unwrap();
+    let store_dir = store.path().to_str().unwrap();
+    let mock = MockChat::start(Reply::Text("Noted.".into()));
+
+    let mut a = opencode_worker(&mock, &[("SESSION_STORE_DIR", store_dir)]);
+    let events = a
+        .execute(&opencode_job(&format!("Remember the code word {CODE_WORD}.")))
+        .await
+        .collect()
+        .await;
+    assert_well_formed(&events, 0);
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    let session = done["sessionId"].as_str().expect("a session id").to_string();
+    assert!(a.exit_status().await.success());
+
+    let b = opencode_worker(&mock, &[("SESSION_STORE_DIR", store_dir)]);
+    assert_ne!(a.home, b.home);
+    let before = mock.requests().len();
+    let mut second = opencode_job("Which code word did I give you?");
+    second["resumeSessionId"] = json!(session);
+    let events = b.execute(&second).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    assert_eq!(done["sessionId"], session.as_str());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == "message" && e.data["text"].as_str().unwrap().contains("restored session")),
+        "{events:?}"
+    );
+    let requests: Vec<Value> = mock.requests().into_iter().skip(before).collect();
+    let last = requests.last().expect("job 2 called the model");
+    let conversation = conversation_text(last);
+    assert!(
+        conversation.contains(CODE_WORD),
+        "job 1's prompt is not in job 2's request"
+    );
+    assert!(
+        conversation.contains("Noted."),
+        "job 1's answer is not in job 2's request"
+    );
+    assert!(
+        conversation.contains("Which code word"),
+        "job 2's own prompt is missing"
+    );
+}
+
+#[tokio::test]
+async fn resuming_an_unknown_opencode_session_ends_with_a_clear_error() {
+    let mock = MockChat::start(Reply::Text("Hi.".into()));
+    let worker = opencode_worker(&mock, &[]);
+    let mut body = opencode_job("continue");
+    body["resumeSessionId"] = json!("ses_0000000000000000000000000a");
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "provider_failed", "{end}");
+    assert_eq!(end["exitCode"], 1);
+    let message = end["message"].as_str().unwrap();
+    assert!(message.contains("Session not found"), "{message}");
+    assert!(!end["stderrTail"].as_str().unwrap().contains('\u{1b}'), "{end}");
+    assert!(mock.requests().is_empty(), "no model call for an unknown session");
+}
+
+#[tokio::test]
+async fn health_reports_the_opencode_version() {
+    let mock = MockChat::start(Reply::Text("Hi.".into()));
+    let worker = opencode_worker(&mock, &[]);
+    // The versions are probed in the background after start-up; wait until the probe has answered.
+    let deadline = Instant::now() + crate::support::PATIENCE;
+    let opencode = loop {
+        let health: Value = client()
+            .get(worker.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["providers"]["opencode"]["version"].is_string() {
+            break health["providers"]["opencode"].clone();
+        }
+        assert!(Instant::now() < deadline, "no opencode version: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(opencode["available"], true);
+    assert!(opencode["version"].as_str().unwrap().contains("1.18.33"), "{opencode}");
+}
+
+/// A scripted opencode: records what it was given, then prints recorded-format lines that echo its key.
+fn scripted_opencode() -> FakeCli {
+    FakeCli::new(
+        r#"env > "$DIR/env"
+printf '%s\n' "$@" > "$DIR/args"
+cat > "$DIR/prompt"
+cat "$XDG_CONFIG_HOME/opencode/opencode.json" > "$DIR/config"
+key=$(printf '%s' "$OPENCODE_AUTH_CONTENT" | sed 's/.*"key":"\([^"]*\)".*/\1/')
+printf '{"type":"text","sessionID":"ses_fake","part":{"type":"text","text":"my key is %s"}}\n' "$key"
+echo "stderr with $key" >&2
+printf '%s\n' '{"type":"step_finish","sessionID":"ses_fake","part":{"type":"step-finish","reason":"stop","tokens":{"input":1,"output":1,"reasoning":0,"cache":{"read":0,"write":0}},"cost":0.25}}'"#,
+    )
+}
+
+#[tokio::test]
+async fn the_request_key_reaches_only_the_cli_as_its_models_provider_credential() {
+    let cli = scripted_opencode();
+    let worker = TestWorker::spawn(&[
+        ("OPENCODE_BIN", cli.bin()),
+        (
+            "OPENCODE_AUTH_CONTENT",
+            r#"{"mock":{"type":"api","key":"worker-own-key-77ab"}}"#,
+        ),
+        ("GH_TOKEN", "gh-token-canary-3c9d"),
+        ("WORKER_API_TOKEN", "worker-api-canary-19fe"),
+    ]);
+    let mut body = opencode_job("secret plan");
+    body["codingAssistantAccessToken"] = json!("sk-request-CANARY-b7e2");
+    body["providerOptions"] = json!({ "model": "anthropic/claude-sonnet-4-5" });
+
+    let resp = client()
+        .post(worker.url("/execute"))
+        .bearer_auth("worker-api-canary-19fe")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = SseStream::new(resp);
+    let events = stream.collect().await;
+
+    assert_well_formed(&events, 0);
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["type"], "completed", "{done}");
+    assert_eq!(
+        (done["sessionId"].as_str(), done["costUsd"].as_f64()),
+        (Some("ses_fake"), Some(0.25))
+    );
+    let env = std::fs::read_to_string(cli.file("env")).unwrap();
+    let auth = env
+        .lines()
+        .find_map(|l| l.strip_prefix("OPENCODE_AUTH_CONTENT="))
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(auth).unwrap(),
+        json!({ "anthropic": { "type": "api", "key": "sk-request-CANARY-b7e2" } })
+    );
+    assert_eq!(env.matches("CANARY").count(), 1, "only in its own variable: {env}");
+    assert!(
+        !env.contains("worker-own-key") && !env.contains("ANTHROPIC_API_KEY="),
+        "the worker's keys are replaced"
+    );
+    assert!(!env.contains("canary-3c9d") && !env.contains("canary-19fe"), "{env}");
+    for switch in [
+        "OPENCODE_DISABLE_AUTOUPDATE=1",
+        "OPENCODE_DISABLE_MODELS_FETCH=1",
+        "OPENCODE_DISABLE_SHARE=1",
+    ] {
+        assert!(env.lines().any(|l| l == switch), "{switch} missing: {env}");
+    }
+    let home = env.lines().find_map(|l| l.strip_prefix("HOME=")).unwrap();
+    assert!(
+        home.starts_with(&worker.home.display().to_string()) && home.contains("/jobs/"),
+        "{home}"
+    );
+    assert!(!std::path::Path::new(home).exists(), "the job's home goes with the job");
+    let args = std::fs::read_to_string(cli.file("args")).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "run",
+            "--format",
+            "json",
+            "--thinking",
+            "--auto",
+            "-m",
+            "anthropic/claude-sonnet-4-5"
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(cli.file("prompt")).unwrap(), "secret plan");
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(cli.file("config")).unwrap()).unwrap();
+    assert_eq!(config, json!({ "autoupdate": false, "share": "disabled" }));
+    let streamed = String::from_utf8(stream.raw.clone()).unwrap();
+    assert!(!streamed.contains("CANARY") && !worker.logs().contains("CANARY"));
+    assert_eq!(
+        streamed.matches("[REDACTED]").count(),
+        3,
+        "assistant text, result and stderr are redacted"
+    );
+}
+
+#[tokio::test]
+async fn without_any_credentials_opencode_is_not_started() {
+    let cli = FakeCli::new(r#"touch "$DIR/started""#);
+    let worker = TestWorker::spawn(&[("OPENCODE_BIN", cli.bin()), ("ANTHROPIC_API_KEY", "")]);
+
+    let events = worker.execute(&opencode_job("hello")).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    assert_eq!(events.last().unwrap().data["code"], "auth_failed");
+    assert!(!cli.file("started").exists());
+}
+
+#[tokio::test]
+async fn a_token_without_a_provider_and_options_opencode_cannot_honour_are_refused_by_name() {
+    let cli = FakeCli::new(r#"touch "$DIR/started""#);
+    let worker = TestWorker::spawn(&[("OPENCODE_BIN", cli.bin())]);
+    for (token, options, field) in [
+        (Some("sk-no-provider-0a1b"), None, "codingAssistantAccessToken"),
+        (
+            None,
+            Some(json!({ "model": "claude-sonnet-4-5" })),
+            "providerOptions.model",
+        ),
+        (None, Some(json!({ "model": "/claude" })), "providerOptions.model"),
+        (None, Some(json!({ "maxTurns": 3 })), "providerOptions.maxTurns"),
+    ] {
+        let mut body = opencode_job("hello");
+        if let Some(token) = token {
+            body["codingAssistantAccessToken"] = json!(token);
+        }
+        if let Some(options) = options {
+            body["providerOptions"] = options;
+        }
+
+        let resp = worker.post_execute(&body).await;
+
+        assert_eq!(resp.status(), 422, "{field}");
+        let error: Value = resp.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field);
+        assert!(!error.to_string().contains("sk-no-provider"), "{error}");
+    }
+    assert!(!cli.file("started").exists());
+}
+
+#[tokio::test]
+async fn opencode_calls_the_jobs_stdio_mcp_server() {
+    const MARKER_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/marker_server.py");
+    let mock = MockChat::start(Reply::CallMcpTool {
+        server: "marker".into(),
+        tool: "write_marker".into(),
+        input: json!({ "text": "written through MCP" }),
+        final_text: "The marker is written.".into(),
+    });
+    let worker = opencode_worker(&mock, &[]);
+    let dir = TempDir::new().unwrap();
+    let marker = dir.path().join("marker");
+    let mut body = opencode_job("Write the marker through the MCP tool");
+    body["providerOptions"] = json!({ "mcpServers": { "marker": {
+        "command": "python3",
+        "args": [MARKER_SERVER, marker],
+        "env": { "MARKER_SECRET": "mcp-env-CANARY-41d07e" },
+    }}});
+
+    let mut stream = worker.execute(&body).await;
+    let events = stream.collect().await;
+
+    assert_well_formed(&events, 0);
+    let tool_use = events
+        .iter()
+        .find(|e| e.kind() == "tool_use" && e.data["name"] == "marker_write_marker")
+        .unwrap_or_else(|| panic!("{:#?}", events.iter().map(|e| &e.data).collect::<Vec<_>>()));
+    assert_eq!(tool_use.data["input"]["text"], "written through MCP");
+    let tool_result = events
+        .iter()
+        .find(|e| e.kind() == "tool_result" && e.data["toolUseId"] == tool_use.data["id"])
+        .expect("the tool's result");
+    assert_eq!(tool_result.data["isError"], false, "{}", tool_result.data);
+    assert!(
+        tool_result.data.to_string().contains("marker written with [REDACTED]"),
+        "{}",
+        tool_result.data
+    );
+    assert_eq!(events.last().unwrap().kind(), "completed");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "written through MCP\n");
+    let streamed = String::from_utf8_lossy(&stream.raw).to_string();
+    assert!(!streamed.contains("CANARY") && !worker.logs().contains("CANARY"));
+}
