@@ -215,3 +215,69 @@ fn data(frame: &Frame) -> Event {
 fn comment(text: &'static str) -> Event {
     Event::Comment(text.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::VecDeque, convert::Infallible};
+
+    use actix_web::body::BodyStream;
+    use futures_util::task::noop_waker;
+
+    use super::*;
+
+    /// A body that hands out `Some` chunks at once and answers Pending (asking to be polled again) for `None`.
+    fn body(
+        script: Vec<Option<&'static str>>,
+    ) -> Joined<BodyStream<impl futures_util::Stream<Item = Result<Bytes, Infallible>>>> {
+        let mut script: VecDeque<_> = script.into();
+        Joined::new(BodyStream::new(futures_util::stream::poll_fn(move |cx| {
+            match script.pop_front() {
+                Some(Some(text)) => Poll::Ready(Some(Ok(Bytes::from_static(text.as_bytes())))),
+                Some(None) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                None => Poll::Ready(None),
+            }
+        })))
+    }
+
+    fn polls<B: MessageBody>(mut body: Pin<&mut B>, n: usize) -> Vec<Option<String>> {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        (0..n)
+            .map(|_| match body.as_mut().poll_next(&mut cx) {
+                Poll::Ready(Some(Ok(chunk))) => Some(String::from_utf8_lossy(&chunk).into_owned()),
+                Poll::Ready(Some(Err(_))) => Some("error".into()),
+                Poll::Ready(None) => Some("end".into()),
+                Poll::Pending => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_is_one_chunk_and_every_pause_of_the_events_reaches_the_connection() {
+        let mut joined = body(vec![Some("a"), Some("b"), None, Some("c"), None, None, Some("d")]);
+        let seen = polls(Pin::new(&mut joined), 8);
+        let expected = [
+            Some("ab"),
+            None, // the pause after the burst: actix writes "ab" before the body goes on
+            Some("c"),
+            None,
+            None, // the inner body's own second pause
+            Some("d"),
+            Some("end"),
+            Some("end"),
+        ];
+        assert_eq!(seen, expected.map(|s| s.map(String::from)));
+    }
+
+    #[test]
+    fn chunks_stop_growing_at_the_limit() {
+        let big: &'static str = "x".repeat(CHUNK_BYTES - 1).leak();
+        let mut joined = body(vec![Some(big), Some("yy"), Some("z")]);
+        let seen = polls(Pin::new(&mut joined), 3);
+        assert_eq!(seen[0].as_deref().map(str::len), Some(CHUNK_BYTES + 1));
+        assert_eq!(seen[1..], [Some("z".to_string()), Some("end".to_string())]);
+    }
+}
