@@ -1,6 +1,7 @@
 //! `bench/run.sh`: measures the worker core side by side in one run and prints a table (issue: throughput, added
 //! latency, big-output memory, start-up, the 429 path). Each figure is the median of several runs.
 
+mod compare;
 mod gateway;
 mod proc_stats;
 mod sse_client;
@@ -33,7 +34,12 @@ pub struct Row {
 #[tokio::main]
 async fn main() {
     let mut rows = Vec::new();
-    let only: Option<String> = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "compare") {
+        compare::compare(&compare::subjects(&args[2..])).await;
+        return;
+    }
+    let only: Option<String> = args.get(1).cloned();
     // `gateway` selects its three sections; each can also be run alone (`gateway-fleet` …).
     let want = |name: &str| {
         only.as_deref()

@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -15,7 +15,12 @@ pub fn bin_path(name: &str) -> PathBuf {
 
 /// `unified-worker <args>` on `port` (0 = any), with the bench's environment and `env` on top of it.
 pub fn command(args: &[&str], port: u16, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(bin_path("unified-worker"));
+    command_for(&bin_path("unified-worker"), args, port, env)
+}
+
+/// `command` for another build of the worker (`bench/run.sh compare`).
+fn command_for(bin: &Path, args: &[&str], port: u16, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -47,7 +52,16 @@ impl Worker {
 
     /// `unified-worker <args>` with extra variables (the gateway is `&["gateway"]`), on a free port.
     pub async fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Worker {
-        let mut child = command(args, 0, env)
+        Self::spawn_bin_with(&bin_path("unified-worker"), args, env).await
+    }
+
+    /// `spawn` for another build of the worker (`bench/run.sh compare`).
+    pub async fn spawn_bin(bin: &Path) -> Worker {
+        Self::spawn_bin_with(bin, &[], &[]).await
+    }
+
+    async fn spawn_bin_with(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Worker {
+        let mut child = command_for(bin, args, 0, env)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the worker");
