@@ -43,7 +43,18 @@ impl Availability {
     /// Runs `<cli> --version` for every provider, once.
     pub async fn probe(&self) {
         for (kind, bin) in &self.binaries {
-            let status = probe_one(bin).await;
+            // An operator's ACP agent need not know `--version` (its program may be an interpreter).
+            let status = match kind.provider().acp() {
+                crate::provider::AcpSupport::Only => match resolve(bin) {
+                    Some(_) => ProviderStatus {
+                        available: true,
+                        version: None,
+                        reason: None,
+                    },
+                    None => unavailable(bin),
+                },
+                _ => probe_one(bin).await,
+            };
             self.probed
                 .write()
                 .unwrap_or_else(|e| e.into_inner())

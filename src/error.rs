@@ -46,6 +46,10 @@ pub enum ApiError {
     NotRunning,
     #[error("this process has no job {job_id}")]
     JobNotFound { job_id: String },
+    #[error("job has no permission request {request_id}")]
+    PermissionNotFound { request_id: String },
+    #[error("permission request {request_id} was already answered")]
+    AlreadyAnswered { request_id: String },
     #[error("internal error")]
     Internal,
 }
@@ -118,6 +122,8 @@ impl ApiError {
             ApiError::NoJob => "no_job",
             ApiError::NotRunning => "not_running",
             ApiError::JobNotFound { .. } => "job_not_found",
+            ApiError::PermissionNotFound { .. } => "permission_not_found",
+            ApiError::AlreadyAnswered { .. } => "already_answered",
             ApiError::Internal => "internal",
         }
     }
@@ -151,7 +157,8 @@ impl ResponseError for ApiError {
             ApiError::EventsEvicted { .. } => StatusCode::GONE,
             ApiError::NoJob => StatusCode::NOT_FOUND,
             ApiError::NotRunning => StatusCode::CONFLICT,
-            ApiError::JobNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::JobNotFound { .. } | ApiError::PermissionNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::AlreadyAnswered { .. } => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -210,7 +217,8 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// `invalid_json`, `invalid_request`, `repo_url_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `internal`.
+    /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `permission_not_found`,
+    /// `already_answered`, `internal`.
     #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,

@@ -41,6 +41,19 @@ pub enum EventKind {
         output: String,
         is_error: bool,
     },
+    /// The agent asks before it acts (SPEC §14); the job waits for `POST /jobs/{jobId}/permissions/{requestId}`.
+    PermissionRequest(Box<PermissionRequest>),
+    #[serde(rename_all = "camelCase")]
+    PermissionResolved {
+        request_id: String,
+        /// None when the question was withdrawn (a cancel) rather than answered.
+        option_id: Option<String>,
+        by: ResolvedBy,
+    },
+    /// The agent's plan, whole each time it changes.
+    Plan {
+        entries: Vec<PlanEntry>,
+    },
     Log {
         stream: StreamName,
         text: String,
@@ -67,6 +80,9 @@ impl EventKind {
             EventKind::Thinking { .. } => "thinking",
             EventKind::ToolUse { .. } => "tool_use",
             EventKind::ToolResult { .. } => "tool_result",
+            EventKind::PermissionRequest(_) => "permission_request",
+            EventKind::PermissionResolved { .. } => "permission_resolved",
+            EventKind::Plan { .. } => "plan",
             EventKind::Log { .. } => "log",
             EventKind::GitChanges(_) => "git_changes",
             EventKind::GitPush { .. } => "git_push",
@@ -109,6 +125,63 @@ impl EventKind {
 pub enum Level {
     Info,
     Warn,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionRequest {
+    /// The worker's id for this question, unique within the job: the path segment of the answer.
+    pub request_id: String,
+    /// The `tool_use` it is about, when the agent named one.
+    pub tool_call_id: Option<String>,
+    pub title: String,
+    /// ACP's tool kind: `read`, `edit`, `delete`, `move`, `search`, `execute`, `think`, `fetch`, `other`.
+    pub kind: Option<String>,
+    /// The tool's input as the agent sent it.
+    pub input: Option<Value>,
+    /// For a file edit: the change.
+    pub diff: Option<Diff>,
+    pub options: Vec<PermissionOption>,
+    pub timeout_seconds: u64,
+    pub on_timeout: crate::approvals::OnTimeout,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Diff {
+    pub path: String,
+    /// None for a new file.
+    pub old_text: Option<String>,
+    pub new_text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionOption {
+    pub option_id: String,
+    pub name: String,
+    /// `allow_once`, `allow_always`, `reject_once` or `reject_always`.
+    pub kind: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolvedBy {
+    /// `POST /jobs/{jobId}/permissions/{requestId}`.
+    Client,
+    /// No answer within `approvals.timeoutSeconds`: `approvals.onTimeout` applied.
+    Timeout,
+    /// The job was stopped while the question was open.
+    Cancel,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PlanEntry {
+    pub content: String,
+    /// `pending`, `in_progress` or `completed`.
+    pub status: String,
+    /// `high`, `medium` or `low`.
+    pub priority: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -11,10 +11,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
+    approvals::Policy,
     delivery::Delivery,
     event::{Completed, ErrorCode, EventKind, Failure},
     process::{self, Limits, Outcome},
-    provider::{PreparedRun, RunContext},
+    provider::{AcpPrepared, PreparedRun, RunContext, acp::AcpSetup},
     request::JobRequest,
     session_store::SessionStore,
     worker::{CancelReason, JobHandle, Worker},
@@ -148,16 +149,37 @@ impl Pipeline<'_> {
             prompt: &self.request.prompt,
             resume_session_id: self.request.resume_session_id.as_deref(),
         };
-        let outcome = match self.restore_session(&ctx).await {
-            Ok(()) => match self.request.provider_run.prepare(&ctx).await {
+        let outcome = match (self.restore_session(&ctx).await, self.request.acp) {
+            (Err(failure), _) => Outcome::Failed(failure),
+            (Ok(()), None) => match self.request.provider_run.prepare(&ctx).await {
                 Ok(prepared) => self.run_prepared(prepared, deadline).await,
                 Err(failure) => Outcome::Failed(failure),
             },
-            Err(failure) => Outcome::Failed(failure),
+            (Ok(()), Some(policy)) => match self.request.provider_run.prepare_acp(&ctx).await {
+                Ok(prepared) => self.run_acp(&ctx, prepared, policy, deadline).await,
+                Err(failure) => Outcome::Failed(failure),
+            },
         };
         self.save_session(&ctx, &outcome).await;
         private_dir.remove().await;
         outcome
+    }
+
+    fn limits(&self, deadline: Instant) -> Limits {
+        let settings = &self.worker.settings;
+        Limits {
+            deadline,
+            timeout: self.request.timeout,
+            idle: settings.idle_timeout,
+            kill_grace: settings.kill_grace,
+            max_line_bytes: settings.max_line_bytes,
+            tool_output_max_bytes: settings.tool_output_max_bytes,
+        }
+    }
+
+    async fn stopped(&self) -> Failure {
+        self.job.cancelled().await;
+        self.stopped_from_outside()
     }
 
     async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
@@ -165,23 +187,42 @@ impl Pipeline<'_> {
         let outcome = match self.job.cancel_reason() {
             Some(reason) => Outcome::Failed(cancelled(reason)),
             None => {
-                let settings = &self.worker.settings;
-                let limits = Limits {
-                    deadline,
-                    timeout: self.request.timeout,
-                    idle: settings.idle_timeout,
-                    kill_grace: settings.kill_grace,
-                    max_line_bytes: settings.max_line_bytes,
-                    tool_output_max_bytes: settings.tool_output_max_bytes,
-                };
-                let stopped = async {
-                    self.job.cancelled().await;
-                    self.stopped_from_outside()
-                };
-                process::run(plan, parser, &limits, stopped, |events| {
+                process::run(plan, parser, &self.limits(deadline), self.stopped(), |events| {
                     self.job.log.append_all(events);
                 })
                 .instrument(tracing::info_span!("provider", job_id = %self.job.id))
+                .await
+            }
+        };
+        cleanup.run().await;
+        outcome
+    }
+
+    async fn run_acp(&self, ctx: &RunContext<'_>, prepared: AcpPrepared, policy: Policy, deadline: Instant) -> Outcome {
+        let AcpPrepared {
+            plan,
+            mcp_servers,
+            cleanup,
+        } = prepared;
+        let outcome = match (self.job.cancel_reason(), std::path::absolute(ctx.workdir)) {
+            (Some(reason), _) => Outcome::Failed(cancelled(reason)),
+            (None, Err(e)) => Outcome::Failed(Failure::new(
+                ErrorCode::Internal,
+                format!("the workspace has no absolute path: {e}"),
+            )),
+            (None, Ok(cwd)) => {
+                let setup = AcpSetup {
+                    prompt: ctx.prompt.to_string(),
+                    cwd: cwd.to_string_lossy().into_owned(),
+                    resume_session_id: ctx.resume_session_id.map(String::from),
+                    mcp_servers,
+                    policy,
+                };
+                let limits = self.limits(deadline);
+                process::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
+                    self.job.log.append_all(events);
+                })
+                .instrument(tracing::info_span!("agent", job_id = %self.job.id))
                 .await
             }
         };

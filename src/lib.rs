@@ -1,5 +1,6 @@
 //! unified-worker: runs one coding-assistant job per process and streams it as Server-Sent Events.
 
+pub mod approvals;
 pub mod auth;
 pub mod availability;
 pub mod client;

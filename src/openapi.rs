@@ -22,6 +22,7 @@ use crate::routes;
         routes::events::job_events,
         routes::cancel::cancel,
         routes::cancel::cancel_named,
+        routes::permissions::answer,
         routes::jobs::job,
         routes::status::status,
         routes::health::health,
@@ -108,7 +109,7 @@ impl utoipa::ToSchema for SseEvent {
 }
 
 /// The `type` of each `EventKind` variant, in declaration order (a unit test holds the two together).
-const EVENT_TYPES: [&str; 14] = [
+const EVENT_TYPES: [&str; 17] = [
     "connected",
     "message",
     "github_pull_progress",
@@ -117,6 +118,9 @@ const EVENT_TYPES: [&str; 14] = [
     "thinking",
     "tool_use",
     "tool_result",
+    "permission_request",
+    "permission_resolved",
+    "plan",
     "log",
     "git_changes",
     "git_push",
@@ -195,6 +199,23 @@ mod tests {
                 output: String::new(),
                 is_error: false,
             },
+            EventKind::PermissionRequest(Box::new(crate::event::PermissionRequest {
+                request_id: String::new(),
+                tool_call_id: None,
+                title: String::new(),
+                kind: None,
+                input: None,
+                diff: None,
+                options: Vec::new(),
+                timeout_seconds: 0,
+                on_timeout: crate::approvals::OnTimeout::Reject,
+            })),
+            EventKind::PermissionResolved {
+                request_id: String::new(),
+                option_id: None,
+                by: crate::event::ResolvedBy::Client,
+            },
+            EventKind::Plan { entries: Vec::new() },
             EventKind::unparsed_stdout(""),
             EventKind::GitChanges(Default::default()),
             EventKind::GitPush {

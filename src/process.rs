@@ -3,12 +3,14 @@
 //! says how the run ended. It knows no provider; what a provider contributes is the plan and the parser.
 
 mod child;
+mod conversation;
 mod lines;
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
 pub use child::signal_group;
 use child::{CliProcess, Next, OutputLine};
+pub use conversation::converse;
 pub use lines::read_line_capped;
 use tokio::time::Instant;
 
@@ -102,32 +104,10 @@ pub async fn run(
     stopped: impl Future<Output = Failure>,
     mut emit: impl FnMut(Vec<EventKind>),
 ) -> Outcome {
-    let program = plan.program.clone();
-    let mut process = match CliProcess::spawn(plan, limits.max_line_bytes, limits.kill_grace) {
+    let mut process = match spawn(plan, limits, None) {
         Ok(p) => p,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            ) =>
-        {
-            return Outcome::Failed(Failure::new(
-                ErrorCode::ProviderNotInstalled,
-                format!(
-                    "{} could not be started ({e}); install it or set its *_BIN variable",
-                    program.display()
-                ),
-            ));
-        }
-        Err(e) => {
-            return Outcome::Failed(Failure::new(
-                ErrorCode::Internal,
-                format!("could not start the provider: {e}"),
-            ));
-        }
+        Err(failure) => return Outcome::Failed(failure),
     };
-    tracing::info!(program = %program.display(), "provider started");
-
     let mut last_output = Instant::now();
     // Re-armed only when it fires, not on every line: at 100k lines/s the timer wheel would dominate.
     let idle_timer = tokio::time::sleep_until(last_output + limits.idle);
@@ -168,6 +148,39 @@ pub async fn run(
     let mut failure = exit.annotate(stop);
     failure.session_id = parser.session_id().map(String::from);
     Outcome::Failed(failure)
+}
+
+/// Starts the CLI; a CLI that is not there is `provider_not_installed`.
+fn spawn(
+    plan: CommandPlan,
+    limits: &Limits,
+    input: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
+) -> Result<CliProcess, Failure> {
+    let program = plan.program.clone();
+    match CliProcess::spawn(plan, limits.max_line_bytes, limits.kill_grace, input) {
+        Ok(process) => {
+            tracing::info!(program = %program.display(), "provider started");
+            Ok(process)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Err(Failure::new(
+                ErrorCode::ProviderNotInstalled,
+                format!(
+                    "{} could not be started ({e}); install it or set its *_BIN variable",
+                    program.display()
+                ),
+            ))
+        }
+        Err(e) => Err(Failure::new(
+            ErrorCode::Internal,
+            format!("could not start the provider: {e}"),
+        )),
+    }
 }
 
 /// The terminal failure of a job whose total time (`timeoutSeconds`, capped by `JOB_TIMEOUT_SECONDS`) is up,

@@ -6,6 +6,8 @@
 //! A provider is a folder `src/provider/<module>/` (or `<module>.rs` plus that folder) with a unit struct that
 //! implements `Provider`, and one line in `registry!` below. Nothing outside this folder names a provider.
 
+pub mod acp;
+pub mod acp_agents;
 mod contract;
 mod env;
 mod input;
@@ -16,7 +18,10 @@ mod private_files;
 
 use std::{fmt, hash, str::FromStr};
 
-pub use contract::{Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables};
+pub use contract::{
+    AcpPrepared, AcpSupport, Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles,
+    Variables,
+};
 pub use env::child_env;
 pub use mcp::McpPolicy;
 pub use private_files::Cleanup;
@@ -45,8 +50,12 @@ registry! {
 pub struct ProviderKind(&'static dyn Provider);
 
 impl ProviderKind {
+    /// The built-in providers, then the operator's `ACP_AGENTS`.
     pub fn all() -> impl Iterator<Item = ProviderKind> {
-        PROVIDERS.iter().map(|p| ProviderKind(*p))
+        PROVIDERS
+            .iter()
+            .chain(acp_agents::registered())
+            .map(|p| ProviderKind(*p))
     }
 
     pub fn as_str(self) -> &'static str {

@@ -12,9 +12,10 @@ use serde_json::Value;
 mod github;
 
 use crate::{
+    approvals::{ApprovalsSpec, Policy},
     error::ApiError,
     ids::{BranchName, JobId, SessionId},
-    provider::{McpPolicy, ProviderKind, ProviderRequest, ProviderRun},
+    provider::{AcpSupport, McpPolicy, ProviderKind, ProviderRequest, ProviderRun},
     secret::{MIN_SECRET_LEN, Secret},
     settings::Settings,
     url_policy::UrlPolicy,
@@ -54,6 +55,8 @@ pub(crate) struct RawRequest {
     /// Read by the provider, into its own options type (`model`, `maxTurns`, `permissionMode`, `allowedTools`, …).
     #[schema(value_type = Option<Object>)]
     provider_options: Option<Value>,
+    /// A client answers the agent's permission requests (SPEC §14); the provider then runs over ACP.
+    approvals: Option<ApprovalsSpec>,
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -105,7 +108,7 @@ pub struct CallbackSpec {
 
 /// JSON Schema counts `5.0` as an integer, so a client that writes whole numbers as floats is right; anything
 /// with a fraction, or outside 0..=i32::MAX (the published bound), is refused.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     use serde::de::Error;
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);
@@ -157,6 +160,8 @@ pub struct JobRequest {
     pub database: Option<crate::persistence::Destination>,
     /// The completion webhook (SPEC §10), already checked against `CALLBACK_ALLOWED_HOSTS`.
     pub callback: Option<reqwest::Url>,
+    /// Set when the provider runs over ACP: who answers its permission requests.
+    pub acp: Option<Policy>,
 }
 
 impl JobRequest {
@@ -188,7 +193,7 @@ pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
     validate(raw, settings)
 }
 
-pub(super) fn required(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn required(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::invalid(field, format!("{field} must not be empty")));
     }
@@ -216,6 +221,20 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
             allow_insecure: settings.callback_allow_insecure,
         },
     })?;
+    let acp = match (&raw.approvals, provider.provider().acp()) {
+        (Some(_), AcpSupport::No) => {
+            return Err(ApiError::invalid(
+                "approvals",
+                format!(
+                    "approvals: {provider} has no Agent Client Protocol path, so its permission requests cannot be \
+                     put to a client; leave approvals out or pick a provider that has one"
+                ),
+            ));
+        }
+        (Some(spec), _) => Some(spec.policy()?),
+        (None, AcpSupport::Only) => Some(Policy::AllowAll),
+        (None, _) => None,
+    };
     let job_id = raw.job_id.unwrap_or_else(JobId::new_random);
     let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;
     let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;
@@ -243,6 +262,7 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         timeout,
         database,
         callback,
+        acp,
     })
 }
 

@@ -82,6 +82,12 @@ impl Settings {
     /// Reads every variable through `lookup` so tests can build settings without touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let env = Env(&lookup);
+        // Registered before anything lists the providers, so that `acp:<name>` is one of them.
+        if let Some(raw) = env.string("ACP_AGENTS") {
+            crate::provider::acp_agents::register(
+                crate::provider::acp_agents::parse(&raw).map_err(|e| invalid("ACP_AGENTS", e))?,
+            );
+        }
         Ok(Settings {
             host: env.string("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: env.parse("PORT", 5000)?,

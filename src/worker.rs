@@ -8,8 +8,8 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    availability::Availability, error::ApiError, event_log::EventLog, metrics::WorkerMetrics, provider::ProviderKind,
-    settings::Settings,
+    approvals::Approvals, availability::Availability, error::ApiError, event_log::EventLog, metrics::WorkerMetrics,
+    provider::ProviderKind, settings::Settings,
 };
 
 pub use crate::error::Phase;
@@ -31,6 +31,8 @@ pub struct JobHandle {
     pub started_at: SystemTime,
     pub log: Arc<EventLog>,
     pub cancel_on_disconnect: bool,
+    /// The permission requests of a run over ACP, answered through `/jobs/{jobId}/permissions/{requestId}`.
+    pub approvals: Approvals,
     cancel: CancellationToken,
     reason: Mutex<Option<CancelReason>>,
 }
@@ -43,6 +45,7 @@ impl JobHandle {
             started_at: SystemTime::now(),
             log,
             cancel_on_disconnect,
+            approvals: Approvals::default(),
             cancel: CancellationToken::new(),
             reason: Mutex::new(None),
         }

@@ -59,7 +59,14 @@ pub(super) struct CliProcess {
 }
 
 impl CliProcess {
-    pub(super) fn spawn(plan: CommandPlan, max_line_bytes: usize, grace: Duration) -> io::Result<Self> {
+    /// `input`: for a conversation (ACP), the lines to write after `plan.stdin`; stdin stays open until its sender
+    /// is dropped. Without it, stdin is closed after the prompt.
+    pub(super) fn spawn(
+        plan: CommandPlan,
+        max_line_bytes: usize,
+        grace: Duration,
+        input: Option<mpsc::UnboundedReceiver<String>>,
+    ) -> io::Result<Self> {
         let mut child = Command::new(&plan.program)
             .args(&plan.args)
             .env_clear()
@@ -82,6 +89,14 @@ impl CliProcess {
                 // A CLI that exits without reading its prompt closes the pipe; that is its failure to report,
                 // not ours. Dropping stdin closes it, which some CLIs wait for before starting.
                 let _ = stdin.write_all(prompt.as_bytes()).await;
+                if let Some(mut input) = input {
+                    while let Some(mut line) = input.recv().await {
+                        line.push('\n');
+                        if stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                }
                 let _ = stdin.shutdown().await;
             });
         }

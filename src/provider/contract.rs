@@ -31,6 +31,21 @@ pub trait Provider: Sync {
     /// Turns the request's credential and `providerOptions` into this provider's own typed input. Anything it
     /// cannot use is refused here, naming the field, before the job slot is taken.
     fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError>;
+
+    /// Whether it can run over the Agent Client Protocol (`approvals`, SPEC §14).
+    fn acp(&self) -> AcpSupport {
+        AcpSupport::No
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcpSupport {
+    /// Headless only: a request with `approvals` is refused.
+    No,
+    /// Headless, or over ACP when the request asks for approvals.
+    Optional,
+    /// Over ACP always (the `ACP_AGENTS`): without `approvals` every permission request is allowed.
+    Only,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +91,15 @@ pub trait ProviderRun: Send + Sync + fmt::Debug {
     /// Writes what the CLI needs (credential and config files) and builds its command and parser. Fails with a
     /// terminal error (e.g. `auth_failed` when there are no credentials at all) before anything is started.
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure>;
+
+    /// Like `prepare`, for the agent over ACP: the command that starts it as an ACP server. Only called when the
+    /// provider's `acp()` says it has that path.
+    async fn prepare_acp(&self, _ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
+        Err(Failure::new(
+            crate::event::ErrorCode::Internal,
+            "this provider has no ACP path",
+        ))
+    }
 
     /// Where the CLI keeps session `session_id` in this run, so that a session store can carry it to another
     /// replica. None: this provider's sessions are not carried.
@@ -125,6 +149,14 @@ pub struct PreparedRun {
     pub plan: CommandPlan,
     pub parser: Box<dyn OutputParser>,
     /// What `prepare` wrote that must not outlive the job; run after the CLI ended, whatever the outcome.
+    pub cleanup: Cleanup,
+}
+
+/// An agent ready to be spoken to over ACP.
+pub struct AcpPrepared {
+    pub plan: CommandPlan,
+    /// The job's MCP servers in ACP's form, for `session/new`.
+    pub mcp_servers: Vec<Value>,
     pub cleanup: Cleanup,
 }
 

@@ -109,6 +109,29 @@ impl McpServers {
     }
 }
 
+impl McpServers {
+    /// The servers as ACP's `session/new` takes them: a list, with env and headers as name/value pairs.
+    pub fn to_acp(&self) -> Vec<Value> {
+        let pairs = |values: &SecretValues| -> Vec<Value> {
+            values
+                .iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect()
+        };
+        self.0
+            .iter()
+            .map(|server| match &server.transport {
+                McpTransport::Stdio { command, args, env } => {
+                    json!({"name": server.name, "command": command, "args": args, "env": pairs(env)})
+                }
+                McpTransport::Http { url, headers } => {
+                    json!({"type": "http", "name": server.name, "url": url.as_str(), "headers": pairs(headers)})
+                }
+            })
+            .collect()
+    }
+}
+
 impl McpServer {
     pub fn name(&self) -> &str {
         &self.name

@@ -7,6 +7,7 @@ pub mod execute;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
+pub mod permissions;
 pub mod status;
 
 use actix_web::{http::Method, web};
@@ -23,7 +24,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(one(Method::GET, "/openapi.json", crate::openapi::openapi_json))
         .service(one(Method::GET, "/jobs/{job_id}", jobs::job))
         .service(one(Method::GET, "/jobs/{job_id}/events", events::job_events))
-        .service(one(Method::POST, "/jobs/{job_id}/cancel", cancel::cancel_named));
+        .service(one(Method::POST, "/jobs/{job_id}/cancel", cancel::cancel_named))
+        .service(one(
+            Method::POST,
+            "/jobs/{job_id}/permissions/{request_id}",
+            permissions::answer,
+        ));
 }
 
 /// A path with its one method; any other method gets 405 with `Allow`, not the 404 of an unknown path.

@@ -1,5 +1,6 @@
 //! Integration tests: the real worker binary on port 0, driven over HTTP.
 
+mod approvals;
 mod claude_code;
 mod codex;
 mod concurrency;

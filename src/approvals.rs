@@ -1,0 +1,227 @@
+//! Approvals (SPEC §14): the request's `approvals` policy, and a job's open permission questions, shared by the
+//! run that asks them and the endpoint that answers them.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+
+/// The `approvals` field of `POST /execute`.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApprovalsSpec {
+    /// `client`: every permission request of the agent is a `permission_request` event, answered by a client.
+    pub mode: ApprovalMode,
+    /// How long a question waits for its answer (default 300, at most 86400).
+    #[serde(default, deserialize_with = "crate::request::whole_number")]
+    #[schema(minimum = 1, maximum = 86400, value_type = Option<i32>)]
+    pub timeout_seconds: Option<u32>,
+    /// What applies when no answer came in time (default `reject`).
+    pub on_timeout: Option<OnTimeout>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    Client,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    #[default]
+    Reject,
+    Allow,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_TIMEOUT_SECONDS: u32 = 86_400;
+
+/// Who answers the agent's questions in a run over ACP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// No `approvals` in the request: every tool call is allowed, as in the headless modes.
+    AllowAll,
+    /// `approvals.mode = "client"`.
+    Client { timeout: Duration, on_timeout: OnTimeout },
+}
+
+impl ApprovalsSpec {
+    pub fn policy(&self) -> Result<Policy, ApiError> {
+        let timeout = match self.timeout_seconds {
+            None => DEFAULT_TIMEOUT,
+            Some(secs @ 1..=MAX_TIMEOUT_SECONDS) => Duration::from_secs(secs.into()),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "approvals.timeoutSeconds",
+                    format!("approvals.timeoutSeconds must be from 1 to {MAX_TIMEOUT_SECONDS}"),
+                ));
+            }
+        };
+        match self.mode {
+            ApprovalMode::Client => Ok(Policy::Client {
+                timeout,
+                on_timeout: self.on_timeout.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// An answer from a client, on its way to the run.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub request_id: String,
+    pub option_id: String,
+}
+
+enum Question {
+    Open { options: Vec<String> },
+    Resolved,
+}
+
+/// A job's questions. Opening, answering and resolving happen under one lock, so each question is settled exactly
+/// once: by a client, its timeout or a cancel, whichever comes first; the others get 409.
+pub struct Approvals {
+    questions: Mutex<HashMap<String, Question>>,
+    answers: mpsc::UnboundedSender<Answer>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Answer>>>,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        let (answers, receiver) = mpsc::unbounded_channel();
+        Approvals {
+            questions: Mutex::default(),
+            answers,
+            receiver: Mutex::new(Some(receiver)),
+        }
+    }
+}
+
+impl Approvals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Question>> {
+        self.questions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The run's end of the answers; there is one run per job, so it is taken once.
+    pub fn take_answers(&self) -> Option<mpsc::UnboundedReceiver<Answer>> {
+        self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Called by the run before it announces the question, so that an answer to the event always finds it.
+    pub fn open(&self, request_id: &str, options: Vec<String>) {
+        self.lock().insert(request_id.to_string(), Question::Open { options });
+    }
+
+    /// Settles a question on the run's side (timeout, cancel). False when a client got there first.
+    pub fn resolve(&self, request_id: &str) -> bool {
+        match self.lock().get_mut(request_id) {
+            Some(question @ Question::Open { .. }) => {
+                *question = Question::Resolved;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A client's answer: checked against the question's options, settled, and handed to the run.
+    pub fn answer(&self, request_id: &str, option_id: &str) -> Result<(), ApiError> {
+        let mut questions = self.lock();
+        let question = questions
+            .get_mut(request_id)
+            .ok_or_else(|| ApiError::PermissionNotFound {
+                request_id: request_id.to_string(),
+            })?;
+        let Question::Open { options } = question else {
+            return Err(ApiError::AlreadyAnswered {
+                request_id: request_id.to_string(),
+            });
+        };
+        if !options.iter().any(|o| o == option_id) {
+            return Err(ApiError::invalid(
+                "optionId",
+                format!("optionId must be one of the request's options: {}", options.join(", ")),
+            ));
+        }
+        *question = Question::Resolved;
+        drop(questions);
+        // The run may have ended in the meantime (then nobody waits for the answer any more, and it is moot).
+        let _ = self.answers.send(Answer {
+            request_id: request_id.to_string(),
+            option_id: option_id.to_string(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_is_settled_once_whoever_comes_first() {
+        let approvals = Approvals::default();
+        let mut answers = approvals.take_answers().unwrap();
+        assert!(approvals.take_answers().is_none());
+        approvals.open("perm-1", vec!["allow".into(), "reject".into()]);
+        approvals.open("perm-2", vec!["allow".into()]);
+
+        let wrong = approvals.answer("perm-1", "maybe").unwrap_err();
+        assert!(matches!(wrong, ApiError::InvalidRequest { ref field, .. } if field == "optionId"));
+        approvals.answer("perm-1", "reject").unwrap();
+        assert_eq!(
+            answers.try_recv().unwrap(),
+            Answer {
+                request_id: "perm-1".into(),
+                option_id: "reject".into()
+            }
+        );
+        assert!(matches!(
+            approvals.answer("perm-1", "allow"),
+            Err(ApiError::AlreadyAnswered { .. })
+        ));
+        assert!(!approvals.resolve("perm-1"));
+
+        assert!(approvals.resolve("perm-2"));
+        assert!(matches!(
+            approvals.answer("perm-2", "allow"),
+            Err(ApiError::AlreadyAnswered { .. })
+        ));
+        assert!(matches!(
+            approvals.answer("perm-3", "allow"),
+            Err(ApiError::PermissionNotFound { .. })
+        ));
+        assert!(answers.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_policy_takes_its_defaults_and_refuses_an_unbounded_wait() {
+        let spec: ApprovalsSpec = serde_json::from_str(r#"{"mode":"client"}"#).unwrap();
+        assert_eq!(
+            spec.policy().unwrap(),
+            Policy::Client {
+                timeout: DEFAULT_TIMEOUT,
+                on_timeout: OnTimeout::Reject
+            }
+        );
+        let spec: ApprovalsSpec =
+            serde_json::from_str(r#"{"mode":"client","timeoutSeconds":5.0,"onTimeout":"allow"}"#).unwrap();
+        assert_eq!(
+            spec.policy().unwrap(),
+            Policy::Client {
+                timeout: Duration::from_secs(5),
+                on_timeout: OnTimeout::Allow
+            }
+        );
+        for bad in [0, 86_401] {
+            let spec: ApprovalsSpec =
+                serde_json::from_value(serde_json::json!({"mode":"client","timeoutSeconds":bad})).unwrap();
+            assert!(
+                matches!(spec.policy(), Err(ApiError::InvalidRequest { ref field, .. }) if field == "approvals.timeoutSeconds")
+            );
+        }
+        assert!(serde_json::from_str::<ApprovalsSpec>(r#"{"mode":"auto"}"#).is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! `POST /jobs/{jobId}/permissions/{requestId}`: a client's answer to the agent's permission request (SPEC §14).
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use crate::{auth, error::ApiError, worker::Worker};
+
+/// The answer: one of the `optionId`s of the `permission_request` event.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PermissionAnswer {
+    #[schema(min_length = 1)]
+    pub option_id: String,
+}
+
+/// The answer as taken.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionAnswered {
+    pub request_id: String,
+    pub option_id: String,
+}
+
+#[utoipa::path(post, path = "/jobs/{jobId}/permissions/{requestId}", tag = "jobs",
+    params(
+        ("jobId" = String, Path, description = "The job's id"),
+        ("requestId" = String, Path, description = "The `requestId` of the `permission_request` event"),
+    ),
+    request_body(content = PermissionAnswer, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Taken; a `permission_resolved` event (`by`: `client`) follows", body = PermissionAnswered),
+        (status = 400, description = "The body is not JSON (`invalid_json`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job here (`job_not_found`) or no such request (`permission_not_found`)", body = crate::error::ErrorBody),
+        (status = 409, description = "Already answered, timed out or withdrawn (`already_answered`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+        (status = 415, description = "Not `application/json`", body = crate::error::ErrorBody),
+        (status = 422, description = "`optionId` missing or not one of the request's options", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn answer(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    worker: web::Data<Arc<Worker>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &worker.settings)?;
+    let (job_id, request_id) = path.into_inner();
+    let job = worker.job_named(&job_id)?;
+    let answer = read_answer(&req, payload).await?;
+    job.approvals.answer(&request_id, &answer.option_id)?;
+    tracing::info!(job_id = %job.id, %request_id, option_id = %answer.option_id, "permission answered");
+    Ok(HttpResponse::Ok().json(PermissionAnswered {
+        request_id,
+        option_id: answer.option_id,
+    }))
+}
+
+/// An answer is a few bytes; anything larger is not one.
+const MAX_ANSWER_BYTES: usize = 4096;
+
+/// The body, checked the way `/execute`'s is; the gateway reads it the same way before forwarding it.
+pub async fn read_answer(req: &HttpRequest, payload: web::Payload) -> Result<PermissionAnswer, ApiError> {
+    super::body::require_json(req)?;
+    let body = super::body::read(req, payload, MAX_ANSWER_BYTES).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson {
+        message: format!("body is not valid JSON: {e}"),
+        field: None,
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidJson {
+            message: "body must be a JSON object".into(),
+            field: None,
+        });
+    }
+    let answer: PermissionAnswer = serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))?;
+    crate::request::required("optionId", &answer.option_id)?;
+    Ok(answer)
+}
