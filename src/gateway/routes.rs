@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(one(Method::GET, "/jobs/{job_id}", job))
         .service(one(Method::GET, "/jobs/{job_id}/events", events))
         .service(one(Method::POST, "/jobs/{job_id}/cancel", cancel))
+        .service(one(Method::POST, "/jobs/{job_id}/permissions/{request_id}", permission))
         .service(one(Method::GET, "/openapi.json", openapi_json));
 }
 
@@ -286,10 +287,53 @@ pub async fn cancel(
     }
 }
 
+#[utoipa::path(post, path = "/jobs/{jobId}/permissions/{requestId}", tag = "jobs",
+    params(
+        ("jobId" = String, Path, description = "The job's id"),
+        ("requestId" = String, Path, description = "The `requestId` of the `permission_request` event"),
+    ),
+    request_body(content = crate::routes::permissions::PermissionAnswer, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Taken by the job's worker; a `permission_resolved` event follows", body = crate::routes::permissions::PermissionAnswered),
+        (status = 400, description = "The body is not JSON (`invalid_json`)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`) or request (`permission_not_found`)", body = crate::error::ErrorBody),
+        (status = 409, description = "Already answered, timed out or withdrawn (`already_answered`), or the job is not running (`not_running`)", body = crate::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+        (status = 415, description = "Not `application/json`", body = crate::error::ErrorBody),
+        (status = 422, description = "`optionId` missing or not one of the request's options", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+/// Forwarded to the worker that runs the job; its answer (200, 404, 409, 422) is passed back as it is.
+pub async fn permission(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &gw.settings.common)?;
+    let (job_id, request_id) = path.into_inner();
+    // Checked here too, so that a bad body costs the worker nothing.
+    let answer = crate::routes::permissions::read_answer(&req, payload).await?;
+    match locate(&gw, &job_id).await? {
+        // A job in the line has not started, so it has asked nothing yet.
+        Found::Queued => Err(ApiError::PermissionNotFound { request_id }),
+        Found::Finished(_) => Err(ApiError::NotRunning),
+        Found::Running(worker) => {
+            let url = format!("{worker}/jobs/{job_id}/permissions/{request_id}");
+            let req = gw.upstream.authorized(gw.upstream.client.post(url).json(&answer));
+            match req.send().await {
+                Ok(resp) => Ok(relay::rejection(resp).await.into_response()),
+                Err(_) => Err(ApiError::JobNotFound { job_id }),
+            }
+        }
+    }
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "unified-worker gateway", description = "The fleet's front door (SPEC §13): a FIFO line in front of one-job workers."),
-    paths(super::execute::execute, page, health, fleet, super::feed::fleet_events, metrics, job, events, cancel, openapi_json),
+    paths(super::execute::execute, page, health, fleet, super::feed::fleet_events, metrics, job, events, cancel, permission, openapi_json),
     modifiers(&Bearer),
     tags((name = "gateway", description = "The fleet as one worker with N slots"), (name = "jobs", description = "Any job of the fleet by its id")),
 )]

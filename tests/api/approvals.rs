@@ -373,3 +373,41 @@ async fn an_agent_error_is_classified_and_ends_the_job_once() {
     assert_eq!(end["code"], "auth_failed", "{end}");
     assert_eq!(end["sessionId"], "sess-1");
 }
+
+#[tokio::test]
+async fn through_the_gateway_the_answer_reaches_the_worker_that_asked() {
+    let agent = ScriptedAgent::new();
+    let mut env = agent.env();
+    env.push(("EXIT_AFTER_JOB", "false"));
+    let worker = TestWorker::spawn(&env);
+    // The gateway validates requests with the worker's own code, so it knows the operator's agents too.
+    let gw = crate::support::fleet::gateway(&worker.base, &[("ACP_AGENTS", agent.acp_agents.as_str())]);
+    crate::support::fleet::wait_idle_workers(&gw, 1).await;
+
+    let resp = client()
+        .post(gw.url("/execute"))
+        .json(&approval_job("gw-allow-1", json!({"mode": "client"})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = SseStream::new(resp);
+    let (mut events, question) = asked(&mut stream).await;
+    assert_eq!(question["requestId"], "perm-1");
+
+    let bad = answer(&gw.base, "gw-allow-1", "perm-1", "maybe").await;
+    assert_eq!(bad.status(), 422);
+    let resp = answer(&gw.base, "gw-allow-1", "perm-1", "allow").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(answer(&gw.base, "gw-allow-1", "perm-1", "allow").await.status(), 409);
+    events.extend(stream.collect().await);
+    assert_well_formed(&events, 0);
+    let resolved = &one(&events, "permission_resolved").data;
+    assert_eq!(
+        (&resolved["optionId"], &resolved["by"]),
+        (&json!("allow"), &json!("client"))
+    );
+    assert_eq!(events.last().unwrap().kind(), "completed");
+    assert!(hello(&worker, "gw-allow-1").exists());
+    assert_eq!(answer(&gw.base, "no-such-job", "perm-1", "allow").await.status(), 404);
+}
