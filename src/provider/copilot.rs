@@ -10,7 +10,7 @@ pub use parser::CopilotParser;
 use serde_json::{Value, json};
 
 use super::{
-    Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
+    AcpPrepared, AcpSupport, Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env},
     input::{self, ModelOnly},
     mcp::{self, McpServer, McpServers, McpTransport},
@@ -50,6 +50,10 @@ impl Provider for Copilot {
 
     fn variables(&self) -> Variables {
         VARIABLES
+    }
+
+    fn acp(&self) -> AcpSupport {
+        AcpSupport::Optional
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -98,6 +102,24 @@ fn copilot_entry(server: &McpServer) -> Value {
 }
 
 impl CopilotRun {
+    /// The CLI's variables with the request's token, or the reason there are no credentials at all.
+    fn env(&self) -> Result<Vec<(String, String)>, Failure> {
+        let mut env = child_env(&VARIABLES);
+        match &self.token {
+            Some(token) => set_env(&mut env, TOKEN_VAR, token.expose()),
+            // A bring-your-own-key provider needs no GitHub sign-in.
+            None if get_env(&env, TOKEN_VAR).is_some() || get_env(&env, "COPILOT_PROVIDER_BASE_URL").is_some() => {}
+            None => {
+                return Err(Failure::new(
+                    ErrorCode::AuthFailed,
+                    "no Copilot credentials: send codingAssistantAccessToken or configure the worker \
+                     (COPILOT_GITHUB_TOKEN, or a bring-your-own-key COPILOT_PROVIDER_BASE_URL)",
+                ));
+            }
+        }
+        Ok(env)
+    }
+
     /// `mcp_config`: the file holding the job's MCP servers, if it has any.
     fn args(&self, ctx: &RunContext<'_>, session_id: &str, mcp_config: Option<&Path>) -> Vec<String> {
         // No `-p`: it takes the prompt as its value, i.e. on argv. Piped stdin is read as the prompt of a
@@ -130,19 +152,7 @@ impl ProviderRun for CopilotRun {
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
-        let mut env = child_env(&VARIABLES);
-        match &self.token {
-            Some(token) => set_env(&mut env, TOKEN_VAR, token.expose()),
-            // A bring-your-own-key provider needs no GitHub sign-in.
-            None if get_env(&env, TOKEN_VAR).is_some() || get_env(&env, "COPILOT_PROVIDER_BASE_URL").is_some() => {}
-            None => {
-                return Err(Failure::new(
-                    ErrorCode::AuthFailed,
-                    "no Copilot credentials: send codingAssistantAccessToken or configure the worker \
-                     (COPILOT_GITHUB_TOKEN, or a bring-your-own-key COPILOT_PROVIDER_BASE_URL)",
-                ));
-            }
-        }
+        let env = self.env()?;
         let session_id = match ctx.resume_session_id {
             Some(id) => id.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
@@ -157,6 +167,19 @@ impl ProviderRun for CopilotRun {
         Ok(PreparedRun {
             plan: ctx.plan(self.args(ctx, &session_id, mcp_config.as_deref()), env),
             parser: Box::new(CopilotParser::new(Some(session_id))),
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    /// `copilot --acp`: the same variables and credentials; tools are not allowed up front, so it asks.
+    async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
+        let mut args: Vec<String> = ["--acp", "--no-auto-update"].map(String::from).to_vec();
+        if let Some(model) = &self.options.model {
+            args.extend(["--model".to_string(), model.clone()]);
+        }
+        Ok(AcpPrepared {
+            plan: ctx.plan(args, self.env()?),
+            mcp_servers: self.mcp_servers.to_acp(),
             cleanup: Cleanup::default(),
         })
     }

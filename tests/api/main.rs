@@ -1,6 +1,7 @@
 //! Integration tests: the real worker binary on port 0, driven over HTTP.
 
 mod approvals;
+mod approvals_real;
 mod claude_code;
 mod codex;
 mod concurrency;

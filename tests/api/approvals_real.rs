@@ -1,0 +1,204 @@
+//! Approvals with the real agents over ACP (SPEC §14), each against the suite's mock API: the agent asks before it
+//! writes a file; allow writes it, reject does not, no answer applies `onTimeout`, and a cancel while the question
+//! is open ends the job with `cancelled` and leaves no process behind.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{
+    approvals::answer,
+    support::{
+        SseStream, TestWorker,
+        sse::{SseEvent, assert_well_formed, kinds},
+    },
+};
+
+/// The first option of this kind in a `permission_request`.
+fn option_of(question: &Value, kind: &str) -> String {
+    question["options"]
+        .as_array()
+        .and_then(|options| options.iter().find(|o| o["kind"] == kind))
+        .and_then(|o| o["optionId"].as_str())
+        .unwrap_or_else(|| panic!("no {kind} option in {question}"))
+        .to_string()
+}
+
+/// Processes whose working directory is inside `dir`: an agent and its tools run in the workspace.
+fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !crate::support::process_is_dead(*pid))
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir)))
+        .collect()
+}
+
+async fn no_process_in(dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let left = processes_in(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes left in {}: {left:?}",
+            dir.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One real agent, as a test runs it.
+pub struct Agent {
+    pub worker: TestWorker,
+    /// The request for "write hello.txt", without `approvals`.
+    pub body: Value,
+    /// The text the mock API ends with once the tool ran (or was refused).
+    pub final_text: &'static str,
+}
+
+pub const CONTENT: &str = "hello from an approved agent\n";
+
+impl Agent {
+    fn job(&self, job_id: &str, approvals: Value) -> Value {
+        let mut body = self.body.clone();
+        body["jobId"] = json!(job_id);
+        body["approvals"] = approvals;
+        body
+    }
+
+    fn file(&self, job_id: &str) -> PathBuf {
+        self.worker.workspace_dir.join(job_id).join("hello.txt")
+    }
+
+    async fn until_asked(&self, job_id: &str, approvals: Value) -> (SseStream, Vec<SseEvent>, Value) {
+        let mut stream = self.worker.execute(&self.job(job_id, approvals)).await;
+        let events = stream.until("permission_request").await;
+        let question = events.last().unwrap().data.clone();
+        assert!(!self.file(job_id).exists(), "written before the answer");
+        (stream, events, question)
+    }
+
+    /// Allow: the file is written and the job completes.
+    pub async fn allow(&self) {
+        let (mut stream, mut events, question) = self.until_asked("allow", json!({"mode": "client"})).await;
+        let option = option_of(&question, "allow_once");
+        let resp = answer(
+            &self.worker.base,
+            "allow",
+            question["requestId"].as_str().unwrap(),
+            &option,
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        events.extend(stream.collect().await);
+        assert_well_formed(&events, 0);
+        let resolved: Vec<&SseEvent> = events.iter().filter(|e| e.kind() == "permission_resolved").collect();
+        assert_eq!(resolved[0].data["optionId"], option.as_str());
+        assert_eq!(resolved[0].data["by"], "client");
+        let end = events.last().unwrap();
+        assert_eq!(end.kind(), "completed", "{:?}\n{}", kinds(&events), end.data);
+        assert_eq!(end.data["result"], self.final_text, "{}", end.data);
+        assert_eq!(
+            std::fs::read_to_string(self.file("allow")).expect("the agent wrote the file"),
+            CONTENT
+        );
+    }
+
+    /// Reject: no file, and the job still ends with exactly one terminal event.
+    pub async fn reject(&self) {
+        let (mut stream, mut events, question) = self.until_asked("reject", json!({"mode": "client"})).await;
+        let option = option_of(&question, "reject_once");
+        let resp = answer(
+            &self.worker.base,
+            "reject",
+            question["requestId"].as_str().unwrap(),
+            &option,
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        events.extend(stream.collect().await);
+        assert_well_formed(&events, 0);
+        assert!(!self.file("reject").exists(), "written after a reject");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind() == "permission_resolved" && e.data["optionId"] == option.as_str())
+        );
+    }
+
+    /// No answer: `onTimeout` (reject) applies after `timeoutSeconds`.
+    pub async fn time_out(&self) {
+        let approvals = json!({"mode": "client", "timeoutSeconds": 1, "onTimeout": "reject"});
+        let (mut stream, mut events, question) = self.until_asked("timeout", approvals).await;
+        events.extend(stream.collect().await);
+        assert_well_formed(&events, 0);
+        let resolved = events
+            .iter()
+            .find(|e| e.kind() == "permission_resolved" && e.data["requestId"] == question["requestId"])
+            .expect("resolved");
+        assert_eq!(resolved.data["by"], "timeout");
+        assert_eq!(resolved.data["optionId"], option_of(&question, "reject_once").as_str());
+        assert!(!self.file("timeout").exists(), "written without an answer");
+    }
+
+    /// Cancel while asking: `cancelled`, and nothing of the agent left running.
+    pub async fn cancel(&self) {
+        let (mut stream, mut events, _) = self.until_asked("cancel", json!({"mode": "client"})).await;
+        assert_eq!(self.worker.cancel().await.status(), 202);
+        events.extend(stream.collect().await);
+        assert_well_formed(&events, 0);
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind() == "permission_resolved" && e.data["by"] == "cancel")
+        );
+        assert_eq!(events.last().unwrap().data["code"], "cancelled");
+        no_process_in(&self.worker.workspace_dir.join("cancel")).await;
+        assert!(!self.file("cancel").exists());
+    }
+}
+
+mod copilot {
+    use super::*;
+    use crate::{
+        copilot::copilot_worker,
+        support::mock_anthropic::{MockAnthropic, Reply},
+    };
+
+    fn agent(mock: &MockAnthropic) -> Agent {
+        Agent {
+            worker: copilot_worker(mock, &[("EXIT_AFTER_JOB", "false"), ("KILL_GRACE_SECONDS", "1")]),
+            body: json!({"userRequest": "Create hello.txt", "codingAssistantProvider": "copilot"}),
+            final_text: "I wrote hello.txt.",
+        }
+    }
+
+    fn mock() -> MockAnthropic {
+        MockAnthropic::start(Reply::WriteFile {
+            file_name: "hello.txt".into(),
+            content: CONTENT.into(),
+            final_text: "I wrote hello.txt.".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn copilot_asks_and_an_allowed_write_happens() {
+        let mock = mock();
+        agent(&mock).allow().await;
+    }
+
+    #[tokio::test]
+    async fn copilot_rejected_timed_out_and_cancelled_writes_do_not_happen() {
+        let mock = mock();
+        let agent = agent(&mock);
+        agent.reject().await;
+        agent.time_out().await;
+        agent.cancel().await;
+    }
+}
