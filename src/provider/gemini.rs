@@ -9,7 +9,7 @@ use home::CliHome;
 pub use parser::GeminiParser;
 
 use super::{
-    Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
+    AcpPrepared, AcpSupport, Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env, worker_var},
     input::{self, ModelOnly},
 };
@@ -51,6 +51,10 @@ impl Provider for Gemini {
 
     fn variables(&self) -> Variables {
         VARIABLES
+    }
+
+    fn acp(&self) -> AcpSupport {
+        AcpSupport::Optional
     }
 
     fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -95,6 +99,36 @@ impl ProviderRun for GeminiRun {
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
+        Ok(PreparedRun {
+            plan: ctx.plan(self.args(ctx), self.env(ctx).await?),
+            parser: Box::new(GeminiParser::default()),
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    /// `gemini --acp`: the same home, settings and key; without `--approval-mode yolo` it asks.
+    async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
+        let mut args = vec!["--acp".to_string(), "--skip-trust".to_string()];
+        if let Some(model) = &self.options.model {
+            args.extend(["-m".to_string(), model.clone()]);
+        }
+        Ok(AcpPrepared {
+            plan: ctx.plan(args, self.env(ctx).await?),
+            mcp_servers: Vec::new(),
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    fn session_files(&self, ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
+        Some(SessionFiles {
+            local: CliHome::new(ctx.private_dir).chats(),
+        })
+    }
+}
+
+impl GeminiRun {
+    /// The CLI's variables with the key, its private home written.
+    async fn env(&self, ctx: &RunContext<'_>) -> Result<Vec<(String, String)>, Failure> {
         let mut env = child_env(&VARIABLES);
         match &self.key {
             Some(key) => set_env(&mut env, KEY_VAR, key.expose()),
@@ -115,17 +149,7 @@ impl ProviderRun for GeminiRun {
         })?;
         set_env(&mut env, "GEMINI_CLI_HOME", home.root().to_string_lossy());
         set_env(&mut env, "TMPDIR", home.tmp().to_string_lossy());
-        Ok(PreparedRun {
-            plan: ctx.plan(self.args(ctx), env),
-            parser: Box::new(GeminiParser::default()),
-            cleanup: Cleanup::default(),
-        })
-    }
-
-    fn session_files(&self, ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
-        Some(SessionFiles {
-            local: CliHome::new(ctx.private_dir).chats(),
-        })
+        Ok(env)
     }
 }
 

@@ -202,3 +202,42 @@ mod copilot {
         agent.cancel().await;
     }
 }
+
+mod gemini {
+    use super::*;
+    use crate::{
+        gemini::{gemini_job, gemini_worker},
+        support::mock_gemini::{MockGemini, Reply},
+    };
+
+    fn mock() -> MockGemini {
+        MockGemini::start(Reply::WriteFile {
+            file_name: "hello.txt".into(),
+            content: CONTENT.into(),
+            final_text: "I wrote hello.txt.".into(),
+        })
+    }
+
+    fn agent(mock: &MockGemini) -> Agent {
+        Agent {
+            worker: gemini_worker(mock, &[("EXIT_AFTER_JOB", "false"), ("KILL_GRACE_SECONDS", "1")]),
+            body: gemini_job("Create hello.txt"),
+            final_text: "I wrote hello.txt.",
+        }
+    }
+
+    #[tokio::test]
+    async fn gemini_asks_and_an_allowed_write_happens() {
+        let mock = mock();
+        agent(&mock).allow().await;
+    }
+
+    #[tokio::test]
+    async fn gemini_rejected_timed_out_and_cancelled_writes_do_not_happen() {
+        let mock = mock();
+        let agent = agent(&mock);
+        agent.reject().await;
+        agent.time_out().await;
+        agent.cancel().await;
+    }
+}
