@@ -64,6 +64,24 @@ RUN npm install --no-audit --no-fund --ignore-scripts --prefix /opt/clis/gemini 
  && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/gemini/node_modules/@google/gemini-cli/bundle/gemini.js "$@"\n' \
       > /opt/clis/bin/gemini && chmod 0755 /opt/clis/bin/gemini \
  && GEMINI_CLI_HOME=/tmp/gemini-home /opt/clis/bin/gemini --version </dev/null && rm -rf /tmp/gemini-home
+ARG CLAUDE_ACP_VERSION=0.23.1
+ARG CODEX_ACP_VERSION=0.16.0
+# The ACP adapters (approvals). claude-agent-acp is a node program like Gemini CLI: it runs on the same copied node
+# and drives the native claude above (the worker names it in CLAUDE_CODE_EXECUTABLE). codex-acp is a native binary
+# from a per-platform optional dependency (it embeds Codex). Neither has --version: an ACP `initialize` with stdin
+# closed proves that claude-agent-acp runs, --help that codex-acp does (it needs libssl3 at runtime).
+RUN npm install --no-audit --no-fund --prefix /opt/clis/acp \
+      "@zed-industries/claude-agent-acp@${CLAUDE_ACP_VERSION}" "@zed-industries/codex-acp@${CODEX_ACP_VERSION}" \
+ && { [ -x /opt/clis/bin/node ] || cp -a "$(command -v node)" /opt/clis/bin/node; } \
+ && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/acp/node_modules/@zed-industries/claude-agent-acp/dist/index.js "$@"\n' \
+      > /opt/clis/bin/claude-agent-acp && chmod 0755 /opt/clis/bin/claude-agent-acp \
+ && case "$(uname -m)" in aarch64) acp_platform=linux-arm64 ;; *) acp_platform=linux-x64 ;; esac \
+ && ln -s "../acp/node_modules/@zed-industries/codex-acp-${acp_platform}/bin/codex-acp" /opt/clis/bin/codex-acp \
+ && printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1,"clientCapabilities":{}}}' \
+      | HOME=/tmp/acp-home /opt/clis/bin/claude-agent-acp | grep -q "\"version\":\"${CLAUDE_ACP_VERSION}\"" \
+ && grep -q "\"version\": *\"${CODEX_ACP_VERSION}\"" \
+      "/opt/clis/acp/node_modules/@zed-industries/codex-acp-${acp_platform}/package.json" \
+ && /opt/clis/bin/codex-acp --help >/dev/null && rm -rf /tmp/acp-home
 RUN if [ "$INSTALL_CURSOR" = true ]; then \
       curl -fsSL "$CURSOR_INSTALL_URL" | HOME=/opt/clis/cursor bash \
       && ln -s "$(readlink -f /opt/clis/cursor/.local/bin/cursor-agent)" /opt/clis/bin/cursor-agent; \
@@ -77,9 +95,9 @@ FROM clis-${PROVIDER_CLIS} AS clis
 
 FROM ${RUNTIME_IMAGE} AS runtime
 # git and its certificates for cloning; tini as PID 1 reaps whatever a CLI leaves behind; libstdc++ for the node
-# runtimes some CLIs bring along (Cursor's bundle, Claude Code's cli.js fallback).
+# runtimes some CLIs bring along (Cursor's bundle, Claude Code's cli.js fallback); libssl3 for codex-acp.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates git tini libstdc++6 \
+ && apt-get install -y --no-install-recommends ca-certificates git tini libstdc++6 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin worker \
  && install -d -o worker -g worker -m 0700 /workspace /home/worker/.claude

@@ -101,3 +101,46 @@ case "$version" in
   *) echo "unexpected opencode version: $version" >&2; exit 1 ;;
 esac
 echo "OPENCODE_BIN=$opencode"
+
+CLAUDE_ACP_VERSION=0.23.1
+# The ACP adapter for Claude Code: a node program (node 20 or newer on PATH) that drives the pinned native CLI named
+# by CLAUDE_CODE_EXECUTABLE (it also carries the SDK's cli.js, used only without that variable). The package's bin
+# link has a node shebang, so it runs directly. It has no --version: an ACP `initialize` names it (and proves that
+# it runs); it exits when its stdin ends.
+claude_acp_dir="$CACHE/claude-agent-acp-$CLAUDE_ACP_VERSION"
+claude_acp="$claude_acp_dir/node_modules/.bin/claude-agent-acp"
+if [ ! -x "$claude_acp" ]; then
+  echo "installing claude-agent-acp $CLAUDE_ACP_VERSION into $CACHE" >&2
+  mkdir -p "$claude_acp_dir"
+  npm install --silent --no-audit --no-fund --prefix "$claude_acp_dir" "@zed-industries/claude-agent-acp@$CLAUDE_ACP_VERSION" >&2
+fi
+claude_acp_home=$(mktemp -d)
+version=$(printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":1,"clientCapabilities":{}}}' \
+  | HOME="$claude_acp_home" "$claude_acp" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{
+      try{console.log(JSON.parse(s.split("\n")[0]).result.agentInfo.version)}catch(e){console.log("none: "+s)}})')
+rm -rf "$claude_acp_home"
+case "$version" in
+  "$CLAUDE_ACP_VERSION") ;;
+  *) echo "unexpected claude-agent-acp version: $version" >&2; exit 1 ;;
+esac
+echo "CLAUDE_ACP_BIN=$claude_acp"
+
+CODEX_ACP_VERSION=0.16.0
+# The ACP adapter for Codex: like Codex itself, the npm package pulls a native binary (it embeds Codex; no separate
+# codex binary is needed) as an optional dependency, and the tests run that binary. It has no --version and, unlike
+# the other agents, does not exit when its stdin ends: the package.json of the binary's package tells the version.
+codex_acp_dir="$CACHE/codex-acp-$CODEX_ACP_VERSION"
+codex_acp_pkg_dir="$codex_acp_dir/node_modules/@zed-industries/codex-acp-linux-x64"
+codex_acp="$codex_acp_pkg_dir/bin/codex-acp"
+if [ ! -x "$codex_acp" ]; then
+  echo "installing codex-acp $CODEX_ACP_VERSION into $CACHE" >&2
+  mkdir -p "$codex_acp_dir"
+  npm install --silent --no-audit --no-fund --prefix "$codex_acp_dir" "@zed-industries/codex-acp@$CODEX_ACP_VERSION" >&2
+fi
+version=$(node -p 'require(process.argv[1]).version' "$codex_acp_pkg_dir/package.json")
+case "$version" in
+  "$CODEX_ACP_VERSION") ;;
+  *) echo "unexpected codex-acp version: $version" >&2; exit 1 ;;
+esac
+"$codex_acp" --help >/dev/null
+echo "CODEX_ACP_BIN=$codex_acp"
