@@ -12,8 +12,9 @@ pub use parser::ClaudeCodeParser;
 use serde::Deserialize;
 
 use super::{
-    Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
-    env::{child_env, get_env, set_env},
+    AcpPrepared, AcpSupport, Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext,
+    SessionFiles, Variables,
+    env::{child_env, get_env, set_env, worker_var},
     input,
     mcp::{self, McpServer, McpServers},
 };
@@ -62,6 +63,10 @@ impl Provider for ClaudeCode {
 
     fn variables(&self) -> Variables {
         VARIABLES
+    }
+
+    fn acp(&self) -> AcpSupport {
+        AcpSupport::Optional
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -196,20 +201,30 @@ impl ProviderRun for ClaudeRun {
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
-        let mut env = child_env(&VARIABLES);
-        let config_dir = config_dir(&env);
-        tokio::fs::create_dir_all(&config_dir).await.map_err(|e| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!("could not create the Claude Code config folder: {e}"),
-            )
-        })?;
-        set_env(&mut env, "CLAUDE_CONFIG_DIR", config_dir.to_string_lossy());
-        let cleanup = credentials::route(self.credential.as_ref(), &mut env, &config_dir).await?;
+        let (env, cleanup) = self.env().await?;
         let mcp_config = self.write_mcp_config(ctx).await?;
         Ok(PreparedRun {
             plan: ctx.plan(self.args(ctx, mcp_config.as_deref()), env),
             parser: Box::new(ClaudeCodeParser::default()),
+            cleanup,
+        })
+    }
+
+    /// Through the ACP adapter (`CLAUDE_ACP_BIN`), which drives this worker's Claude Code CLI
+    /// (`CLAUDE_CODE_EXECUTABLE`) with the same variables and credentials, and asks before tools run.
+    async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
+        let (mut env, cleanup) = self.env().await?;
+        let cli = crate::availability::resolve(ctx.binary).unwrap_or_else(|| ctx.binary.to_path_buf());
+        set_env(&mut env, "CLAUDE_CODE_EXECUTABLE", cli.to_string_lossy());
+        if let Some(model) = &self.options.model {
+            set_env(&mut env, "ANTHROPIC_MODEL", model.as_str());
+        }
+        let adapter = worker_var(ACP_ADAPTER_VAR).unwrap_or_else(|| ACP_ADAPTER.to_string());
+        let mut plan = ctx.plan(Vec::new(), env);
+        plan.program = adapter.into();
+        Ok(AcpPrepared {
+            plan,
+            mcp_servers: self.mcp_servers.to_acp(),
             cleanup,
         })
     }
@@ -223,6 +238,27 @@ impl ProviderRun for ClaudeRun {
                 .join(project_folder(&cwd))
                 .join(format!("{session_id}.jsonl")),
         })
+    }
+}
+
+/// The ACP adapter (npm `@zed-industries/claude-agent-acp`), found like a CLI: its variable, else on `PATH`.
+const ACP_ADAPTER_VAR: &str = "CLAUDE_ACP_BIN";
+const ACP_ADAPTER: &str = "claude-agent-acp";
+
+impl ClaudeRun {
+    /// The CLI's variables with its config folder and the request's credentials routed into it.
+    async fn env(&self) -> Result<(Vec<(String, String)>, Cleanup), Failure> {
+        let mut env = child_env(&VARIABLES);
+        let config_dir = config_dir(&env);
+        tokio::fs::create_dir_all(&config_dir).await.map_err(|e| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!("could not create the Claude Code config folder: {e}"),
+            )
+        })?;
+        set_env(&mut env, "CLAUDE_CONFIG_DIR", config_dir.to_string_lossy());
+        let cleanup = credentials::route(self.credential.as_ref(), &mut env, &config_dir).await?;
+        Ok((env, cleanup))
     }
 }
 

@@ -241,3 +241,61 @@ mod gemini {
         agent.cancel().await;
     }
 }
+
+mod claude_code {
+    use super::*;
+    use crate::{
+        claude_code::claude_worker,
+        support::mock_anthropic::{MockAnthropic, Reply},
+    };
+
+    /// The ACP adapter, as `scripts/install-clis.sh` installs it.
+    fn adapter() -> String {
+        std::env::var("CLAUDE_ACP_BIN").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!("{home}/.cache/unified-worker/claude-agent-acp-0.23.1/node_modules/.bin/claude-agent-acp")
+        })
+    }
+
+    fn mock() -> MockAnthropic {
+        MockAnthropic::start(Reply::WriteFile {
+            file_name: "hello.txt".into(),
+            content: CONTENT.into(),
+            final_text: "I wrote hello.txt.".into(),
+        })
+    }
+
+    fn agent(mock: &MockAnthropic, adapter: &str) -> Agent {
+        assert!(
+            Path::new(adapter).exists(),
+            "the Claude Code ACP adapter is not at {adapter}; run scripts/install-clis.sh or set CLAUDE_ACP_BIN"
+        );
+        Agent {
+            worker: claude_worker(
+                mock,
+                &[
+                    ("CLAUDE_ACP_BIN", adapter),
+                    ("EXIT_AFTER_JOB", "false"),
+                    ("KILL_GRACE_SECONDS", "1"),
+                ],
+            ),
+            body: json!({"userRequest": "Create hello.txt", "codingAssistantProvider": "claude-code"}),
+            final_text: "I wrote hello.txt.",
+        }
+    }
+
+    #[tokio::test]
+    async fn claude_code_asks_through_its_adapter_and_an_allowed_write_happens() {
+        let mock = mock();
+        agent(&mock, &adapter()).allow().await;
+    }
+
+    #[tokio::test]
+    async fn claude_code_rejected_timed_out_and_cancelled_writes_do_not_happen() {
+        let mock = mock();
+        let agent = agent(&mock, &adapter());
+        agent.reject().await;
+        agent.time_out().await;
+        agent.cancel().await;
+    }
+}
