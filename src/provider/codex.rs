@@ -13,7 +13,7 @@ pub use parser::CodexParser;
 use serde_json::{Value, json};
 
 use super::{
-    Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
+    AcpPrepared, AcpSupport, Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env, worker_var},
     input::{self, ModelOnly},
     mcp::{McpServer, McpServers, McpTransport, toml_inline},
@@ -59,6 +59,10 @@ impl Provider for Codex {
 
     fn variables(&self) -> Variables {
         VARIABLES
+    }
+
+    fn acp(&self) -> AcpSupport {
+        AcpSupport::Optional
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -216,6 +220,60 @@ impl ProviderRun for CodexRun {
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
+        Ok(PreparedRun {
+            plan: ctx.plan(self.args(ctx), self.env(ctx).await?),
+            parser: Box::new(CodexParser::default()),
+            // Everything it wrote is in the private folder, which goes with the job.
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    /// Through the ACP adapter (`CODEX_ACP_BIN`, which embeds Codex) with the same `CODEX_HOME` and credentials.
+    /// Commands ask first (`untrusted`); the sandbox is the replica (the adapter's own needs bubblewrap).
+    async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
+        let env = self.env(ctx).await?;
+        let mut args: Vec<String> = [
+            "-c",
+            "sandbox_mode=\"danger-full-access\"",
+            "-c",
+            "approval_policy=\"untrusted\"",
+            "-c",
+            "analytics.enabled=false",
+            "-c",
+            "check_for_update_on_startup=false",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(model) = &self.options.model {
+            let quoted = serde_json::to_string(model).unwrap_or_default();
+            args.extend(["-c".to_string(), format!("model={quoted}")]);
+        }
+        let mut plan = ctx.plan(args, env);
+        plan.program = worker_var(ACP_ADAPTER_VAR).unwrap_or_else(|| ACP_ADAPTER.to_string()).into();
+        Ok(AcpPrepared {
+            plan,
+            mcp_servers: self.mcp_servers.to_acp(),
+            cleanup: Cleanup::default(),
+        })
+    }
+
+    /// The run's whole `sessions` folder: its `CODEX_HOME` is fresh, so the folder holds this one thread's rollout
+    /// (`YYYY/MM/DD/rollout-<time>-<thread_id>.jsonl`) and nothing else. `exec resume` finds it there without the
+    /// CLI's SQLite state.
+    fn session_files(&self, ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
+        Some(SessionFiles {
+            local: home(ctx).join("sessions"),
+        })
+    }
+}
+
+/// The ACP adapter (npm `@zed-industries/codex-acp`), found like a CLI: its variable, else on `PATH`.
+const ACP_ADAPTER_VAR: &str = "CODEX_ACP_BIN";
+const ACP_ADAPTER: &str = "codex-acp";
+
+impl CodexRun {
+    /// A fresh `CODEX_HOME` for the run with the operator's config and the credentials in it.
+    async fn env(&self, ctx: &RunContext<'_>) -> Result<Vec<(String, String)>, Failure> {
         let home = home(ctx);
         tokio::fs::create_dir_all(&home).await.map_err(|e| {
             Failure::new(
@@ -237,21 +295,7 @@ impl ProviderRun for CodexRun {
         };
         set_env(&mut env, "CODEX_HOME", home.to_string_lossy());
         self.credentials(&mut env, &home, &operator_home, has_config).await?;
-        Ok(PreparedRun {
-            plan: ctx.plan(self.args(ctx), env),
-            parser: Box::new(CodexParser::default()),
-            // Everything it wrote is in the private folder, which goes with the job.
-            cleanup: Cleanup::default(),
-        })
-    }
-
-    /// The run's whole `sessions` folder: its `CODEX_HOME` is fresh, so the folder holds this one thread's rollout
-    /// (`YYYY/MM/DD/rollout-<time>-<thread_id>.jsonl`) and nothing else. `exec resume` finds it there without the
-    /// CLI's SQLite state.
-    fn session_files(&self, ctx: &RunContext<'_>, _session_id: &str) -> Option<SessionFiles> {
-        Some(SessionFiles {
-            local: home(ctx).join("sessions"),
-        })
+        Ok(env)
     }
 }
 

@@ -299,3 +299,64 @@ mod claude_code {
         agent.cancel().await;
     }
 }
+
+mod codex {
+    use super::*;
+    use crate::{
+        codex::{codex_job, codex_worker},
+        support::mock_openai::{MockOpenAi, Reply},
+    };
+
+    /// The ACP adapter, as `scripts/install-clis.sh` installs it.
+    fn adapter() -> String {
+        std::env::var("CODEX_ACP_BIN").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            format!(
+                "{home}/.cache/unified-worker/codex-acp-0.16.0/node_modules/@zed-industries/codex-acp-linux-x64/bin/\
+                 codex-acp"
+            )
+        })
+    }
+
+    fn mock() -> MockOpenAi {
+        MockOpenAi::start(Reply::WriteFile {
+            file_name: "hello.txt".into(),
+            content: CONTENT.into(),
+            final_text: "I wrote hello.txt.".into(),
+        })
+    }
+
+    fn agent(mock: &MockOpenAi, adapter: &str) -> Agent {
+        assert!(
+            Path::new(adapter).exists(),
+            "the Codex ACP adapter is not at {adapter}; run scripts/install-clis.sh or set CODEX_ACP_BIN"
+        );
+        Agent {
+            worker: codex_worker(
+                mock,
+                &[
+                    ("CODEX_ACP_BIN", adapter),
+                    ("EXIT_AFTER_JOB", "false"),
+                    ("KILL_GRACE_SECONDS", "1"),
+                ],
+            ),
+            body: codex_job("Create hello.txt"),
+            final_text: "I wrote hello.txt.",
+        }
+    }
+
+    #[tokio::test]
+    async fn codex_asks_through_its_adapter_and_an_allowed_write_happens() {
+        let mock = mock();
+        agent(&mock, &adapter()).allow().await;
+    }
+
+    #[tokio::test]
+    async fn codex_rejected_timed_out_and_cancelled_writes_do_not_happen() {
+        let mock = mock();
+        let agent = agent(&mock, &adapter());
+        agent.reject().await;
+        agent.time_out().await;
+        agent.cancel().await;
+    }
+}
