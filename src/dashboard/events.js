@@ -173,9 +173,51 @@ on("plan", (v, e) => {
   v.append(wrap(box));
 });
 
-on("permission_request", (v, e) => v.line("ev-warn", "Asks permission: " + (e.title || e.kind || e.requestId)));
+// A question of the agent: what it wants to do (the diff or the input), and its options as buttons. The answer
+// goes to the server; the stream's permission_resolved then settles the box, whoever answered.
+on("permission_request", (v, e) => {
+  const box = el("div", "question");
+  box.dataset.requestId = String(e.requestId);
+  const head = el("div", "question-head", "The agent asks: " + (e.title || e.kind || "permission"));
+  box.append(head);
+  if (e.diff && typeof e.diff === "object") {
+    box.append(el("div", "question-path", (e.diff.oldText === null || e.diff.oldText === undefined ? "new file " : "edit ") + e.diff.path));
+    box.append(el("pre", "question-diff", String(e.diff.newText || "").slice(0, 4000)));
+  } else if (e.input !== null && e.input !== undefined) {
+    box.append(el("pre", "question-input", pretty(e.input).slice(0, 4000)));
+  }
+  const buttons = el("div", "question-options");
+  const note = el("div", "question-note");
+  if (typeof e.timeoutSeconds === "number") {
+    note.textContent = "Without an answer within " + e.timeoutSeconds + " s: " + (e.onTimeout || "reject") + ".";
+  }
+  for (const option of Array.isArray(e.options) ? e.options : []) {
+    const allow = String(option.kind || "").startsWith("allow");
+    const button = el("button", "small " + (allow ? "allow" : "reject"), option.name || option.optionId);
+    button.type = "button";
+    button.dataset.optionId = String(option.optionId);
+    button.addEventListener("click", () => v.answer(e.requestId, option.optionId, box));
+    buttons.append(button);
+  }
+  box.append(buttons, note);
+  v.questions.set(String(e.requestId), box);
+  v.append(wrap(box));
+});
 
-on("permission_resolved", (v, e) => v.line("ev-dim", "Permission " + e.requestId + ": " + e.optionId + " (by " + e.by + ")"));
+const RESOLVED_BY = { client: "answered", timeout: "timed out", cancel: "withdrawn (job stopped)" };
+
+on("permission_resolved", (v, e) => {
+  const box = v.questions.get(String(e.requestId));
+  const by = Object.prototype.hasOwnProperty.call(RESOLVED_BY, e.by) ? RESOLVED_BY[e.by] : String(e.by);
+  const text = e.optionId === null || e.optionId === undefined ? by : by + ": " + e.optionId;
+  if (!box) return v.line("ev-dim", "Permission " + e.requestId + " " + text);
+  box.classList.add("settled");
+  for (const button of box.querySelectorAll("button")) {
+    button.disabled = true;
+    if (button.dataset.optionId === String(e.optionId)) button.classList.add("chosen");
+  }
+  box.querySelector(".question-note").textContent = "Settled · " + text;
+});
 
 on("completed", (v, e) => {
   v.terminal = e;

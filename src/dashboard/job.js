@@ -55,6 +55,7 @@ class JobView {
     this.startedAt = null;
     this.endedAt = null;
     this.tools = new Map();
+    this.questions = new Map();
     this.seen = new Set();
     this.controller = new AbortController();
     this.build(label);
@@ -105,6 +106,33 @@ class JobView {
     this.tabDot.className = "dot state-" + state;
     this.root.dataset.state = state;
     this.cancelButton.hidden = this.terminal !== null || state === "refused" || state === "ended";
+  }
+
+  // A click on an option: POST the answer; the stream's permission_resolved settles the box.
+  async answer(requestId, optionId, box) {
+    for (const button of box.querySelectorAll("button")) button.disabled = true;
+    const note = box.querySelector(".question-note");
+    note.textContent = "Sending…";
+    const path = "/jobs/" + encodeURIComponent(this.jobId) + "/permissions/" + encodeURIComponent(requestId);
+    try {
+      const response = await apiFetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ optionId }),
+      });
+      if (response.ok) {
+        if (!box.classList.contains("settled")) note.textContent = "Sent: " + optionId;
+        return;
+      }
+      note.textContent = await errorText(response);
+      // Taken by someone else (409) or gone: the stream settles it; anything else may be tried again.
+      if (response.status !== 409 && response.status !== 404 && !box.classList.contains("settled")) {
+        for (const button of box.querySelectorAll("button")) button.disabled = false;
+      }
+    } catch (err) {
+      note.textContent = "Could not send the answer: " + err;
+      for (const button of box.querySelectorAll("button")) button.disabled = false;
+    }
   }
 
   showNote(text, kind) {

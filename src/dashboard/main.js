@@ -45,6 +45,7 @@ function setupForm() {
       body.github = { repoUrl: repo };
       if (branch) body.github.branch = branch;
     }
+    if ($("ask").checked) body.approvals = { mode: "client" };
     formNote("");
     runJob(body, oneLine(prompt, 28));
   });

@@ -329,3 +329,75 @@ async fn a_worker_serves_the_page_for_its_job_and_a_dropped_stream_reattaches_wi
     assert!(other.is_empty(), "the browser console has errors: {other:#?}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_question_of_the_agent_is_answered_with_a_button() {
+    let Some(mut browser) = Browser::start("approvals").await else {
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/acp-agent/agent.py");
+    let agents = json!({"scripted": {"command": ["python3", script]}}).to_string();
+    let worker = TestWorker::spawn(&[
+        ("ACP_AGENTS", agents.as_str()),
+        ("EXIT_AFTER_JOB", "false"),
+        ("KEEP_WORKSPACE", "1"),
+    ]);
+    browser.goto(&worker.url("/")).await;
+    browser
+        .wait_js(
+            "the worker's card",
+            "return document.getElementById('worker-card').textContent.includes('idle')",
+            vec![],
+        )
+        .await;
+    browser.type_into("#prompt", "write hello.txt").await;
+    browser
+        .js(
+            "document.getElementById('provider').value = 'acp:scripted'; document.getElementById('ask').checked = true",
+            vec![],
+        )
+        .await;
+    browser.click("#run-button").await;
+    let question = browser
+        .wait_js(
+            "the question",
+            "const q = document.querySelector('.job .question'); return q && q.textContent",
+            vec![],
+        )
+        .await;
+    let question = question.as_str().unwrap_or_default().to_string();
+    assert!(question.contains("The agent asks: Write hello.txt"), "{question}");
+    assert!(
+        question.contains("new file ") && question.contains("hello.txt"),
+        "{question}"
+    );
+    let job_id = browser
+        .js("return document.querySelector('.job').dataset.jobId", vec![])
+        .await;
+    let file = worker.workspace_dir.join(job_id.as_str().unwrap()).join("hello.txt");
+    assert!(!file.exists(), "written before the answer");
+    browser.screenshot("approval-question").await;
+
+    browser.click(".job .question button[data-option-id='allow']").await;
+    browser
+        .wait_js(
+            "completed",
+            "const j = document.querySelector('.job'); return j && j.dataset.state === 'completed'",
+            vec![],
+        )
+        .await;
+    let settled = browser
+        .js(
+            "const q = document.querySelector('.job .question');
+             return [q.classList.contains('settled'), q.querySelector('button.chosen').dataset.optionId,
+                     q.querySelector('.question-note').textContent,
+                     [...q.querySelectorAll('button')].every(b => b.disabled)]",
+            vec![],
+        )
+        .await;
+    assert_eq!(settled, json!([true, "allow", "Settled · answered: allow", true]));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello\n");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "the browser console has errors: {errors:#?}");
+    browser.close().await;
+}
