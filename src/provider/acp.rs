@@ -74,6 +74,10 @@ pub struct AcpClient {
     questions: HashMap<String, Question>,
     asked: u64,
     cost_usd: Option<f64>,
+    /// The last message chunk when it reported an error: one agent reports a failed model call only as text.
+    error_chunk: Option<String>,
+    /// A client chose a reject option in this turn: an agent may then end the turn as `cancelled`.
+    rejected: bool,
     finished: bool,
 }
 
@@ -94,6 +98,8 @@ impl AcpClient {
             questions: HashMap::new(),
             asked: 0,
             cost_usd: None,
+            error_chunk: None,
+            rejected: false,
             finished: false,
         };
         // No file system or terminal offered: the agent works in the workspace itself (one agent breaks writes
@@ -159,13 +165,19 @@ impl AcpClient {
         if let Some(error) = message.get("error") {
             self.flush(out);
             let text = error_text(error);
+            let code = match error["code"].as_i64() {
+                // Some agents pass the model API's HTTP status as the JSON-RPC code.
+                Some(401 | 403) => ErrorCode::AuthFailed,
+                Some(429) => ErrorCode::RateLimited,
+                _ => classify(&text),
+            };
             let what = match call {
                 Call::Initialize => "initialize",
                 Call::NewSession => "session/new",
                 Call::LoadSession => "session/load",
                 Call::Prompt => "session/prompt",
             };
-            let mut failure = Failure::new(classify(&text), format!("the agent refused {what}: {text}"));
+            let mut failure = Failure::new(code, format!("the agent refused {what}: {text}"));
             failure.session_id = self.session_id.clone();
             self.finish_with(Outcome::Failed(failure), out);
             return;
@@ -254,7 +266,21 @@ impl AcpClient {
             usage: usage(result),
         };
         match stop {
+            // A turn that ends on an error report, with no usage to show for it, is the model call failing.
+            "end_turn" if self.error_chunk.is_some() && result.get("usage").is_none_or(Value::is_null) => {
+                let text = self.error_chunk.take().unwrap_or_default();
+                let mut failure = Failure::new(classify(&text), text.trim().to_string());
+                failure.session_id = self.session_id.clone();
+                Outcome::Failed(failure)
+            }
             "end_turn" => Outcome::Completed(summary),
+            // One agent ends its turn this way when a tool call is rejected: what the client asked for.
+            "cancelled" if self.rejected => {
+                out.push(Step::Emit(EventKind::info(
+                    "the agent ended its turn after its tool call was rejected",
+                )));
+                Outcome::Completed(summary)
+            }
             "max_tokens" | "max_turn_requests" => {
                 out.push(Step::Emit(EventKind::warn(format!(
                     "the agent ended its turn early ({stop})"
@@ -277,7 +303,23 @@ impl AcpClient {
     fn finish_with(&mut self, outcome: Outcome, out: &mut Vec<Step>) {
         if !self.finished {
             self.finished = true;
+            self.close_tools("the turn ended before the tool call finished", out);
             out.push(Step::Finished(outcome));
+        }
+    }
+
+    /// Agents leave a tool call open when its turn is cancelled or its permission refused; the stream closes
+    /// every `tool_use` with a `tool_result`.
+    fn close_tools(&mut self, why: &str, out: &mut Vec<Step>) {
+        let mut open: Vec<String> = self.tools_seen.difference(&self.tools_done).cloned().collect();
+        open.sort();
+        for id in open {
+            self.tools_done.insert(id.clone());
+            out.push(Step::Emit(EventKind::ToolResult {
+                tool_use_id: id,
+                output: why.to_string(),
+                is_error: true,
+            }));
         }
     }
 
@@ -346,6 +388,13 @@ impl AcpClient {
         let Some(question) = self.questions.remove(request_id) else {
             return Vec::new();
         };
+        if question
+            .options
+            .iter()
+            .any(|o| o.option_id == option_id && o.kind.starts_with("reject"))
+        {
+            self.rejected = true;
+        }
         vec![
             Step::Send(selected(&question.rpc_id, option_id)),
             Step::Emit(EventKind::PermissionResolved {
@@ -399,6 +448,7 @@ impl AcpClient {
         for request_id in self.open_questions() {
             out.extend(self.withdraw(&request_id, ResolvedBy::Cancel));
         }
+        self.close_tools("the job was stopped before the tool call finished", &mut out);
         out
     }
 
@@ -406,6 +456,7 @@ impl AcpClient {
     pub fn finish(&mut self, exit: &ExitInfo) -> (Vec<Step>, Outcome) {
         let mut out = Vec::new();
         self.flush(&mut out);
+        self.close_tools("the agent exited before the tool call finished", &mut out);
         let mut failure = Failure::new(
             classify(&exit.stderr_tail),
             format!("the agent exited before its turn ended ({})", exit.describe()),
@@ -421,7 +472,13 @@ impl AcpClient {
         match update["sessionUpdate"].as_str().unwrap_or_default() {
             "agent_message_chunk" => {
                 self.flush_thought(out);
-                self.message.push_str(content_text(&update["content"]));
+                let text = content_text(&update["content"]);
+                if text.starts_with("Error: ") {
+                    self.error_chunk = Some(text.to_string());
+                } else if !text.trim().is_empty() && !text.starts_with("Info: ") {
+                    self.error_chunk = None;
+                }
+                self.message.push_str(text);
             }
             "agent_thought_chunk" => {
                 self.flush_message(out);
@@ -575,10 +632,15 @@ fn diff(content: &Value) -> Option<Diff> {
     })
 }
 
-/// Token counts from the prompt's reply: ACP's `usage`, or an agent's own `_meta` (camel or snake case, or
-/// Gemini's names).
+/// Token counts from the prompt's reply: ACP's `usage`, or an agent's own `_meta` (Gemini's
+/// `quota.token_count`; camel or snake case).
 fn usage(result: &Value) -> Usage {
-    let sources = [&result["usage"], &result["_meta"]["usage"], &result["_meta"]];
+    let sources = [
+        &result["usage"],
+        &result["_meta"]["usage"],
+        &result["_meta"]["quota"]["token_count"],
+        &result["_meta"],
+    ];
     let read = |names: &[&str]| {
         sources
             .iter()

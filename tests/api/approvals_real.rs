@@ -125,6 +125,13 @@ impl Agent {
         events.extend(stream.collect().await);
         assert_well_formed(&events, 0);
         assert!(!self.file("reject").exists(), "written after a reject");
+        // The agent is told and ends its turn: the job did what it was allowed to.
+        assert_eq!(
+            events.last().unwrap().kind(),
+            "completed",
+            "{}",
+            events.last().unwrap().data
+        );
         assert!(
             events
                 .iter()
@@ -191,6 +198,19 @@ mod copilot {
     async fn copilot_asks_and_an_allowed_write_happens() {
         let mock = mock();
         agent(&mock).allow().await;
+    }
+
+    /// Over ACP Copilot reports a refused model call only as message text; the job must still fail, by name.
+    #[tokio::test]
+    async fn copilot_over_acp_reports_a_refused_key_as_auth_failed() {
+        let mock = MockAnthropic::start(Reply::Status(401));
+        let agent = agent(&mock);
+        let mut body = agent.job("auth", json!({"mode": "client"}));
+        body["userRequest"] = json!("Say hi.");
+        let events = agent.worker.execute(&body).await.collect().await;
+        assert_well_formed(&events, 0);
+        let end = &events.last().unwrap().data;
+        assert_eq!(end["code"], "auth_failed", "{end}");
     }
 
     #[tokio::test]

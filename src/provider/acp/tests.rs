@@ -287,3 +287,191 @@ proptest::proptest! {
         let _ = client.finish(&crate::provider::parser_testing::exit(1, "stderr"));
     }
 }
+
+/// Replays a transcript recorded from a real agent (`tests/fixtures/acp/<agent>/<flow>.jsonl`): the agent's lines are
+/// fed to a client, its requests are checked against what the recording client sent (ids mapped by order), and the
+/// recording client's answers to permission requests become the job's answers. Returns the events and the outcome.
+fn replay(agent: &str, flow: &str) -> (Vec<EventKind>, Option<Outcome>) {
+    let recorded = crate::provider::parser_testing::fixture(&format!("acp/{agent}"), flow);
+    let mut setup = setup(CLIENT);
+    let mut ids: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let messages: Vec<Value> = recorded.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    if let Some(load) = messages.iter().find(|m| m["msg"]["method"] == "session/load") {
+        setup.resume_session_id = load["msg"]["params"]["sessionId"].as_str().map(String::from);
+    }
+    let (mut client, first) = AcpClient::start(setup);
+    let mut pending: Vec<Value> = sent(&first);
+    let mut steps: Vec<Step> = first;
+    let mut questions: Vec<(Value, String)> = Vec::new();
+    for message in &messages {
+        let msg = &message["msg"];
+        match message["dir"].as_str() {
+            Some("out") if msg["method"].is_string() && msg.get("id").is_some() => {
+                let ours = pending.remove(0);
+                assert_eq!(
+                    ours["method"], msg["method"],
+                    "{agent}/{flow}: the client asks in the recorded order"
+                );
+                ids.insert(msg["id"].to_string(), ours["id"].as_u64().unwrap());
+            }
+            Some("out") if msg["method"] == "session/cancel" => {
+                let before = steps.len();
+                steps.extend(client.cancel());
+                questions.clear();
+                let said = sent(&steps[before..]);
+                assert_eq!(said[0]["method"], "session/cancel", "{agent}/{flow}");
+            }
+            Some("out") if msg.get("result").is_some() => {
+                let Some(option_id) = msg["result"]["outcome"]["optionId"].as_str() else {
+                    continue;
+                };
+                let (_, request_id) = questions
+                    .iter()
+                    .find(|(id, _)| *id == msg["id"])
+                    .expect("a question")
+                    .clone();
+                steps.extend(client.answer(&request_id, option_id, ResolvedBy::Client));
+            }
+            Some("in") if msg.get("raw").is_some() => {}
+            Some("in") => {
+                let mut msg = msg.clone();
+                if msg.get("method").is_none()
+                    && let Some(ours) = ids.get(&msg["id"].to_string())
+                {
+                    msg["id"] = json!(ours);
+                }
+                let new = client.push_line(&msg.to_string());
+                for step in &new {
+                    if let Step::Ask { request_id, .. } = step {
+                        questions.push((msg["id"].clone(), request_id.clone()));
+                    }
+                }
+                pending.extend(
+                    sent(&new)
+                        .into_iter()
+                        .filter(|m| m["method"].is_string() && m.get("id").is_some()),
+                );
+                steps.extend(new);
+            }
+            _ => {}
+        }
+    }
+    let outcome = steps.iter().find_map(|s| match s {
+        Step::Finished(outcome) => Some(outcome.clone()),
+        _ => None,
+    });
+    (events(&steps), outcome)
+}
+
+fn types(events: &[EventKind]) -> Vec<&'static str> {
+    let mut names = crate::provider::parser_testing::names(events);
+    names.dedup();
+    names
+}
+
+#[test]
+fn recorded_allow_flows_ask_once_and_complete_with_the_agents_words() {
+    for agent in ["copilot", "gemini", "claude", "codex"] {
+        let (events, outcome) = replay(agent, "allow");
+        let names = types(&events);
+        let asked = names
+            .iter()
+            .position(|n| *n == "permission_request")
+            .unwrap_or_else(|| panic!("{agent}: {names:?}"));
+        let used = names.iter().position(|n| *n == "tool_use").unwrap();
+        assert!(
+            used < asked,
+            "{agent}: the tool is announced before the question: {names:?}"
+        );
+        assert!(
+            names.contains(&"permission_resolved") && names.contains(&"tool_result"),
+            "{agent}: {names:?}"
+        );
+        let Some(Outcome::Completed(run)) = outcome else {
+            panic!("{agent}: {outcome:?}");
+        };
+        assert_eq!(run.result.as_deref(), Some("Finished."), "{agent}");
+        // Every tool call is closed, successfully.
+        let results: Vec<&EventKind> = events
+            .iter()
+            .filter(|e| matches!(e, EventKind::ToolResult { .. }))
+            .collect();
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, EventKind::ToolResult { is_error: false, .. })),
+            "{agent}: {results:?}"
+        );
+        let EventKind::PermissionRequest(question) =
+            events.iter().find(|e| e.type_name() == "permission_request").unwrap()
+        else {
+            unreachable!()
+        };
+        assert!(
+            question.options.iter().any(|o| o.kind == "allow_once"),
+            "{agent}: {question:?}"
+        );
+        if agent != "codex" {
+            assert!(run.usage.input_tokens > 0, "{agent}: {:?}", run.usage);
+        }
+    }
+}
+
+#[test]
+fn recorded_reject_flows_complete_without_the_write() {
+    for agent in ["copilot", "gemini", "claude", "codex"] {
+        let (events, outcome) = replay(agent, "reject");
+        assert!(matches!(outcome, Some(Outcome::Completed(_))), "{agent}: {outcome:?}");
+        for event in &events {
+            if let EventKind::ToolResult { is_error, .. } = event {
+                assert!(
+                    *is_error || agent == "gemini",
+                    "{agent}: a rejected tool reported success: {events:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn recorded_cancels_withdraw_the_question_and_close_the_tool() {
+    for agent in ["copilot", "gemini", "claude", "codex"] {
+        let (events, _) = replay(agent, "cancel");
+        let withdrawn = events.iter().any(|e| {
+            matches!(
+                e,
+                EventKind::PermissionResolved {
+                    option_id: None,
+                    by: ResolvedBy::Cancel,
+                    ..
+                }
+            )
+        });
+        assert!(withdrawn, "{agent}: {events:?}");
+        let uses = events.iter().filter(|e| e.type_name() == "tool_use").count();
+        let results = events.iter().filter(|e| e.type_name() == "tool_result").count();
+        assert_eq!(uses, results, "{agent}: every tool_use has its tool_result");
+    }
+}
+
+#[test]
+fn recorded_api_failures_become_auth_failed_and_rate_limited() {
+    for agent in ["copilot", "gemini", "claude", "codex"] {
+        for (flow, code) in [("auth401", ErrorCode::AuthFailed), ("rate429", ErrorCode::RateLimited)] {
+            let (_, outcome) = replay(agent, flow);
+            let Some(Outcome::Failed(failure)) = outcome else {
+                panic!("{agent}/{flow}: {outcome:?}");
+            };
+            assert_eq!(failure.code, code, "{agent}/{flow}: {failure:?}");
+        }
+    }
+}
+
+#[test]
+fn a_recorded_load_streams_none_of_the_replayed_history_before_the_load_answer() {
+    for agent in ["copilot", "claude", "codex"] {
+        let (events, _) = replay(agent, "load");
+        let names = types(&events);
+        assert_eq!(names, ["session"], "{agent}: {events:?}");
+    }
+}
