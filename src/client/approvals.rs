@@ -21,6 +21,9 @@ use super::args::AutoAnswer;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at an answer whose connection could not be made (a gateway or replica restarting).
 const CONNECT_ATTEMPTS: u32 = 3;
+/// How long the end of the job waits for the answering task to say what it has left to say; an answer still being
+/// sent then no longer matters.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One option of a question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +145,7 @@ impl Answerer {
 /// stream is never held up by a person thinking.
 pub struct Approvals {
     events: mpsc::UnboundedSender<Value>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Approvals {
@@ -163,8 +167,15 @@ impl Approvals {
             held: VecDeque::new(),
             held_for: HashMap::new(),
         };
-        tokio::spawn(agent.run(rx, lines));
-        Approvals { events }
+        let task = tokio::spawn(agent.run(rx, lines));
+        Approvals { events, task }
+    }
+
+    /// At the end of the stream: lets the task handle the last events (a question settled just before the end is
+    /// still reported) before the process exits.
+    pub async fn finish(self) {
+        drop(self.events);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.task).await;
     }
 
     pub fn event(&self, event: &Value) {
@@ -231,7 +242,7 @@ impl Agent {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_event(&event).await,
-                    None => return,
+                    None => break,
                 },
                 line = next_line(&mut lines) => match line {
                     Some(line) => self.on_line(line.trim()).await,
@@ -241,6 +252,9 @@ impl Agent {
                     }
                 },
             }
+        }
+        if self.prompt_open.swap(false, Ordering::Relaxed) {
+            println!();
         }
     }
 

@@ -95,7 +95,12 @@ impl Session {
                 _ = &mut interrupt => return self.interrupted().await,
             };
             match end {
-                StreamEnd::Finished(code) => return code,
+                StreamEnd::Finished(code) => {
+                    if let Some(approvals) = self.approvals.take() {
+                        approvals.finish().await;
+                    }
+                    return code;
+                }
                 StreamEnd::Dropped | StreamEnd::WrongJob => {}
             }
             response = tokio::select! {
