@@ -8,6 +8,7 @@ mod copilot;
 mod cursor;
 mod dashboard;
 mod exec;
+mod exec_approvals;
 mod framing;
 mod gateway;
 mod gemini;
