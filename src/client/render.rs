@@ -370,7 +370,7 @@ fn line_changes<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<(char, &'a str)> {
         .take_while(|(a, b)| a == b)
         .count();
     let (old, new) = (&old[prefix..old.len() - suffix], &new[prefix..new.len() - suffix]);
-    if old.len().saturating_mul(new.len()) > DIFF_MAX_CELLS {
+    if (old.len() + 1).saturating_mul(new.len() + 1) > DIFF_MAX_CELLS {
         let removed = old.iter().map(|l| ('-', *l));
         return removed.chain(new.iter().map(|l| ('+', *l))).collect();
     }
