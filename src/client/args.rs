@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 /// The options of `exec`; the subcommand's help text is in `main.rs`.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("approval_mode").multiple(true))]
 pub struct ExecArgs {
     /// Worker or fleet address.
     #[arg(long, env = "UNIFIED_WORKER_URL", default_value = "http://127.0.0.1:5000")]
@@ -47,6 +48,23 @@ pub struct ExecArgs {
     /// On Ctrl-C, cancel the job instead of leaving it running.
     #[arg(long)]
     pub cancel_on_exit: bool,
+    /// Ask before each tool call: the questions are shown and answered here (on a terminal), or read as lines
+    /// from stdin with --json.
+    #[arg(long, group = "approval_mode")]
+    pub approvals: bool,
+    /// Run with approvals and answer every question "allow once" (or else "allow always").
+    #[arg(long, group = "approval_mode", conflicts_with = "reject_all")]
+    pub approve_all: bool,
+    /// Run with approvals and answer every question "reject once" (or else "reject always").
+    #[arg(long, group = "approval_mode")]
+    pub reject_all: bool,
+    /// How long the worker waits for an answer before --on-timeout applies (worker default 300).
+    #[arg(long, value_name = "SECONDS", requires = "approval_mode",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub approval_timeout: Option<u64>,
+    /// What the worker decides when no answer came in time (worker default: reject).
+    #[arg(long, value_enum, requires = "approval_mode")]
+    pub on_timeout: Option<OnTimeout>,
     /// The prompt ('-' or nothing: read it from stdin).
     #[arg(value_name = "PROMPT")]
     pub prompt: Option<String>,
@@ -54,6 +72,19 @@ pub struct ExecArgs {
     pub job_id: String,
     #[arg(skip = std::env::var("WORKER_API_TOKEN").ok().filter(|t| !t.is_empty()))]
     pub api_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnTimeout {
+    Allow,
+    Reject,
+}
+
+/// An answer given to every question without asking anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoAnswer {
+    ApproveAll,
+    RejectAll,
 }
 
 fn seconds(raw: &str) -> Result<Duration, String> {
@@ -69,6 +100,21 @@ impl ExecArgs {
             self.prompt = None;
         }
         self
+    }
+
+    /// Whether the job runs with `approvals` (asked for, or implied by an automatic answer).
+    pub fn approvals_enabled(&self) -> bool {
+        self.approvals || self.approve_all || self.reject_all
+    }
+
+    pub fn auto_answer(&self) -> Option<AutoAnswer> {
+        if self.approve_all {
+            Some(AutoAnswer::ApproveAll)
+        } else if self.reject_all {
+            Some(AutoAnswer::RejectAll)
+        } else {
+            None
+        }
     }
 
     pub fn request_body(&self) -> Result<Value, String> {
@@ -111,6 +157,20 @@ impl ExecArgs {
             }
             body["github"] = github;
         }
+        if self.approvals_enabled() {
+            // Unset fields are left out so that the worker's defaults apply.
+            let mut approvals = json!({ "mode": "client" });
+            if let Some(secs) = self.approval_timeout {
+                approvals["timeoutSeconds"] = json!(secs);
+            }
+            if let Some(on_timeout) = self.on_timeout {
+                approvals["onTimeout"] = json!(match on_timeout {
+                    OnTimeout::Allow => "allow",
+                    OnTimeout::Reject => "reject",
+                });
+            }
+            body["approvals"] = approvals;
+        }
         Ok(body)
     }
 }
@@ -150,6 +210,51 @@ mod tests {
         assert_eq!(body["github"]["push"]["branch"], "b");
         assert!(body["github"]["push"]["pullRequest"].is_object());
         assert_eq!(body["jobId"], args.job_id.as_str());
+        assert!(body.get("approvals").is_none(), "no approvals unless asked for");
+    }
+
+    #[test]
+    fn approval_flags_shape_the_approvals_field() {
+        let body = |args: &[&str]| parse(args).unwrap().request_body().unwrap();
+        assert_eq!(body(&["--approvals", "x"])["approvals"], json!({"mode": "client"}));
+        assert_eq!(
+            body(&["--approvals", "--approval-timeout", "60", "--on-timeout", "allow", "x"])["approvals"],
+            json!({"mode": "client", "timeoutSeconds": 60, "onTimeout": "allow"})
+        );
+        let auto = parse(&["--approve-all", "x"]).unwrap();
+        assert_eq!(auto.auto_answer(), Some(AutoAnswer::ApproveAll));
+        assert_eq!(auto.request_body().unwrap()["approvals"]["mode"], "client");
+        let auto = parse(&["--reject-all", "--on-timeout", "reject", "x"]).unwrap();
+        assert_eq!(auto.auto_answer(), Some(AutoAnswer::RejectAll));
+        assert_eq!(auto.request_body().unwrap()["approvals"]["onTimeout"], "reject");
+        assert_eq!(parse(&["--approvals", "x"]).unwrap().auto_answer(), None);
+        assert!(
+            parse(&["--approvals", "--approve-all", "x"])
+                .unwrap()
+                .approvals_enabled()
+        );
+    }
+
+    #[test]
+    fn approval_flags_are_checked() {
+        assert!(
+            parse(&["--approve-all", "--reject-all", "x"])
+                .unwrap_err()
+                .contains("--reject-all")
+        );
+        assert!(
+            parse(&["--approval-timeout", "5", "x"])
+                .unwrap_err()
+                .contains("--approvals")
+        );
+        assert!(
+            parse(&["--on-timeout", "allow", "x"])
+                .unwrap_err()
+                .contains("--approvals")
+        );
+        assert!(parse(&["--approvals", "--on-timeout", "maybe", "x"]).is_err());
+        assert!(parse(&["--approvals", "--approval-timeout", "0", "x"]).is_err());
+        assert!(parse(&["--approvals", "--approval-timeout", "86401", "x"]).is_err());
     }
 
     #[test]

@@ -1,9 +1,23 @@
 //! How `exec` shows a job: a line per tool call, assistant text as it comes, a clone progress bar, a summary at
 //! the end — or, with `--json`, the raw events one per line. Colour only on a terminal and never with NO_COLOR.
 
-use std::io::{IsTerminal, Write};
+use std::{
+    collections::HashMap,
+    io::{IsTerminal, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use serde_json::Value;
+
+use super::approvals::{Choice, choices};
+
+/// A question's diff is shown up to this many changed lines; the rest is counted.
+const DIFF_MAX_LINES: usize = 20;
+/// A plan longer than this is cut, with the rest counted.
+const PLAN_MAX_ENTRIES: usize = 20;
 
 const RESET: &str = "\x1b[0m";
 const DIM: &str = "\x1b[2m";
@@ -19,6 +33,15 @@ pub struct Renderer {
     tty: bool,
     last_phase: Option<String>,
     progress_open: bool,
+    /// Open questions by request id, so that a resolution can name the question and the option it was given.
+    questions: HashMap<String, Asked>,
+    /// Set while an approval prompt waits on an unfinished line (see `approvals`).
+    prompt_open: Arc<AtomicBool>,
+}
+
+struct Asked {
+    title: String,
+    choices: Vec<Choice>,
 }
 
 impl Renderer {
@@ -31,7 +54,17 @@ impl Renderer {
             tty,
             last_phase: None,
             progress_open: false,
+            questions: HashMap::new(),
+            prompt_open: Arc::default(),
         }
+    }
+
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    pub fn prompt_flag(&self) -> Arc<AtomicBool> {
+        self.prompt_open.clone()
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
@@ -65,6 +98,9 @@ impl Renderer {
             let _ = writeln!(out, "{raw}");
             return;
         }
+        if self.prompt_open.swap(false, Ordering::Relaxed) {
+            let _ = writeln!(out);
+        }
         let kind = data["type"].as_str().unwrap_or_default();
         if kind != "github_pull_progress" && self.progress_open {
             let _ = writeln!(out);
@@ -93,6 +129,9 @@ impl Renderer {
             "git_changes" => Some(format!("{} {}", self.paint(BOLD, "changes:"), changes_line(data))),
             "git_push" => Some(format!("pushed {} ({})", s(&data["branch"]), short(s(&data["commit"])))),
             "pull_request" => Some(format!("pull request: {}", s(&data["url"]))),
+            "plan" => Some(self.plan(data)),
+            "permission_request" => Some(self.question(data)),
+            "permission_resolved" => Some(self.resolved(data)),
             "completed" => Some(self.completed(data)),
             "error" => Some(self.failed(data)),
             _ => None,
@@ -126,6 +165,93 @@ impl Renderer {
             let _ = writeln!(out);
         }
         None
+    }
+
+    /// A permission question: what the agent wants to do and the numbered options the answer is picked from.
+    fn question(&mut self, data: &Value) -> String {
+        let title = printable(s(&data["title"]));
+        let kind = data["kind"]
+            .as_str()
+            .map(|k| format!(" ({})", printable(k)))
+            .unwrap_or_default();
+        let mut lines = vec![self.paint(BOLD, &format!("? permission: {title}{kind}"))];
+        if data["diff"].is_object() {
+            let (header, changes) = diff_lines(&data["diff"], DIFF_MAX_LINES);
+            lines.push(format!("  {header}"));
+            for line in changes {
+                let style = match line.chars().next() {
+                    Some('+') => GREEN,
+                    Some('-') => RED,
+                    _ => DIM,
+                };
+                lines.push(format!("    {}", self.paint(style, &line)));
+            }
+        } else if !data["input"].is_null() {
+            lines.push(format!("  input: {}", input_summary(&data["input"])));
+        }
+        let options = choices(data);
+        for (i, choice) in options.iter().enumerate() {
+            lines.push(format!(
+                "  {}) {} {}",
+                i + 1,
+                printable(&choice.name),
+                self.paint(DIM, &format!("[{}]", printable(&choice.id)))
+            ));
+        }
+        if let Some(id) = data["requestId"].as_str() {
+            self.questions.insert(
+                id.to_string(),
+                Asked {
+                    title,
+                    choices: options,
+                },
+            );
+        }
+        lines.join("\n")
+    }
+
+    /// One line: the question, the option it got and who decided.
+    fn resolved(&mut self, data: &Value) -> String {
+        let request = s(&data["requestId"]);
+        let asked = self.questions.remove(request);
+        let title = asked.as_ref().map_or_else(|| printable(request), |a| a.title.clone());
+        let by = printable(data["by"].as_str().unwrap_or("unknown"));
+        let Some(option) = data["optionId"].as_str() else {
+            return self.paint(DIM, &format!("• no answer to \"{title}\" (by {by})"));
+        };
+        let choice = asked.and_then(|a| a.choices.into_iter().find(|c| c.id == option));
+        let name = choice
+            .as_ref()
+            .map_or_else(|| printable(option), |c| printable(&c.name));
+        match choice.as_ref().map(|c| c.kind.as_str()) {
+            Some("allow_once" | "allow_always") => {
+                self.paint(GREEN, &format!("✓ allowed \"{title}\": {name} (by {by})"))
+            }
+            Some("reject_once" | "reject_always") => {
+                self.paint(RED, &format!("✗ rejected \"{title}\": {name} (by {by})"))
+            }
+            _ => format!("• \"{title}\": {name} (by {by})"),
+        }
+    }
+
+    /// The agent's plan as a checklist.
+    fn plan(&self, data: &Value) -> String {
+        let entries = data["entries"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let mut lines = vec![self.paint(BOLD, "plan:")];
+        for entry in entries.iter().take(PLAN_MAX_ENTRIES) {
+            let mark = match entry["status"].as_str() {
+                Some("completed") => "[x]",
+                Some("in_progress") => "[>]",
+                _ => "[ ]",
+            };
+            let text = printable(&one_line(s(&entry["content"]), 120));
+            let line = format!("  {mark} {text}");
+            lines.push(if mark == "[x]" { self.paint(DIM, &line) } else { line });
+        }
+        if entries.len() > PLAN_MAX_ENTRIES {
+            lines.push(format!("  … {} more", entries.len() - PLAN_MAX_ENTRIES));
+        }
+        lines.join("\n")
     }
 
     fn completed(&self, data: &Value) -> String {
@@ -190,6 +316,100 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// Text from the agent shown in a question: control characters (escape sequences) could redraw the terminal and
+/// make a question look like another, so they are replaced.
+pub(super) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+fn input_summary(input: &Value) -> String {
+    let summary = tool_summary(input);
+    printable(&if summary.is_empty() {
+        one_line(&input.to_string(), 120)
+    } else {
+        summary
+    })
+}
+
+/// A diff's header (path and counts) and its changed lines, at most `max` of them.
+fn diff_lines(diff: &Value, max: usize) -> (String, Vec<String>) {
+    let old: Vec<&str> = diff["oldText"].as_str().unwrap_or_default().lines().collect();
+    let new: Vec<&str> = diff["newText"].as_str().unwrap_or_default().lines().collect();
+    let changes = line_changes(&old, &new);
+    let added = changes.iter().filter(|(sign, _)| *sign == '+').count();
+    let header = format!(
+        "diff: {} (+{added} -{})",
+        printable(s(&diff["path"])),
+        changes.len() - added
+    );
+    let mut lines: Vec<String> = changes
+        .iter()
+        .take(max)
+        .map(|(sign, line)| format!("{sign} {}", printable(&truncate(line, 160))))
+        .collect();
+    if changes.len() > max {
+        lines.push(format!("… {} more lines", changes.len() - max));
+    }
+    (header, lines)
+}
+
+/// Above this many line pairs a diff is not worth its quadratic table; the changed middle is then shown as
+/// replaced, which is still enough to judge an edit by.
+const DIFF_MAX_CELLS: usize = 1 << 20;
+
+/// The removed (`-`) and added (`+`) lines that turn `old` into `new`, in order: the longest common subsequence of
+/// what lies between the unchanged first and last lines.
+fn line_changes<'a>(old: &[&'a str], new: &[&'a str]) -> Vec<(char, &'a str)> {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old, new) = (&old[prefix..old.len() - suffix], &new[prefix..new.len() - suffix]);
+    if (old.len() + 1).saturating_mul(new.len() + 1) > DIFF_MAX_CELLS {
+        let removed = old.iter().map(|l| ('-', *l));
+        return removed.chain(new.iter().map(|l| ('+', *l))).collect();
+    }
+    // common[i][j]: the longest common subsequence of old[i..] and new[j..].
+    let width = new.len() + 1;
+    let mut common = vec![0u32; (old.len() + 1) * width];
+    for i in (0..old.len()).rev() {
+        for j in (0..new.len()).rev() {
+            common[i * width + j] = if old[i] == new[j] {
+                common[(i + 1) * width + j + 1] + 1
+            } else {
+                common[(i + 1) * width + j].max(common[i * width + j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut changes) = (0, 0, Vec::new());
+    while i < old.len() || j < new.len() {
+        if i < old.len() && j < new.len() && old[i] == new[j] {
+            i += 1;
+            j += 1;
+        } else if j == new.len() || (i < old.len() && common[(i + 1) * width + j] >= common[i * width + j + 1]) {
+            changes.push(('-', old[i]));
+            i += 1;
+        } else {
+            changes.push(('+', new[j]));
+            j += 1;
+        }
+    }
+    changes
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
 /// The one input field that says what a tool call does: its command, file, pattern or address.
 pub fn tool_summary(input: &Value) -> String {
     const KEYS: &[&str] = &[
@@ -231,13 +451,7 @@ mod tests {
 
     #[test]
     fn summaries_read_like_a_sentence() {
-        let r = Renderer {
-            json: false,
-            color: false,
-            tty: false,
-            last_phase: None,
-            progress_open: false,
-        };
+        let r = plain();
         let done = json!({"durationMs": 12300, "numTurns": 2, "costUsd": 0.0123,
             "changes": {"filesChanged": 1, "insertions": 3, "deletions": 0}, "pullRequest": {"url": "https://x/pr/1"}});
         assert_eq!(
@@ -246,5 +460,99 @@ mod tests {
         );
         let err = json!({"code": "provider_failed", "message": "boom", "exitCode": 3, "stderrTail": "a\nb"});
         assert_eq!(r.failed(&err), "✗ provider_failed: boom (exit code 3)\n  │ a\n  │ b");
+    }
+
+    fn plain() -> Renderer {
+        Renderer {
+            json: false,
+            color: false,
+            tty: false,
+            last_phase: None,
+            progress_open: false,
+            questions: HashMap::new(),
+            prompt_open: Arc::default(),
+        }
+    }
+
+    fn request() -> Value {
+        json!({"type": "permission_request", "requestId": "perm-1", "toolCallId": "t1",
+            "title": "Write hello.txt\u{1b}[2J", "kind": "edit", "input": null,
+            "diff": {"path": "/w/hello.txt", "oldText": "a\nb\nc\n", "newText": "a\nB\nc\nd\n"},
+            "options": [{"optionId": "allow_once", "name": "Allow once", "kind": "allow_once"},
+                        {"optionId": "reject_once", "name": "Reject", "kind": "reject_once"},
+                        {"name": "no id"}]})
+    }
+
+    #[test]
+    fn a_question_shows_what_is_asked_and_numbers_the_options() {
+        let mut r = plain();
+        assert_eq!(
+            r.question(&request()),
+            "? permission: Write hello.txt\u{fffd}[2J (edit)\n  diff: /w/hello.txt (+2 -1)\n    - b\n    + B\n    + d\n  \
+             1) Allow once [allow_once]\n  2) Reject [reject_once]"
+        );
+        let input = json!({"requestId": "perm-2", "title": "Run", "input": {"command": "rm -rf build/"},
+            "options": []});
+        assert_eq!(r.question(&input), "? permission: Run\n  input: rm -rf build/");
+    }
+
+    #[test]
+    fn a_long_diff_is_capped_and_counted() {
+        let new: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        let (header, lines) = diff_lines(&json!({"path": "/w/a", "oldText": null, "newText": new}), 20);
+        assert_eq!(header, "diff: /w/a (+30 -0)");
+        assert_eq!(lines.len(), 21);
+        assert_eq!(lines.last().unwrap(), "… 10 more lines");
+        let (header, lines) = diff_lines(&json!({"path": 3, "oldText": "same", "newText": "same"}), 20);
+        assert_eq!((header.as_str(), lines.len()), ("diff:  (+0 -0)", 0));
+    }
+
+    #[test]
+    fn a_diff_keeps_the_lines_both_sides_share() {
+        let changes = |old: &str, new: &str| {
+            let (old, new): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+            line_changes(&old, &new)
+                .into_iter()
+                .map(|(sign, line)| format!("{sign}{line}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(changes("a\nb\nc\nd\ne", "a\nc\nX\nd\ne"), ["-b", "+X"]);
+        assert_eq!(changes("x\ny", ""), ["-x", "-y"]);
+        assert_eq!(changes("", "x"), ["+x"]);
+        assert_eq!(changes("a\nb", "b\na"), ["-a", "+a"]);
+    }
+
+    #[test]
+    fn a_resolution_names_the_question_the_option_and_who_decided() {
+        let mut r = plain();
+        r.question(&request());
+        let resolved = json!({"requestId": "perm-1", "optionId": "allow_once", "by": "client"});
+        assert_eq!(
+            r.resolved(&resolved),
+            "✓ allowed \"Write hello.txt\u{fffd}[2J\": Allow once (by client)"
+        );
+        assert_eq!(
+            r.resolved(&json!({"requestId": "perm-9", "optionId": null, "by": "cancel"})),
+            "• no answer to \"perm-9\" (by cancel)"
+        );
+        r.question(&request());
+        assert_eq!(
+            r.resolved(&json!({"requestId": "perm-1", "optionId": "reject_once", "by": "timeout"})),
+            "✗ rejected \"Write hello.txt\u{fffd}[2J\": Reject (by timeout)"
+        );
+        assert_eq!(r.resolved(&json!({})), "• no answer to \"\" (by unknown)");
+    }
+
+    #[test]
+    fn a_plan_is_a_checklist() {
+        let plan = json!({"entries": [
+            {"content": "Read the code", "status": "completed", "priority": "high"},
+            {"content": "Write\nthe fix", "status": "in_progress", "priority": "high"},
+            {"content": "Run the tests", "status": "pending", "priority": "low"}]});
+        assert_eq!(
+            plain().plan(&plan),
+            "plan:\n  [x] Read the code\n  [>] Write the fix\n  [ ] Run the tests"
+        );
+        assert_eq!(plain().plan(&json!({"entries": "bogus"})), "plan:");
     }
 }

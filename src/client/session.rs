@@ -13,7 +13,9 @@ use crate::{
 };
 
 use super::{
-    EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs, render::Renderer,
+    EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs,
+    approvals::{Answerer, Answering, Approvals},
+    render::Renderer,
 };
 
 /// Retry-After is honoured up to this; a fleet that asks for longer is better probed again sooner.
@@ -35,6 +37,7 @@ pub struct Session {
     renderer: Renderer,
     client: reqwest::Client,
     last_seq: Option<u64>,
+    approvals: Option<Approvals>,
 }
 
 impl Session {
@@ -51,7 +54,25 @@ impl Session {
             renderer,
             client,
             last_seq: None,
+            approvals: None,
         }
+    }
+
+    /// Questions of the job are answered as `answering` says; this starts the task that does it.
+    pub fn answering(mut self, answering: Answering) -> Self {
+        let answerer = Answerer {
+            client: self.client.clone(),
+            url: self.args.url.clone(),
+            job_id: self.args.job_id.clone(),
+            api_token: self.args.api_token.clone(),
+        };
+        self.approvals = Some(Approvals::start(
+            answering,
+            answerer,
+            self.renderer.color(),
+            self.renderer.prompt_flag(),
+        ));
+        self
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -74,7 +95,12 @@ impl Session {
                 _ = &mut interrupt => return self.interrupted().await,
             };
             match end {
-                StreamEnd::Finished(code) => return code,
+                StreamEnd::Finished(code) => {
+                    if let Some(approvals) = self.approvals.take() {
+                        approvals.finish().await;
+                    }
+                    return code;
+                }
                 StreamEnd::Dropped | StreamEnd::WrongJob => {}
             }
             response = tokio::select! {
@@ -224,6 +250,9 @@ impl Session {
                 }
                 self.last_seq = Some(seq);
                 self.renderer.event(&event, &data);
+                if let Some(approvals) = &self.approvals {
+                    approvals.event(&event);
+                }
                 match event["type"].as_str() {
                     Some("completed") => return StreamEnd::Finished(EXIT_COMPLETED),
                     Some("error") => return StreamEnd::Finished(EXIT_JOB_ERROR),
@@ -266,7 +295,7 @@ fn unreachable_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(500), Duration::from_secs(5))
 }
 
-fn root_cause(e: &reqwest::Error) -> String {
+pub(super) fn root_cause(e: &reqwest::Error) -> String {
     let mut source: &dyn std::error::Error = e;
     while let Some(next) = source.source() {
         source = next;

@@ -10,6 +10,7 @@ mod copilot;
 mod cursor;
 mod dashboard;
 mod exec;
+mod exec_approvals;
 mod framing;
 mod gateway;
 mod gemini;
