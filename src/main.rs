@@ -33,8 +33,10 @@ enum Command {
     ///
     /// The prompt is the last argument, or stdin when it is absent or '-'. $WORKER_API_TOKEN is sent as the bearer
     /// token; credentials come only from environment variables (--token-env, $GITHUB_TOKEN), never from the command
-    /// line, where they would end up in shell history and `ps`. Exit codes: 0 completed, 1 the job failed, 2 bad
-    /// usage, 3 no worker reached in time, 130 interrupted.
+    /// line, where they would end up in shell history and `ps`. With --approvals the agent asks before it acts:
+    /// at a terminal the question is put to you; with --json the answers are read from stdin; --approve-all and
+    /// --reject-all answer every question themselves. Exit codes: 0 completed, 1 the job failed, 2 bad usage,
+    /// 3 no worker reached in time, 130 interrupted.
     Exec(Box<unified_worker::client::ExecArgs>),
 }
 

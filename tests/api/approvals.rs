@@ -411,3 +411,41 @@ async fn through_the_gateway_the_answer_reaches_the_worker_that_asked() {
     assert!(hello(&worker, "gw-allow-1").exists());
     assert_eq!(answer(&gw.base, "no-such-job", "perm-1", "allow").await.status(), 404);
 }
+
+#[tokio::test]
+async fn exec_at_a_terminal_puts_the_agents_question_to_the_person_and_the_write_follows_the_choice() {
+    let agent = ScriptedAgent::new();
+    let mut env = agent.env();
+    env.push(("EXIT_AFTER_JOB", "false"));
+    let worker = TestWorker::spawn(&env);
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"));
+    command
+        .args([
+            "exec",
+            "--url",
+            &worker.base,
+            "--provider",
+            "acp:scripted",
+            "--workspace",
+            "tty",
+        ])
+        .args(["--approvals", "write hello.txt"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    let mut term = crate::support::pty::PtyChild::spawn(command);
+    term.wait_for("answer 1-3 (number or option id): ").await;
+    let shown = term.output();
+    assert!(shown.contains("Write hello.txt"), "{shown}");
+    assert!(
+        shown.contains("1) Allow [allow]") && shown.contains("3) Reject [reject]"),
+        "{shown}"
+    );
+    let file = worker.workspace_dir.join("tty").join("hello.txt");
+    assert!(!file.exists(), "written before the person answered");
+    term.type_line("1");
+    assert_eq!(term.exit_code().await, 0, "{}", term.output());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello\n");
+    assert!(term.output().contains("I wrote hello.txt."), "{}", term.output());
+}

@@ -13,13 +13,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 
 use crate::support::PATIENCE;
 
-#[path = "support/approval_server.rs"]
-mod approval_server;
-#[path = "support/pty.rs"]
-mod pty;
-
-use approval_server::{ApprovalServer, REQUEST_ID};
-use pty::PtyChild;
+use crate::support::{
+    approval_server::{ApprovalServer, REQUEST_ID},
+    pty::PtyChild,
+};
 
 fn exec_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"));

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod approval_server;
 pub mod cutting_proxy;
 pub mod fake_github;
 pub mod fleet;
@@ -12,6 +13,7 @@ pub mod mock_chat;
 pub mod mock_gemini;
 pub mod mock_openai;
 pub mod mock_server;
+pub mod pty;
 pub mod recorder;
 pub mod sse;
 
