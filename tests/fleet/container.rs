@@ -67,8 +67,18 @@ async fn worker_runs_unprivileged_and_leaves_no_zombie() {
     assert_eq!(stream.terminal().await.0, "completed");
 
     let processes = fleet.processes(&id).await;
-    let (init_user, _, init) = &processes[0];
-    assert!(init.contains("tini"), "PID 1 is the init: {processes:?}");
+    // The engine lists the processes by host PID, which says nothing of their order once PIDs wrap: PID 1 is
+    // asked of the container itself.
+    let pid1 = fleet.exec_output(&id, &["cat", "/proc/1/comm"]).await;
+    assert_eq!(
+        pid1.as_ref().map(|(code, comm)| (*code, comm.trim())),
+        Some((0, "tini")),
+        "PID 1 is the init: {processes:?}"
+    );
+    let (init_user, _, _) = processes
+        .iter()
+        .find(|(_, _, args)| args.contains("tini"))
+        .unwrap_or_else(|| panic!("no init process: {processes:?}"));
     assert_ne!(
         init_user, "root",
         "even the init runs as the worker user: {processes:?}"
