@@ -211,16 +211,6 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
             ),
         )
     })?;
-    let provider_run = provider.provider().configure(ProviderRequest {
-        credential: raw.coding_assistant_access_token,
-        options: raw.provider_options,
-        mcp_policy: McpPolicy {
-            allowed_commands: settings.mcp_allowed_commands.clone(),
-            // An http MCP server is reached on the client's behalf, like the completion webhook.
-            allowed_hosts: settings.callback_allowed_hosts.clone(),
-            allow_insecure: settings.callback_allow_insecure,
-        },
-    })?;
     let acp = match (&raw.approvals, provider.provider().acp()) {
         (Some(_), AcpSupport::No) => {
             return Err(ApiError::invalid(
@@ -235,6 +225,17 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         (None, AcpSupport::Only) => Some(Policy::AllowAll),
         (None, _) => None,
     };
+    let provider_run = provider.provider().configure(ProviderRequest {
+        credential: raw.coding_assistant_access_token,
+        options: raw.provider_options,
+        mcp_policy: McpPolicy {
+            allowed_commands: settings.mcp_allowed_commands.clone(),
+            // An http MCP server is reached on the client's behalf, like the completion webhook.
+            allowed_hosts: settings.callback_allowed_hosts.clone(),
+            allow_insecure: settings.callback_allow_insecure,
+        },
+        acp: acp.is_some(),
+    })?;
     let job_id = raw.job_id.unwrap_or_else(JobId::new_random);
     let github = raw.github.map(|g| github::validate_github(g, settings)).transpose()?;
     let database = raw.database.map(|d| validate_database(d, settings)).transpose()?;

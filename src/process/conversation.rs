@@ -62,6 +62,7 @@ pub async fn converse(
     let stop = loop {
         if let Some(outcome) = turn.outcome.take() {
             // The agent is a server and would wait for the next prompt; its turn is what the job asked for.
+            turn.settle_all();
             drop(turn.to_agent);
             let exit = process.terminate().await;
             tracing::info!(exit = %exit.describe(), "agent stopped after its turn");
@@ -101,6 +102,7 @@ pub async fn converse(
                 }
                 Next::Exited(exit) => {
                     if let Some(outcome) = turn.outcome.take() {
+                        turn.settle_all();
                         return with_duration(outcome, exit.elapsed);
                     }
                     let (steps, outcome) = turn.client.finish(&exit);

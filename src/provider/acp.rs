@@ -303,6 +303,10 @@ impl AcpClient {
     fn finish_with(&mut self, outcome: Outcome, out: &mut Vec<Step>) {
         if !self.finished {
             self.finished = true;
+            // A turn can end with a question still open (an agent that gave up on it): nobody waits for it now.
+            for request_id in self.open_questions() {
+                out.extend(self.withdraw(&request_id, ResolvedBy::Cancel));
+            }
             self.close_tools("the turn ended before the tool call finished", out);
             out.push(Step::Finished(outcome));
         }

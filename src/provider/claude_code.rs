@@ -74,6 +74,9 @@ impl Provider for ClaudeCode {
         let mcp_servers = request.take_mcp_servers()?;
         let options: Options = input::options(request.options)?;
         options.check()?;
+        if request.acp {
+            options.check_acp()?;
+        }
         Ok(Box::new(ClaudeRun {
             credential,
             options,
@@ -94,6 +97,25 @@ struct Options {
 }
 
 impl Options {
+    /// Through the ACP adapter only the model can be chosen; the rest are flags of the headless command line,
+    /// and a permission mode would contradict the client's approvals.
+    fn check_acp(&self) -> Result<(), ApiError> {
+        let set = [
+            ("maxTurns", self.max_turns.is_some()),
+            ("permissionMode", self.permission_mode.is_some()),
+            ("allowedTools", self.allowed_tools.is_some()),
+            ("disallowedTools", self.disallowed_tools.is_some()),
+            ("appendSystemPrompt", self.append_system_prompt.is_some()),
+        ];
+        match set.iter().find(|(_, given)| *given) {
+            Some((name, _)) => Err(ApiError::invalid(
+                format!("providerOptions.{name}"),
+                format!("providerOptions.{name} does not apply when approvals run Claude Code over ACP"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn check(&self) -> Result<(), ApiError> {
         input::check_model(self.model.as_deref())?;
         if self.max_turns == Some(0) {

@@ -77,6 +77,8 @@ pub struct ProviderRequest {
     pub options: Option<Value>,
     /// What the worker allows `providerOptions.mcpServers` to hold (`take_mcp_servers`).
     pub mcp_policy: McpPolicy,
+    /// The run goes over ACP (`approvals`): options only the headless command line can carry are refused.
+    pub acp: bool,
 }
 
 /// One run of a provider, configured from a request. Holds the typed credential and options, so that nothing

@@ -36,6 +36,14 @@ impl ScriptedAgent {
         ]
     }
 
+    /// The same for a worker that stays after its job, so that answers sent after the end still find it (one that
+    /// exits after its job may be gone as soon as its terminal event is written).
+    pub fn staying(&self) -> Vec<(&str, &str)> {
+        let mut env = self.env();
+        env.push(("EXIT_AFTER_JOB", "false"));
+        env
+    }
+
     pub fn received(&self) -> Vec<Value> {
         std::fs::read_to_string(self.dir.path().join("received.jsonl"))
             .unwrap_or_default()
@@ -90,7 +98,7 @@ async fn asked(stream: &mut SseStream) -> (Vec<SseEvent>, Value) {
 #[tokio::test]
 async fn an_allowed_write_happens_and_the_job_completes() {
     let agent = ScriptedAgent::new();
-    let worker = TestWorker::spawn(&agent.env());
+    let worker = TestWorker::spawn(&agent.staying());
     let mut stream = worker
         .execute(&approval_job("allow-1", json!({"mode": "client"})))
         .await;
@@ -205,7 +213,7 @@ async fn a_rejected_write_leaves_no_file_and_the_job_still_ends_once() {
 #[tokio::test]
 async fn without_an_answer_on_timeout_applies() {
     let agent = ScriptedAgent::new();
-    let worker = TestWorker::spawn(&agent.env());
+    let worker = TestWorker::spawn(&agent.staying());
     let approvals = json!({"mode": "client", "timeoutSeconds": 1, "onTimeout": "allow"});
     let mut stream = worker.execute(&approval_job("timeout-1", approvals)).await;
     let (mut events, question) = asked(&mut stream).await;
@@ -243,6 +251,26 @@ async fn without_an_answer_on_timeout_applies() {
     );
     assert_eq!(events.last().unwrap().kind(), "completed");
     assert!(!hello(&worker, "timeout-2").exists());
+}
+
+#[tokio::test]
+async fn waiting_for_an_answer_is_not_idleness() {
+    let agent = ScriptedAgent::new();
+    let mut env = agent.env();
+    env.push(("IDLE_TIMEOUT_SECONDS", "0.3"));
+    let worker = TestWorker::spawn(&env);
+    // The question waits well past the idle limit; then its timeout allows the write.
+    let approvals = json!({"mode": "client", "timeoutSeconds": 2, "onTimeout": "allow"});
+    let events = worker.execute(&approval_job("idle-1", approvals)).await.collect().await;
+    assert_well_formed(&events, 0);
+    assert_eq!(one(&events, "permission_resolved").data["by"], "timeout");
+    assert_eq!(
+        events.last().unwrap().kind(),
+        "completed",
+        "{}",
+        events.last().unwrap().data
+    );
+    assert!(hello(&worker, "idle-1").exists());
 }
 
 #[tokio::test]
@@ -343,6 +371,20 @@ async fn a_provider_without_an_acp_path_refuses_approvals_by_name() {
         resp.json::<Value>().await.unwrap()["error"]["field"],
         "approvals.onTimeout"
     );
+    // A headless-only option next to approvals would be silently ignored; it is refused by name instead.
+    let resp = worker
+        .post_execute(&json!({
+            "userRequest": "x",
+            "codingAssistantProvider": "claude-code",
+            "providerOptions": {"permissionMode": "bypassPermissions"},
+            "approvals": {"mode": "client"},
+        }))
+        .await;
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["field"],
+        "providerOptions.permissionMode"
+    );
     assert_eq!(worker.status().await["status"], "idle");
 }
 
@@ -377,9 +419,7 @@ async fn an_agent_error_is_classified_and_ends_the_job_once() {
 #[tokio::test]
 async fn through_the_gateway_the_answer_reaches_the_worker_that_asked() {
     let agent = ScriptedAgent::new();
-    let mut env = agent.env();
-    env.push(("EXIT_AFTER_JOB", "false"));
-    let worker = TestWorker::spawn(&env);
+    let worker = TestWorker::spawn(&agent.staying());
     // The gateway validates requests with the worker's own code, so it knows the operator's agents too.
     let gw = crate::support::fleet::gateway(&worker.base, &[("ACP_AGENTS", agent.acp_agents.as_str())]);
     crate::support::fleet::wait_idle_workers(&gw, 1).await;
@@ -415,9 +455,7 @@ async fn through_the_gateway_the_answer_reaches_the_worker_that_asked() {
 #[tokio::test]
 async fn exec_at_a_terminal_puts_the_agents_question_to_the_person_and_the_write_follows_the_choice() {
     let agent = ScriptedAgent::new();
-    let mut env = agent.env();
-    env.push(("EXIT_AFTER_JOB", "false"));
-    let worker = TestWorker::spawn(&env);
+    let worker = TestWorker::spawn(&agent.staying());
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"));
     command
         .args([

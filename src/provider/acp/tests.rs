@@ -191,6 +191,20 @@ fn a_timeout_picks_by_kind_and_a_cancel_withdraws() {
 }
 
 #[test]
+fn a_turn_that_ends_with_a_question_open_withdraws_it() {
+    let mut client = started(CLIENT);
+    client.push_line(&permission(json!(4)));
+    let steps = client.push_line(&line(
+        json!({"jsonrpc":"2.0","id":2,"result":{"stopReason":"end_turn"}}),
+    ));
+    assert!(client.open_questions().is_empty());
+    assert_eq!(sent(&steps)[0]["result"]["outcome"], json!({"outcome":"cancelled"}));
+    let names = crate::provider::parser_testing::names(&events(&steps));
+    assert_eq!(names, ["permission_resolved", "tool_result"]);
+    assert!(matches!(steps.last(), Some(Step::Finished(Outcome::Completed(_)))));
+}
+
+#[test]
 fn requests_for_capabilities_not_offered_get_method_not_found() {
     let mut client = started(Policy::AllowAll);
     let steps = client.push_line(&line(
