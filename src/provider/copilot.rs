@@ -102,6 +102,15 @@ fn copilot_entry(server: &McpServer) -> Value {
 }
 
 impl CopilotRun {
+    /// The job's MCP servers in a config file for `--additional-mcp-config`, if it has any.
+    async fn write_mcp_config(&self, ctx: &RunContext<'_>) -> Result<Option<PathBuf>, Failure> {
+        if self.mcp_servers.is_empty() {
+            return Ok(None);
+        }
+        let document = json!({"mcpServers": self.mcp_servers.to_json(copilot_entry)});
+        Ok(Some(mcp::write_config(ctx, MCP_CONFIG_FILE, &document).await?))
+    }
+
     /// The CLI's variables with the request's token, or the reason there are no credentials at all.
     fn env(&self) -> Result<Vec<(String, String)>, Failure> {
         let mut env = child_env(&VARIABLES);
@@ -157,13 +166,7 @@ impl ProviderRun for CopilotRun {
             Some(id) => id.to_string(),
             None => uuid::Uuid::new_v4().to_string(),
         };
-        let mcp_config = match self.mcp_servers.is_empty() {
-            true => None,
-            false => {
-                let document = json!({"mcpServers": self.mcp_servers.to_json(copilot_entry)});
-                Some(mcp::write_config(ctx, MCP_CONFIG_FILE, &document).await?)
-            }
-        };
+        let mcp_config = self.write_mcp_config(ctx).await?;
         Ok(PreparedRun {
             plan: ctx.plan(self.args(ctx, &session_id, mcp_config.as_deref()), env),
             parser: Box::new(CopilotParser::new(Some(session_id))),
@@ -171,15 +174,22 @@ impl ProviderRun for CopilotRun {
         })
     }
 
-    /// `copilot --acp`: the same variables and credentials; tools are not allowed up front, so it asks.
+    /// `copilot --acp`: the same variables and credentials; tools are not allowed up front, so it asks. Its ACP
+    /// mode ignores `session/new`'s MCP servers (measured), so they go on the command line as in headless runs.
     async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
         let mut args: Vec<String> = ["--acp", "--no-auto-update"].map(String::from).to_vec();
         if let Some(model) = &self.options.model {
             args.extend(["--model".to_string(), model.clone()]);
         }
+        if let Some(config) = self.write_mcp_config(ctx).await? {
+            args.extend([
+                "--additional-mcp-config".to_string(),
+                format!("@{}", config.display()),
+            ]);
+        }
         Ok(AcpPrepared {
             plan: ctx.plan(args, self.env()?),
-            mcp_servers: self.mcp_servers.to_acp(),
+            mcp_servers: Vec::new(),
             cleanup: Cleanup::default(),
         })
     }

@@ -270,7 +270,7 @@ mod claude_code {
     };
 
     /// The ACP adapter, as `scripts/install-clis.sh` installs it.
-    fn adapter() -> String {
+    pub fn adapter() -> String {
         std::env::var("CLAUDE_ACP_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
             format!("{home}/.cache/unified-worker/claude-agent-acp-0.23.1/node_modules/.bin/claude-agent-acp")
@@ -328,7 +328,7 @@ mod codex {
     };
 
     /// The ACP adapter, as `scripts/install-clis.sh` installs it.
-    fn adapter() -> String {
+    pub fn adapter() -> String {
         std::env::var("CODEX_ACP_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
             format!(
@@ -378,5 +378,114 @@ mod codex {
         agent.reject().await;
         agent.time_out().await;
         agent.cancel().await;
+    }
+}
+
+/// The job's MCP servers reach an agent over ACP in `session/new`: Copilot and Claude Code (through its adapter) start
+/// the suite's marker server and call its tool once the client allows it.
+mod mcp {
+    use super::*;
+    use crate::{
+        claude_code::claude_worker,
+        copilot::copilot_worker,
+        support::mock_anthropic::{MockAnthropic, Reply},
+    };
+
+    const MARKER_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/marker_server.py");
+
+    /// Runs the job, allowing every question; returns the events.
+    async fn allowing_everything(worker: &TestWorker, body: &Value) -> Vec<SseEvent> {
+        let mut stream = worker.execute(body).await;
+        let mut events = Vec::new();
+        while let Some(event) = stream.next_event().await {
+            if event.kind() == "permission_request" {
+                let option = option_of(&event.data, "allow_once");
+                let job_id = body["jobId"].as_str().unwrap();
+                let resp = answer(&worker.base, job_id, event.data["requestId"].as_str().unwrap(), &option).await;
+                assert_eq!(resp.status(), 200);
+            }
+            events.push(event);
+        }
+        assert_well_formed(&events, 0);
+        events
+    }
+
+    fn body(provider: &str, marker: &Path) -> Value {
+        json!({
+            "userRequest": "Write the marker through the MCP tool",
+            "codingAssistantProvider": provider,
+            "jobId": format!("mcp-{provider}"),
+            "approvals": {"mode": "client"},
+            "providerOptions": {"mcpServers": {"marker": {
+                "command": "python3",
+                "args": [MARKER_SERVER, marker],
+                "env": {"MARKER_SECRET": "mcp-env-CANARY-acp-71e0"},
+            }}},
+        })
+    }
+
+    fn mock() -> MockAnthropic {
+        MockAnthropic::start(Reply::CallMcpTool {
+            server: "marker".into(),
+            tool: "write_marker".into(),
+            input: json!({"text": "written through MCP over ACP"}),
+            final_text: "The marker is written.".into(),
+        })
+    }
+
+    async fn check(worker: &TestWorker, provider: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("marker");
+        let mut body = body(provider, &marker);
+        if provider == "codex" {
+            // Codex's mock provider names the key's variable; the request brings the key.
+            body["codingAssistantAccessToken"] = json!("sk-codex-acp-test-key-0042");
+        }
+        let events = allowing_everything(worker, &body).await;
+        let end = events.last().unwrap();
+        assert_eq!(end.kind(), "completed", "{:?}\n{}", kinds(&events), end.data);
+        assert_eq!(
+            std::fs::read_to_string(&marker).expect("the MCP tool ran"),
+            "written through MCP over ACP\n"
+        );
+        let streamed: String = events.iter().map(|e| e.data.to_string()).collect();
+        assert!(
+            !streamed.contains("CANARY") && !worker.logs().contains("CANARY"),
+            "a canary leaked"
+        );
+    }
+
+    #[tokio::test]
+    async fn copilot_over_acp_runs_the_jobs_mcp_server() {
+        let mock = mock();
+        let worker = copilot_worker(&mock, &[("EXIT_AFTER_JOB", "false")]);
+        check(&worker, "copilot").await;
+    }
+
+    #[tokio::test]
+    async fn codex_over_acp_runs_the_jobs_mcp_server() {
+        let mock = crate::support::mock_openai::MockOpenAi::start(crate::support::mock_openai::Reply::CallMcpTool {
+            server: "marker".into(),
+            tool: "write_marker".into(),
+            input: json!({"text": "written through MCP over ACP"}),
+            final_text: "The marker is written.".into(),
+        });
+        let adapter = super::codex::adapter();
+        let worker = crate::codex::codex_worker(
+            &mock,
+            &[("CODEX_ACP_BIN", adapter.as_str()), ("EXIT_AFTER_JOB", "false")],
+        );
+        check(&worker, "codex").await;
+    }
+
+    #[tokio::test]
+    async fn claude_code_over_acp_runs_the_jobs_mcp_server() {
+        let mock = mock();
+        let adapter = super::claude_code::adapter();
+        let worker = claude_worker(
+            &mock,
+            &[("CLAUDE_ACP_BIN", adapter.as_str()), ("EXIT_AFTER_JOB", "false")],
+        );
+        check(&worker, "claude-code").await;
     }
 }
