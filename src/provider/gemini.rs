@@ -12,7 +12,9 @@ use super::{
     AcpPrepared, AcpSupport, Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles, Variables,
     env::{child_env, get_env, set_env, worker_var},
     input::{self, ModelOnly},
+    mcp::{McpServer, McpServers, McpTransport},
 };
+use serde_json::{Value, json};
 use crate::{
     error::ApiError,
     event::{ErrorCode, Failure},
@@ -57,9 +59,11 @@ impl Provider for Gemini {
         AcpSupport::Optional
     }
 
-    fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+    fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
+        let mcp_servers = request.take_mcp_servers()?;
         Ok(Box::new(GeminiRun {
             key: request.credential.map(input::token_only).transpose()?,
+            mcp_servers,
             // A model only: its turn limit is a settings key, its tool rules are policy files, and its approval
             // mode is fixed to yolo since nobody is there to approve a call.
             options: ModelOnly::parse(request.options)?,
@@ -71,6 +75,18 @@ impl Provider for Gemini {
 struct GeminiRun {
     key: Option<Secret>,
     options: ModelOnly,
+    mcp_servers: McpServers,
+}
+
+/// An entry of Gemini CLI's `mcpServers` setting: a stdio server as the request has it, an http one under
+/// `httpUrl` (its `url` would mean the older SSE transport). The CLI calls its tools `mcp_<server>_<tool>`.
+fn gemini_entry(server: &McpServer) -> Value {
+    match server.transport() {
+        McpTransport::Stdio { command, args, env } => {
+            json!({"command": command, "args": args, "env": env.to_json()})
+        }
+        McpTransport::Http { url, headers } => json!({"httpUrl": url.as_str(), "headers": headers.to_json()}),
+    }
 }
 
 impl GeminiRun {
@@ -95,7 +111,7 @@ impl GeminiRun {
 #[async_trait]
 impl ProviderRun for GeminiRun {
     fn secrets(&self) -> Vec<&str> {
-        self.key.iter().map(Secret::expose).collect()
+        self.key.iter().map(Secret::expose).chain(self.mcp_servers.secrets()).collect()
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
@@ -141,7 +157,8 @@ impl GeminiRun {
             }
         }
         let home = CliHome::new(ctx.private_dir);
-        home.write(ctx.workdir, max_attempts()?).await.map_err(|e| {
+        let mcp_servers = (!self.mcp_servers.is_empty()).then(|| self.mcp_servers.to_json(gemini_entry));
+        home.write(ctx.workdir, max_attempts()?, mcp_servers).await.map_err(|e| {
             Failure::new(
                 ErrorCode::Internal,
                 format!("could not write the Gemini CLI's settings: {e}"),
@@ -191,6 +208,7 @@ mod tests {
             options: ModelOnly {
                 model: Some("gemini-2.5-flash".into()),
             },
+            mcp_servers: McpServers::default(),
         };
         assert_eq!(
             run.args(&ctx(Some("s-1"))).join(" "),
@@ -199,6 +217,7 @@ mod tests {
         let plain = GeminiRun {
             key: None,
             options: ModelOnly::default(),
+            mcp_servers: McpServers::default(),
         };
         assert_eq!(
             plain.args(&ctx(None)).join(" "),
@@ -210,8 +229,7 @@ mod tests {
     fn options_it_cannot_honour_are_refused_by_name() {
         for (options, name) in [
             (json!({"maxTurns": 3}), "maxTurns"),
-            // Its CLI could run them from the settings file, but that is not wired up yet.
-            (json!({"mcpServers": {"docs": {"command": "docs-server"}}}), "mcpServers"),
+            (json!({"permissionMode": "default"}), "permissionMode"),
         ] {
             let refused = Gemini.configure(ProviderRequest {
                 options: Some(options),

@@ -441,6 +441,9 @@ mod mcp {
             // Codex's mock provider names the key's variable; the request brings the key.
             body["codingAssistantAccessToken"] = json!("sk-codex-acp-test-key-0042");
         }
+        if provider == "gemini" {
+            body["providerOptions"]["model"] = json!("gemini-2.5-flash");
+        }
         let events = allowing_everything(worker, &body).await;
         let end = events.last().unwrap();
         assert_eq!(end.kind(), "completed", "{:?}\n{}", kinds(&events), end.data);
@@ -476,6 +479,19 @@ mod mcp {
             &[("CODEX_ACP_BIN", adapter.as_str()), ("EXIT_AFTER_JOB", "false")],
         );
         check(&worker, "codex").await;
+    }
+
+    #[tokio::test]
+    async fn gemini_over_acp_runs_the_jobs_mcp_server() {
+        use crate::support::mock_gemini::{MockGemini, Reply};
+        let mock = MockGemini::start(Reply::CallMcpTool {
+            server: "marker".into(),
+            tool: "write_marker".into(),
+            input: json!({"text": "written through MCP over ACP"}),
+            final_text: "The marker is written.".into(),
+        });
+        let worker = crate::gemini::gemini_worker(&mock, &[("EXIT_AFTER_JOB", "false")]);
+        check(&worker, "gemini").await;
     }
 
     #[tokio::test]

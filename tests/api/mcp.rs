@@ -11,9 +11,11 @@ use crate::{
     claude_code::claude_worker,
     codex::{codex_job, codex_worker},
     copilot::{copilot_job, copilot_worker},
+    gemini::{gemini_job, gemini_worker},
     support::{
         FakeCli, INIT_LINE, RESULT_LINE, TestWorker, job,
         mock_anthropic::{MockAnthropic, Reply},
+        mock_gemini::{self, MockGemini},
         mock_openai::{self, MockOpenAi},
         recorder::Recorder,
         sse::{SseEvent, assert_well_formed},
@@ -138,6 +140,29 @@ async fn codex_calls_the_jobs_stdio_mcp_server() {
     assert_no_canary(&worker, &stream.raw);
 }
 
+#[tokio::test]
+async fn gemini_calls_the_jobs_stdio_mcp_server() {
+    let mock = MockGemini::start(mock_gemini::Reply::CallMcpTool {
+        server: "marker".into(),
+        tool: "write_marker".into(),
+        input: json!({ "text": MARKER_TEXT }),
+        final_text: "The marker is written.".into(),
+    });
+    let worker = gemini_worker(&mock, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let mut body = gemini_job("Write the marker through the MCP tool");
+    body["providerOptions"]["mcpServers"] = marker_servers(&marker);
+
+    let mut stream = worker.execute(&body).await;
+    let events = stream.collect().await;
+
+    assert_well_formed(&events, 0);
+    assert_the_call_is_shown(&events, "mcp_marker_write_marker");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("{MARKER_TEXT}\n"));
+    assert_no_canary(&worker, &stream.raw);
+}
+
 /// Lets http MCP servers on loopback through the callback URL policy.
 const LOOPBACK_HTTP: [(&str, &str); 2] = [
     ("CALLBACK_ALLOWED_HOSTS", "127.0.0.1"),
@@ -148,11 +173,12 @@ const LOOPBACK_HTTP: [(&str, &str); 2] = [
 /// and asserts that the header reached it and shows nowhere else.
 async fn assert_http_headers_reach_the_server(worker: &TestWorker, mut body: Value) {
     let server = Recorder::start();
-    body["providerOptions"] = json!({ "mcpServers": { "remote": {
+    // Next to any option the job already has (Gemini's model).
+    body["providerOptions"]["mcpServers"] = json!({ "remote": {
         "type": "http",
         "url": format!("{}/mcp", server.base()),
         "headers": { "Authorization": format!("Bearer {HEADER_CANARY}") },
-    }}});
+    }});
 
     let mut stream = worker.execute(&body).await;
     let events = stream.collect().await;
@@ -180,6 +206,13 @@ async fn copilot_sends_an_http_mcp_servers_headers_and_nothing_shows_them() {
     let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
     let worker = copilot_worker(&mock, &LOOPBACK_HTTP);
     assert_http_headers_reach_the_server(&worker, copilot_job("hello")).await;
+}
+
+#[tokio::test]
+async fn gemini_sends_an_http_mcp_servers_headers_and_nothing_shows_them() {
+    let mock = MockGemini::start(mock_gemini::Reply::Text("Hi.".into()));
+    let worker = gemini_worker(&mock, &LOOPBACK_HTTP);
+    assert_http_headers_reach_the_server(&worker, gemini_job("hello")).await;
 }
 
 #[tokio::test]

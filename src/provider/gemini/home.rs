@@ -50,13 +50,18 @@ impl CliHome {
         self.project().join("chats")
     }
 
-    /// Writes the settings and ties the project folder to the workspace.
-    pub async fn write(&self, workdir: &Path, max_attempts: Option<u32>) -> io::Result<()> {
+    /// Writes the settings (with the job's MCP servers, whose env and headers may hold credentials: the file is
+    /// private) and ties the project folder to the workspace.
+    pub async fn write(&self, workdir: &Path, max_attempts: Option<u32>, mcp_servers: Option<Value>) -> io::Result<()> {
         let dot_gemini = self.root.join(".gemini");
         tokio::fs::create_dir_all(self.project()).await?;
         tokio::fs::create_dir_all(self.tmp()).await?;
-        let settings = serde_json::to_vec_pretty(&settings(max_attempts)).map_err(io::Error::other)?;
-        tokio::fs::write(dot_gemini.join("settings.json"), settings).await?;
+        let mut settings = settings(max_attempts);
+        if let Some(servers) = mcp_servers {
+            settings["mcpServers"] = servers;
+        }
+        let settings = serde_json::to_vec_pretty(&settings).map_err(io::Error::other)?;
+        crate::provider::private_files::write_private(&dot_gemini.join("settings.json"), &settings).await?;
         // The CLI compares it with its working directory as the kernel reports it, symlinks resolved.
         let workdir = tokio::fs::canonicalize(workdir).await?;
         tokio::fs::write(
@@ -94,7 +99,9 @@ mod tests {
         let workspace = tempfile::tempdir().unwrap();
         let home = CliHome::new(private.path());
 
-        home.write(workspace.path(), Some(1)).await.unwrap();
+        home.write(workspace.path(), Some(1), Some(json!({"docs": {"command": "docs-server"}})))
+            .await
+            .unwrap();
 
         let settings: Value =
             serde_json::from_slice(&std::fs::read(private.path().join(".gemini/settings.json")).unwrap()).unwrap();
@@ -103,6 +110,10 @@ mod tests {
         assert_eq!(settings["telemetry"]["enabled"], false);
         assert_eq!(settings["general"]["enableAutoUpdate"], false);
         assert_eq!(settings["general"]["maxAttempts"], 1);
+        assert_eq!(settings["mcpServers"]["docs"]["command"], "docs-server");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(private.path().join(".gemini/settings.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the settings may hold credentials");
         let marker = std::fs::read_to_string(private.path().join(".gemini/tmp/workspace/.project_root")).unwrap();
         assert_eq!(Path::new(&marker), workspace.path().canonicalize().unwrap());
         assert_eq!(home.chats(), private.path().join(".gemini/tmp/workspace/chats"));

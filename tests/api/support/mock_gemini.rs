@@ -40,6 +40,14 @@ pub enum Reply {
     Text(String),
     /// Every turn: this HTTP status with a Google-style JSON error body.
     Status(u16),
+    /// First turn: a call of tool `tool` of MCP server `server` with `input`, under the name the CLI gives it
+    /// (`mcp_<server>_<tool>`); the turn carrying its response: plain text `final_text`.
+    CallMcpTool {
+        server: String,
+        tool: String,
+        input: Value,
+        final_text: String,
+    },
 }
 
 /// What one call brought.
@@ -155,6 +163,15 @@ async fn model_call(shared: web::Data<Shared>, req: HttpRequest, body: web::Byte
                 ]
             }
         }
+        Reply::CallMcpTool { final_text, .. } if last_content_has_function_response(&request) => {
+            vec![json!({ "text": final_text })]
+        }
+        Reply::CallMcpTool {
+            server, tool, input, ..
+        } => vec![
+            json!({ "text": format!("Calling {tool}.") }),
+            json!({ "functionCall": { "name": format!("mcp_{server}_{tool}"), "args": input } }),
+        ],
     };
     if method.ends_with(":streamGenerateContent") {
         HttpResponse::Ok()
