@@ -505,3 +505,79 @@ mod mcp {
         check(&worker, "claude-code").await;
     }
 }
+
+/// A session resumed over ACP (`session/load`) on another replica through the session store: the agent remembers,
+/// and the stream shows the new turn, not the old one again. (Gemini CLI 0.61.0 refuses to load the sessions its ACP
+/// mode saved, "No previous sessions found for this project", even on the same machine: see the README.)
+mod resume {
+    use super::*;
+
+    const CODE_WORD: &str = "HERON-5150";
+
+    async fn remembers(provider: &str, start: impl Fn(&str) -> TestWorker, body: Value, turns: impl Fn() -> String) {
+        let store = tempfile::tempdir().unwrap();
+        let store_dir = store.path().to_str().unwrap();
+        let a = start(store_dir);
+        let mut first = body.clone();
+        first["userRequest"] = json!(format!("Remember the code word {CODE_WORD}."));
+        first["approvals"] = json!({"mode": "client"});
+        let events = a.execute(&first).await.collect().await;
+        let done = &events.last().unwrap().data;
+        assert_eq!(done["type"], "completed", "{provider}: {done}");
+        let session = done["sessionId"].as_str().expect("a session id").to_string();
+        drop(a);
+
+        let b = start(store_dir);
+        let mut second = body;
+        second["userRequest"] = json!("Which code word did I give you?");
+        second["approvals"] = json!({"mode": "client"});
+        second["resumeSessionId"] = json!(session);
+        let events = b.execute(&second).await.collect().await;
+        assert_well_formed(&events, 0);
+        let done = &events.last().unwrap().data;
+        assert_eq!(done["type"], "completed", "{provider}: {:?} {done}", kinds(&events));
+        assert_eq!(done["sessionId"], session.as_str());
+        assert!(
+            turns().contains(CODE_WORD),
+            "{provider}: the agent forgot the first turn"
+        );
+        let said: Vec<&Value> = events
+            .iter()
+            .filter(|e| e.kind() == "assistant_message")
+            .map(|e| &e.data["text"])
+            .collect();
+        assert_eq!(said.len(), 1, "{provider}: the old turn was streamed again: {said:?}");
+    }
+
+    #[tokio::test]
+    async fn copilot_resumes_over_acp() {
+        use crate::support::mock_anthropic::{MockAnthropic, Reply};
+        let mock = MockAnthropic::start(Reply::Text("Noted.".into()));
+        remembers(
+            "copilot",
+            |store| crate::copilot::copilot_worker(&mock, &[("SESSION_STORE_DIR", store)]),
+            json!({"codingAssistantProvider": "copilot"}),
+            || serde_json::to_string(&mock.requests().last().cloned()).unwrap(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn claude_code_resumes_over_acp() {
+        use crate::support::mock_anthropic::{MockAnthropic, Reply};
+        let mock = MockAnthropic::start(Reply::Text("Noted.".into()));
+        let adapter = super::claude_code::adapter();
+        remembers(
+            "claude-code",
+            |store| {
+                crate::claude_code::claude_worker(
+                    &mock,
+                    &[("SESSION_STORE_DIR", store), ("CLAUDE_ACP_BIN", adapter.as_str())],
+                )
+            },
+            json!({"codingAssistantProvider": "claude-code"}),
+            || serde_json::to_string(&mock.requests().last().cloned()).unwrap(),
+        )
+        .await;
+    }
+}
