@@ -114,13 +114,13 @@ pub async fn converse(
         }
     };
 
-    // Stopped from outside: open questions are withdrawn and the turn cancelled, the agent gets the grace period
-    // to say so, then the whole group goes. The session is not used again (one adapter answers a turn behind
-    // after a cancel).
+    // Stopped from outside: open questions are withdrawn and the turn cancelled, the agent gets a moment to say
+    // so, then the whole group goes. The session is not used again (one adapter answers a turn behind after a
+    // cancel).
     turn.settle_all();
     let steps = turn.client.cancel();
     turn.apply(steps);
-    let grace = tokio::time::sleep(limits.kill_grace);
+    let grace = tokio::time::sleep(limits.kill_grace.min(CANCEL_REPLY_WAIT));
     tokio::pin!(grace);
     while turn.outcome.is_none() {
         tokio::select! {
@@ -138,6 +138,11 @@ pub async fn converse(
     failure.session_id = turn.client.session_id().map(String::from);
     Outcome::Failed(failure)
 }
+
+/// How long a cancelled agent may take to end its turn before its group is signalled. The agents here answer
+/// within milliseconds; the bound keeps a stop within `KILL_GRACE_SECONDS` plus this, so SIGTERM's drain stays
+/// inside the worker's shutdown bound.
+const CANCEL_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Turn<'a, E> {
     client: AcpClient,
