@@ -308,6 +308,27 @@ async fn cancel_while_asking_withdraws_the_question_and_leaves_no_process() {
 }
 
 #[tokio::test]
+async fn sigterm_while_asking_withdraws_the_question_and_the_worker_exits() {
+    let agent = ScriptedAgent::new();
+    let mut worker = TestWorker::spawn(&agent.env());
+    let mut stream = worker.execute(&approval_job("term-1", json!({"mode": "client"}))).await;
+    let (mut events, _) = asked(&mut stream).await;
+    let pid = agent.pid();
+    worker.signal(libc::SIGTERM);
+    events.extend(stream.collect().await);
+    assert_well_formed(&events, 0);
+    let resolved = &one(&events, "permission_resolved").data;
+    assert_eq!(resolved["by"], "cancel");
+    assert_eq!(events.last().unwrap().data["code"], "shutdown");
+    assert!(wait_until_dead(pid).await, "the agent survived SIGTERM");
+    assert!(worker.exit_status().await.success());
+    assert!(
+        agent.received().iter().any(|m| m["method"] == "session/cancel"),
+        "no session/cancel before the kill"
+    );
+}
+
+#[tokio::test]
 async fn the_answer_endpoint_refuses_what_it_cannot_take() {
     let agent = ScriptedAgent::new();
     let worker = TestWorker::spawn(&agent.env());
