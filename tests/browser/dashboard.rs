@@ -341,6 +341,7 @@ async fn a_question_of_the_agent_is_answered_with_a_button() {
         ("ACP_AGENTS", agents.as_str()),
         ("EXIT_AFTER_JOB", "false"),
         ("KEEP_WORKSPACE", "1"),
+        ("WORKER_ID", "worker-1"),
     ]);
     browser.goto(&worker.url("/")).await;
     browser
