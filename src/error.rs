@@ -129,6 +129,22 @@ impl ApiError {
     }
 }
 
+/// A request body that must be a JSON object of type `T`: not JSON, or not an object, is 400 naming no field; a
+/// document that does not fit `T` is answered as `from_json` says.
+pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
+        message: format!("body is not valid JSON: {e}"),
+        field: None,
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidJson {
+            message: "body must be a JSON object".into(),
+            field: None,
+        });
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))
+}
+
 fn backticked<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
     message.strip_prefix(prefix)?.split('`').next()
 }

@@ -179,18 +179,7 @@ impl JobRequest {
 }
 
 pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
-        message: format!("body is not valid JSON: {e}"),
-        field: None,
-    })?;
-    if !value.is_object() {
-        return Err(ApiError::InvalidJson {
-            message: "body must be a JSON object".into(),
-            field: None,
-        });
-    }
-    let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))?;
-    validate(raw, settings)
+    validate(crate::error::json_object(body)?, settings)
 }
 
 pub(crate) fn required(field: &str, value: &str) -> Result<(), ApiError> {

@@ -125,6 +125,19 @@ fn codex_entry(server: &McpServer) -> Value {
 }
 
 impl CodexRun {
+    /// The `-c` overrides both ways of running Codex share: no analytics or update checks, and the model.
+    fn config_overrides(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["-c", "analytics.enabled=false", "-c", "check_for_update_on_startup=false"]
+            .map(String::from)
+            .to_vec();
+        if let Some(model) = &self.options.model {
+            // A TOML string: a bare value that happens to parse as a number or boolean would change its type.
+            let quoted = serde_json::to_string(model).unwrap_or_default();
+            args.extend(["-c".to_string(), format!("model={quoted}")]);
+        }
+        args
+    }
+
     fn args(&self, ctx: &RunContext<'_>) -> Vec<String> {
         // No prompt argument: `codex exec` (and `exec resume <id>`) read the prompt from stdin.
         let mut args: Vec<String> = [
@@ -142,18 +155,10 @@ impl CodexRun {
             "remote_plugin",
             "--disable",
             "apps",
-            "-c",
-            "analytics.enabled=false",
-            "-c",
-            "check_for_update_on_startup=false",
         ]
         .map(String::from)
         .to_vec();
-        if let Some(model) = &self.options.model {
-            // A TOML string: a bare value that happens to parse as a number or boolean would change its type.
-            let quoted = serde_json::to_string(model).unwrap_or_default();
-            args.extend(["-c".to_string(), format!("model={quoted}")]);
-        }
+        args.extend(self.config_overrides());
         // One override per server: Codex merges them into the operator's `mcp_servers`, a request's server
         // replacing one of the same name. Server names are bare TOML keys (letters, digits, `_`, `-`).
         for server in self.mcp_servers.iter() {
@@ -232,22 +237,10 @@ impl ProviderRun for CodexRun {
     /// Commands ask first (`untrusted`); the sandbox is the replica (the adapter's own needs bubblewrap).
     async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
         let env = self.env(ctx).await?;
-        let mut args: Vec<String> = [
-            "-c",
-            "sandbox_mode=\"danger-full-access\"",
-            "-c",
-            "approval_policy=\"untrusted\"",
-            "-c",
-            "analytics.enabled=false",
-            "-c",
-            "check_for_update_on_startup=false",
-        ]
-        .map(String::from)
-        .to_vec();
-        if let Some(model) = &self.options.model {
-            let quoted = serde_json::to_string(model).unwrap_or_default();
-            args.extend(["-c".to_string(), format!("model={quoted}")]);
-        }
+        let mut args: Vec<String> = ["-c", "sandbox_mode=\"danger-full-access\"", "-c", "approval_policy=\"untrusted\""]
+            .map(String::from)
+            .to_vec();
+        args.extend(self.config_overrides());
         let mut plan = ctx.plan(args, env);
         plan.program = worker_var(ACP_ADAPTER_VAR).unwrap_or_else(|| ACP_ADAPTER.to_string()).into();
         Ok(AcpPrepared {

@@ -65,17 +65,7 @@ const MAX_ANSWER_BYTES: usize = 4096;
 pub async fn read_answer(req: &HttpRequest, payload: web::Payload) -> Result<PermissionAnswer, ApiError> {
     super::body::require_json(req)?;
     let body = super::body::read(req, payload, MAX_ANSWER_BYTES).await?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson {
-        message: format!("body is not valid JSON: {e}"),
-        field: None,
-    })?;
-    if !value.is_object() {
-        return Err(ApiError::InvalidJson {
-            message: "body must be a JSON object".into(),
-            field: None,
-        });
-    }
-    let answer: PermissionAnswer = serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))?;
+    let answer: PermissionAnswer = crate::error::json_object(&body)?;
     crate::request::required("optionId", &answer.option_id)?;
     Ok(answer)
 }

@@ -171,6 +171,42 @@ impl Agent {
     }
 }
 
+/// The stories run one after another on one worker, which stays after each job and stops an agent quickly.
+const STAYING: [(&str, &str); 2] = [("EXIT_AFTER_JOB", "false"), ("KILL_GRACE_SECONDS", "1")];
+const FINAL_TEXT: &str = "I wrote hello.txt.";
+
+/// `STAYING` and the variable that points the worker at an installed ACP adapter.
+fn with_adapter<'a>(var: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
+    assert!(
+        Path::new(path).exists(),
+        "the ACP adapter is not at {path}; run scripts/install-clis.sh or set {var}"
+    );
+    let mut env = STAYING.to_vec();
+    env.push((var, path));
+    env
+}
+
+/// The two tests of every real agent, for a module with `mock()` and `agent(&mock)`: allow on a worker of its own,
+/// then reject, no answer and cancel one after another on another.
+macro_rules! stories {
+    ($allow:ident, $the_rest:ident) => {
+        #[tokio::test]
+        async fn $allow() {
+            let mock = mock();
+            agent(&mock).allow().await;
+        }
+
+        #[tokio::test]
+        async fn $the_rest() {
+            let mock = mock();
+            let agent = agent(&mock);
+            agent.reject().await;
+            agent.time_out().await;
+            agent.cancel().await;
+        }
+    };
+}
+
 mod copilot {
     use super::*;
     use crate::{
@@ -178,27 +214,26 @@ mod copilot {
         support::mock_anthropic::{MockAnthropic, Reply},
     };
 
-    fn agent(mock: &MockAnthropic) -> Agent {
-        Agent {
-            worker: copilot_worker(mock, &[("EXIT_AFTER_JOB", "false"), ("KILL_GRACE_SECONDS", "1")]),
-            body: json!({"userRequest": "Create hello.txt", "codingAssistantProvider": "copilot"}),
-            final_text: "I wrote hello.txt.",
-        }
-    }
-
     fn mock() -> MockAnthropic {
         MockAnthropic::start(Reply::WriteFile {
             file_name: "hello.txt".into(),
             content: CONTENT.into(),
-            final_text: "I wrote hello.txt.".into(),
+            final_text: FINAL_TEXT.into(),
         })
     }
 
-    #[tokio::test]
-    async fn copilot_asks_and_an_allowed_write_happens() {
-        let mock = mock();
-        agent(&mock).allow().await;
+    fn agent(mock: &MockAnthropic) -> Agent {
+        Agent {
+            worker: copilot_worker(mock, &STAYING),
+            body: json!({"userRequest": "Create hello.txt", "codingAssistantProvider": "copilot"}),
+            final_text: FINAL_TEXT,
+        }
     }
+
+    stories!(
+        copilot_asks_and_an_allowed_write_happens,
+        copilot_rejected_timed_out_and_cancelled_writes_do_not_happen
+    );
 
     /// Over ACP Copilot reports a refused model call only as message text; the job must still fail, by name.
     #[tokio::test]
@@ -211,15 +246,6 @@ mod copilot {
         assert_well_formed(&events, 0);
         let end = &events.last().unwrap().data;
         assert_eq!(end["code"], "auth_failed", "{end}");
-    }
-
-    #[tokio::test]
-    async fn copilot_rejected_timed_out_and_cancelled_writes_do_not_happen() {
-        let mock = mock();
-        let agent = agent(&mock);
-        agent.reject().await;
-        agent.time_out().await;
-        agent.cancel().await;
     }
 }
 
@@ -234,164 +260,96 @@ mod gemini {
         MockGemini::start(Reply::WriteFile {
             file_name: "hello.txt".into(),
             content: CONTENT.into(),
-            final_text: "I wrote hello.txt.".into(),
+            final_text: FINAL_TEXT.into(),
         })
     }
 
     fn agent(mock: &MockGemini) -> Agent {
         Agent {
-            worker: gemini_worker(mock, &[("EXIT_AFTER_JOB", "false"), ("KILL_GRACE_SECONDS", "1")]),
+            worker: gemini_worker(mock, &STAYING),
             body: gemini_job("Create hello.txt"),
-            final_text: "I wrote hello.txt.",
+            final_text: FINAL_TEXT,
         }
     }
 
-    #[tokio::test]
-    async fn gemini_asks_and_an_allowed_write_happens() {
-        let mock = mock();
-        agent(&mock).allow().await;
-    }
-
-    #[tokio::test]
-    async fn gemini_rejected_timed_out_and_cancelled_writes_do_not_happen() {
-        let mock = mock();
-        let agent = agent(&mock);
-        agent.reject().await;
-        agent.time_out().await;
-        agent.cancel().await;
-    }
+    stories!(
+        gemini_asks_and_an_allowed_write_happens,
+        gemini_rejected_timed_out_and_cancelled_writes_do_not_happen
+    );
 }
 
 mod claude_code {
     use super::*;
     use crate::{
         claude_code::claude_worker,
-        support::mock_anthropic::{MockAnthropic, Reply},
+        support::{
+            claude_acp_bin,
+            mock_anthropic::{MockAnthropic, Reply},
+        },
     };
-
-    /// The ACP adapter, as `scripts/install-clis.sh` installs it.
-    pub fn adapter() -> String {
-        std::env::var("CLAUDE_ACP_BIN").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            format!("{home}/.cache/unified-worker/claude-agent-acp-0.23.1/node_modules/.bin/claude-agent-acp")
-        })
-    }
 
     fn mock() -> MockAnthropic {
         MockAnthropic::start(Reply::WriteFile {
             file_name: "hello.txt".into(),
             content: CONTENT.into(),
-            final_text: "I wrote hello.txt.".into(),
+            final_text: FINAL_TEXT.into(),
         })
     }
 
-    fn agent(mock: &MockAnthropic, adapter: &str) -> Agent {
-        assert!(
-            Path::new(adapter).exists(),
-            "the Claude Code ACP adapter is not at {adapter}; run scripts/install-clis.sh or set CLAUDE_ACP_BIN"
-        );
+    fn agent(mock: &MockAnthropic) -> Agent {
         Agent {
-            worker: claude_worker(
-                mock,
-                &[
-                    ("CLAUDE_ACP_BIN", adapter),
-                    ("EXIT_AFTER_JOB", "false"),
-                    ("KILL_GRACE_SECONDS", "1"),
-                ],
-            ),
+            worker: claude_worker(mock, &with_adapter("CLAUDE_ACP_BIN", &claude_acp_bin())),
             body: json!({"userRequest": "Create hello.txt", "codingAssistantProvider": "claude-code"}),
-            final_text: "I wrote hello.txt.",
+            final_text: FINAL_TEXT,
         }
     }
 
-    #[tokio::test]
-    async fn claude_code_asks_through_its_adapter_and_an_allowed_write_happens() {
-        let mock = mock();
-        agent(&mock, &adapter()).allow().await;
-    }
-
-    #[tokio::test]
-    async fn claude_code_rejected_timed_out_and_cancelled_writes_do_not_happen() {
-        let mock = mock();
-        let agent = agent(&mock, &adapter());
-        agent.reject().await;
-        agent.time_out().await;
-        agent.cancel().await;
-    }
+    stories!(
+        claude_code_asks_through_its_adapter_and_an_allowed_write_happens,
+        claude_code_rejected_timed_out_and_cancelled_writes_do_not_happen
+    );
 }
 
 mod codex {
     use super::*;
     use crate::{
         codex::{codex_job, codex_worker},
-        support::mock_openai::{MockOpenAi, Reply},
+        support::{
+            codex_acp_bin,
+            mock_openai::{MockOpenAi, Reply},
+        },
     };
-
-    /// The ACP adapter, as `scripts/install-clis.sh` installs it.
-    pub fn adapter() -> String {
-        std::env::var("CODEX_ACP_BIN").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-            format!(
-                "{home}/.cache/unified-worker/codex-acp-0.16.0/node_modules/@zed-industries/codex-acp-linux-x64/bin/\
-                 codex-acp"
-            )
-        })
-    }
 
     fn mock() -> MockOpenAi {
         MockOpenAi::start(Reply::WriteFile {
             file_name: "hello.txt".into(),
             content: CONTENT.into(),
-            final_text: "I wrote hello.txt.".into(),
+            final_text: FINAL_TEXT.into(),
         })
     }
 
-    fn agent(mock: &MockOpenAi, adapter: &str) -> Agent {
-        assert!(
-            Path::new(adapter).exists(),
-            "the Codex ACP adapter is not at {adapter}; run scripts/install-clis.sh or set CODEX_ACP_BIN"
-        );
+    fn agent(mock: &MockOpenAi) -> Agent {
         Agent {
-            worker: codex_worker(
-                mock,
-                &[
-                    ("CODEX_ACP_BIN", adapter),
-                    ("EXIT_AFTER_JOB", "false"),
-                    ("KILL_GRACE_SECONDS", "1"),
-                ],
-            ),
+            worker: codex_worker(mock, &with_adapter("CODEX_ACP_BIN", &codex_acp_bin())),
             body: codex_job("Create hello.txt"),
-            final_text: "I wrote hello.txt.",
+            final_text: FINAL_TEXT,
         }
     }
 
-    #[tokio::test]
-    async fn codex_asks_through_its_adapter_and_an_allowed_write_happens() {
-        let mock = mock();
-        agent(&mock, &adapter()).allow().await;
-    }
-
-    #[tokio::test]
-    async fn codex_rejected_timed_out_and_cancelled_writes_do_not_happen() {
-        let mock = mock();
-        let agent = agent(&mock, &adapter());
-        agent.reject().await;
-        agent.time_out().await;
-        agent.cancel().await;
-    }
+    stories!(
+        codex_asks_through_its_adapter_and_an_allowed_write_happens,
+        codex_rejected_timed_out_and_cancelled_writes_do_not_happen
+    );
 }
 
-/// The job's MCP servers reach an agent over ACP in `session/new`: Copilot and Claude Code (through its adapter) start
-/// the suite's marker server and call its tool once the client allows it.
+/// The job's MCP servers reach every agent over ACP (in `session/new`, or as in its headless runs where its ACP mode
+/// ignores those): each starts the suite's marker server and calls its tool once the client allows it.
 mod mcp {
     use super::*;
     use crate::{
-        claude_code::claude_worker,
-        copilot::copilot_worker,
-        support::mock_anthropic::{MockAnthropic, Reply},
+        mcp::{MARKER_TEXT, call_the_marker_tool, marker_servers},
+        support::{claude_acp_bin, codex_acp_bin, mock_anthropic::MockAnthropic},
     };
-
-    const MARKER_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/marker_server.py");
 
     /// Runs the job, allowing every question; returns the events.
     async fn allowing_everything(worker: &TestWorker, body: &Value) -> Vec<SseEvent> {
@@ -410,46 +368,20 @@ mod mcp {
         events
     }
 
-    fn body(provider: &str, marker: &Path) -> Value {
-        json!({
-            "userRequest": "Write the marker through the MCP tool",
-            "codingAssistantProvider": provider,
-            "jobId": format!("mcp-{provider}"),
-            "approvals": {"mode": "client"},
-            "providerOptions": {"mcpServers": {"marker": {
-                "command": "python3",
-                "args": [MARKER_SERVER, marker],
-                "env": {"MARKER_SECRET": "mcp-env-CANARY-acp-71e0"},
-            }}},
-        })
-    }
-
-    fn mock() -> MockAnthropic {
-        MockAnthropic::start(Reply::CallMcpTool {
-            server: "marker".into(),
-            tool: "write_marker".into(),
-            input: json!({"text": "written through MCP over ACP"}),
-            final_text: "The marker is written.".into(),
-        })
-    }
-
-    async fn check(worker: &TestWorker, provider: &str) {
+    /// `body`, the provider's own request, with approvals and the marker server added.
+    async fn check(worker: &TestWorker, mut body: Value) {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("marker");
-        let mut body = body(provider, &marker);
-        if provider == "codex" {
-            // Codex's mock provider names the key's variable; the request brings the key.
-            body["codingAssistantAccessToken"] = json!("sk-codex-acp-test-key-0042");
-        }
-        if provider == "gemini" {
-            body["providerOptions"]["model"] = json!("gemini-2.5-flash");
-        }
+        body["userRequest"] = json!("Write the marker through the MCP tool");
+        body["jobId"] = json!("mcp");
+        body["approvals"] = json!({"mode": "client"});
+        body["providerOptions"]["mcpServers"] = marker_servers(&marker);
         let events = allowing_everything(worker, &body).await;
         let end = events.last().unwrap();
         assert_eq!(end.kind(), "completed", "{:?}\n{}", kinds(&events), end.data);
         assert_eq!(
             std::fs::read_to_string(&marker).expect("the MCP tool ran"),
-            "written through MCP over ACP\n"
+            format!("{MARKER_TEXT}\n")
         );
         let streamed: String = events.iter().map(|e| e.data.to_string()).collect();
         assert!(
@@ -460,49 +392,30 @@ mod mcp {
 
     #[tokio::test]
     async fn copilot_over_acp_runs_the_jobs_mcp_server() {
-        let mock = mock();
-        let worker = copilot_worker(&mock, &[("EXIT_AFTER_JOB", "false")]);
-        check(&worker, "copilot").await;
+        let mock = MockAnthropic::start(call_the_marker_tool());
+        let worker = crate::copilot::copilot_worker(&mock, &STAYING);
+        check(&worker, crate::copilot::copilot_job("x")).await;
     }
 
     #[tokio::test]
     async fn codex_over_acp_runs_the_jobs_mcp_server() {
-        let mock = crate::support::mock_openai::MockOpenAi::start(crate::support::mock_openai::Reply::CallMcpTool {
-            server: "marker".into(),
-            tool: "write_marker".into(),
-            input: json!({"text": "written through MCP over ACP"}),
-            final_text: "The marker is written.".into(),
-        });
-        let adapter = super::codex::adapter();
-        let worker = crate::codex::codex_worker(
-            &mock,
-            &[("CODEX_ACP_BIN", adapter.as_str()), ("EXIT_AFTER_JOB", "false")],
-        );
-        check(&worker, "codex").await;
+        let mock = crate::support::mock_openai::MockOpenAi::start(crate::mcp::call_the_marker_tool_openai());
+        let worker = crate::codex::codex_worker(&mock, &with_adapter("CODEX_ACP_BIN", &codex_acp_bin()));
+        check(&worker, crate::codex::codex_job("x")).await;
     }
 
     #[tokio::test]
     async fn gemini_over_acp_runs_the_jobs_mcp_server() {
-        use crate::support::mock_gemini::{MockGemini, Reply};
-        let mock = MockGemini::start(Reply::CallMcpTool {
-            server: "marker".into(),
-            tool: "write_marker".into(),
-            input: json!({"text": "written through MCP over ACP"}),
-            final_text: "The marker is written.".into(),
-        });
-        let worker = crate::gemini::gemini_worker(&mock, &[("EXIT_AFTER_JOB", "false")]);
-        check(&worker, "gemini").await;
+        let mock = crate::support::mock_gemini::MockGemini::start(crate::mcp::call_the_marker_tool_gemini());
+        let worker = crate::gemini::gemini_worker(&mock, &STAYING);
+        check(&worker, crate::gemini::gemini_job("x")).await;
     }
 
     #[tokio::test]
     async fn claude_code_over_acp_runs_the_jobs_mcp_server() {
-        let mock = mock();
-        let adapter = super::claude_code::adapter();
-        let worker = claude_worker(
-            &mock,
-            &[("CLAUDE_ACP_BIN", adapter.as_str()), ("EXIT_AFTER_JOB", "false")],
-        );
-        check(&worker, "claude-code").await;
+        let mock = MockAnthropic::start(call_the_marker_tool());
+        let worker = crate::claude_code::claude_worker(&mock, &with_adapter("CLAUDE_ACP_BIN", &claude_acp_bin()));
+        check(&worker, crate::support::job("x")).await;
     }
 }
 
@@ -566,7 +479,7 @@ mod resume {
     async fn claude_code_resumes_over_acp() {
         use crate::support::mock_anthropic::{MockAnthropic, Reply};
         let mock = MockAnthropic::start(Reply::Text("Noted.".into()));
-        let adapter = super::claude_code::adapter();
+        let adapter = crate::support::claude_acp_bin();
         remembers(
             "claude-code",
             |store| {

@@ -22,13 +22,13 @@ use crate::{
     },
 };
 
-const MARKER_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/marker_server.py");
-const ENV_CANARY: &str = "mcp-env-CANARY-5b7e91d3";
+pub const MARKER_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mcp/marker_server.py");
+pub const ENV_CANARY: &str = "mcp-env-CANARY-5b7e91d3";
 const HEADER_CANARY: &str = "mcp-header-CANARY-0c44a2e8";
-const MARKER_TEXT: &str = "written through MCP";
+pub const MARKER_TEXT: &str = "written through MCP";
 
 /// `{"marker": …}`: the marker server, writing to `marker`, with the env canary.
-fn marker_servers(marker: &Path) -> Value {
+pub fn marker_servers(marker: &Path) -> Value {
     json!({ "marker": {
         "command": "python3",
         "args": [MARKER_SERVER, marker],
@@ -36,8 +36,28 @@ fn marker_servers(marker: &Path) -> Value {
     }})
 }
 
-fn call_the_marker_tool() -> Reply {
+pub fn call_the_marker_tool() -> Reply {
     Reply::CallMcpTool {
+        server: "marker".into(),
+        tool: "write_marker".into(),
+        input: json!({ "text": MARKER_TEXT }),
+        final_text: "The marker is written.".into(),
+    }
+}
+
+/// The same call, from the mock OpenAI Responses API (Codex).
+pub fn call_the_marker_tool_openai() -> mock_openai::Reply {
+    mock_openai::Reply::CallMcpTool {
+        server: "marker".into(),
+        tool: "write_marker".into(),
+        input: json!({ "text": MARKER_TEXT }),
+        final_text: "The marker is written.".into(),
+    }
+}
+
+/// The same call, from the mock Gemini API.
+pub fn call_the_marker_tool_gemini() -> mock_gemini::Reply {
+    mock_gemini::Reply::CallMcpTool {
         server: "marker".into(),
         tool: "write_marker".into(),
         input: json!({ "text": MARKER_TEXT }),
@@ -80,87 +100,67 @@ fn assert_no_canary(worker: &TestWorker, streamed: &[u8]) {
     }
 }
 
-#[tokio::test]
-async fn claude_code_calls_the_jobs_stdio_mcp_server_in_default_permission_mode() {
-    let mock = MockAnthropic::start(call_the_marker_tool());
-    let worker = claude_worker(&mock, &[]);
+/// Runs `body` with the marker server added to its options and asserts the whole story: the tool call under
+/// `tool_name` in the stream, the marker written, no canary anywhere.
+async fn assert_the_marker_server_is_called(worker: &TestWorker, mut body: Value, tool_name: &str) {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
-    let mut body = job("Write the marker through the MCP tool");
-    // Outside bypassPermissions only the worker's allow rule lets the tool run.
-    body["providerOptions"] = json!({ "permissionMode": "default", "mcpServers": marker_servers(&marker) });
-
-    let mut stream = worker.execute(&body).await;
-    let events = stream.collect().await;
-
-    assert_well_formed(&events, 0);
-    assert_the_call_is_shown(&events, "mcp__marker__write_marker");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("{MARKER_TEXT}\n"));
-    assert_no_canary(&worker, &stream.raw);
-}
-
-#[tokio::test]
-async fn copilot_calls_the_jobs_stdio_mcp_server() {
-    let mock = MockAnthropic::start(call_the_marker_tool());
-    let worker = copilot_worker(&mock, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("marker");
-    let mut body = copilot_job("Write the marker through the MCP tool");
-    body["providerOptions"] = json!({ "mcpServers": marker_servers(&marker) });
-
-    let mut stream = worker.execute(&body).await;
-    let events = stream.collect().await;
-
-    assert_well_formed(&events, 0);
-    assert_the_call_is_shown(&events, "marker-write_marker");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("{MARKER_TEXT}\n"));
-    assert_no_canary(&worker, &stream.raw);
-}
-
-#[tokio::test]
-async fn codex_calls_the_jobs_stdio_mcp_server() {
-    let mock = MockOpenAi::start(mock_openai::Reply::CallMcpTool {
-        server: "marker".into(),
-        tool: "write_marker".into(),
-        input: json!({ "text": MARKER_TEXT }),
-        final_text: "The marker is written.".into(),
-    });
-    let worker = codex_worker(&mock, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("marker");
-    let mut body = codex_job("Write the marker through the MCP tool");
-    body["providerOptions"] = json!({ "mcpServers": marker_servers(&marker) });
-
-    let mut stream = worker.execute(&body).await;
-    let events = stream.collect().await;
-
-    assert_well_formed(&events, 0);
-    assert_the_call_is_shown(&events, "mcp__marker__write_marker");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("{MARKER_TEXT}\n"));
-    assert_no_canary(&worker, &stream.raw);
-}
-
-#[tokio::test]
-async fn gemini_calls_the_jobs_stdio_mcp_server() {
-    let mock = MockGemini::start(mock_gemini::Reply::CallMcpTool {
-        server: "marker".into(),
-        tool: "write_marker".into(),
-        input: json!({ "text": MARKER_TEXT }),
-        final_text: "The marker is written.".into(),
-    });
-    let worker = gemini_worker(&mock, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("marker");
-    let mut body = gemini_job("Write the marker through the MCP tool");
+    // Next to any option the job already has.
     body["providerOptions"]["mcpServers"] = marker_servers(&marker);
 
     let mut stream = worker.execute(&body).await;
     let events = stream.collect().await;
 
     assert_well_formed(&events, 0);
-    assert_the_call_is_shown(&events, "mcp_marker_write_marker");
+    assert_the_call_is_shown(&events, tool_name);
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("{MARKER_TEXT}\n"));
-    assert_no_canary(&worker, &stream.raw);
+    assert_no_canary(worker, &stream.raw);
+}
+
+#[tokio::test]
+async fn claude_code_calls_the_jobs_stdio_mcp_server_in_default_permission_mode() {
+    let mock = MockAnthropic::start(call_the_marker_tool());
+    let worker = claude_worker(&mock, &[]);
+    let mut body = job("Write the marker through the MCP tool");
+    // Outside bypassPermissions only the worker's allow rule lets the tool run.
+    body["providerOptions"] = json!({ "permissionMode": "default" });
+    assert_the_marker_server_is_called(&worker, body, "mcp__marker__write_marker").await;
+}
+
+#[tokio::test]
+async fn copilot_calls_the_jobs_stdio_mcp_server() {
+    let mock = MockAnthropic::start(call_the_marker_tool());
+    let worker = copilot_worker(&mock, &[]);
+    assert_the_marker_server_is_called(
+        &worker,
+        copilot_job("Write the marker through the MCP tool"),
+        "marker-write_marker",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn codex_calls_the_jobs_stdio_mcp_server() {
+    let mock = MockOpenAi::start(call_the_marker_tool_openai());
+    let worker = codex_worker(&mock, &[]);
+    assert_the_marker_server_is_called(
+        &worker,
+        codex_job("Write the marker through the MCP tool"),
+        "mcp__marker__write_marker",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gemini_calls_the_jobs_stdio_mcp_server() {
+    let mock = MockGemini::start(call_the_marker_tool_gemini());
+    let worker = gemini_worker(&mock, &[]);
+    assert_the_marker_server_is_called(
+        &worker,
+        gemini_job("Write the marker through the MCP tool"),
+        "mcp_marker_write_marker",
+    )
+    .await;
 }
 
 /// Lets http MCP servers on loopback through the callback URL policy.

@@ -350,6 +350,25 @@ pub fn copilot_bin() -> String {
     })
 }
 
+/// Claude Code's ACP adapter, as `scripts/install-clis.sh` installs it.
+pub fn claude_acp_bin() -> String {
+    std::env::var("CLAUDE_ACP_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/unified-worker/claude-agent-acp-0.23.1/node_modules/.bin/claude-agent-acp")
+    })
+}
+
+/// Codex's ACP adapter (a native binary that embeds Codex), as `scripts/install-clis.sh` installs it.
+pub fn codex_acp_bin() -> String {
+    std::env::var("CODEX_ACP_BIN").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!(
+            "{home}/.cache/unified-worker/codex-acp-0.16.0/node_modules/@zed-industries/codex-acp-linux-x64/bin/\
+             codex-acp"
+        )
+    })
+}
+
 pub fn codex_bin() -> String {
     std::env::var("CODEX_BIN").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
