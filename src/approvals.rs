@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 
 use crate::error::ApiError;
 
@@ -77,12 +77,13 @@ pub struct Answer {
 }
 
 enum Question {
-    Open { options: Vec<String> },
+    Open { options: Vec<String>, deadline: Instant },
     Resolved,
 }
 
-/// A job's questions. Opening, answering and resolving happen under one lock, so each question is settled exactly
-/// once: by a client, its timeout or a cancel, whichever comes first; the others get 409.
+/// A job's questions and when each one's wait is up. Opening, answering, expiring and withdrawing happen under one
+/// lock, so each question is settled exactly once: by a client, its timeout or a stop, whichever comes first; the
+/// others get 409.
 pub struct Approvals {
     questions: Mutex<HashMap<String, Question>>,
     answers: mpsc::UnboundedSender<Answer>,
@@ -111,18 +112,45 @@ impl Approvals {
     }
 
     /// Called by the run before it announces the question, so that an answer to the event always finds it.
-    pub fn open(&self, request_id: &str, options: Vec<String>) {
-        self.lock().insert(request_id.to_string(), Question::Open { options });
+    pub fn open(&self, request_id: &str, options: Vec<String>, deadline: Instant) {
+        self.lock()
+            .insert(request_id.to_string(), Question::Open { options, deadline });
     }
 
-    /// Settles a question on the run's side (timeout, cancel). False when a client got there first.
-    pub fn resolve(&self, request_id: &str) -> bool {
-        match self.lock().get_mut(request_id) {
-            Some(question @ Question::Open { .. }) => {
+    /// Whether a question waits for its answer (the wait is not the agent's idleness).
+    pub fn waiting(&self) -> bool {
+        self.lock().values().any(|q| matches!(q, Question::Open { .. }))
+    }
+
+    /// When the next open question's wait is up.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.lock()
+            .values()
+            .filter_map(|q| match q {
+                Question::Open { deadline, .. } => Some(*deadline),
+                Question::Resolved => None,
+            })
+            .min()
+    }
+
+    /// Settles the questions whose wait is up at `now` and returns them, for `onTimeout`. A question a client
+    /// answered just before is not among them: its answer is on its way to the run.
+    pub fn take_expired(&self, now: Instant) -> Vec<String> {
+        let mut expired = Vec::new();
+        for (request_id, question) in self.lock().iter_mut() {
+            if matches!(question, Question::Open { deadline, .. } if *deadline <= now) {
                 *question = Question::Resolved;
-                true
+                expired.push(request_id.clone());
             }
-            _ => false,
+        }
+        expired.sort();
+        expired
+    }
+
+    /// Settles every open question: the run is over or stopped, so a late answer gets 409.
+    pub fn withdraw_all(&self) {
+        for question in self.lock().values_mut() {
+            *question = Question::Resolved;
         }
     }
 
@@ -134,7 +162,7 @@ impl Approvals {
             .ok_or_else(|| ApiError::PermissionNotFound {
                 request_id: request_id.to_string(),
             })?;
-        let Question::Open { options } = question else {
+        let Question::Open { options, .. } = question else {
             return Err(ApiError::AlreadyAnswered {
                 request_id: request_id.to_string(),
             });
@@ -165,8 +193,12 @@ mod tests {
         let approvals = Approvals::default();
         let mut answers = approvals.take_answers().unwrap();
         assert!(approvals.take_answers().is_none());
-        approvals.open("perm-1", vec!["allow".into(), "reject".into()]);
-        approvals.open("perm-2", vec!["allow".into()]);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        approvals.open("perm-1", vec!["allow".into(), "reject".into()], later);
+        approvals.open("perm-2", vec!["allow".into()], now);
+        approvals.open("perm-3", vec!["allow".into()], later);
+        assert_eq!(approvals.next_deadline(), Some(now));
 
         let wrong = approvals.answer("perm-1", "maybe").unwrap_err();
         assert!(matches!(wrong, ApiError::InvalidRequest { ref field, .. } if field == "optionId"));
@@ -182,16 +214,22 @@ mod tests {
             approvals.answer("perm-1", "allow"),
             Err(ApiError::AlreadyAnswered { .. })
         ));
-        assert!(!approvals.resolve("perm-1"));
 
-        assert!(approvals.resolve("perm-2"));
+        assert_eq!(approvals.take_expired(now), ["perm-2"]);
         assert!(matches!(
             approvals.answer("perm-2", "allow"),
             Err(ApiError::AlreadyAnswered { .. })
         ));
         assert!(matches!(
-            approvals.answer("perm-3", "allow"),
+            approvals.answer("perm-9", "allow"),
             Err(ApiError::PermissionNotFound { .. })
+        ));
+        assert!(approvals.waiting());
+        approvals.withdraw_all();
+        assert!(!approvals.waiting() && approvals.next_deadline().is_none());
+        assert!(matches!(
+            approvals.answer("perm-3", "allow"),
+            Err(ApiError::AlreadyAnswered { .. })
         ));
         assert!(answers.try_recv().is_err());
     }

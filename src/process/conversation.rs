@@ -1,7 +1,7 @@
 //! The runner for an agent spoken to over ACP: the same process, limits and group kill as a headless run, with
 //! stdin kept open for JSON-RPC, the job's questions timed and answered, and `session/cancel` before a stop.
 
-use std::{collections::HashMap, future::Future};
+use std::{future::Future, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 
@@ -11,7 +11,7 @@ use super::{
     spawn, timed_out, truncate_tool_output,
 };
 use crate::{
-    approvals::{Approvals, OnTimeout, Policy},
+    approvals::{Approvals, DEFAULT_TIMEOUT, OnTimeout, Policy},
     event::{ErrorCode, EventKind, Failure, ResolvedBy, StreamName},
     provider::acp::{AcpClient, AcpSetup, Step},
 };
@@ -34,17 +34,19 @@ pub async fn converse(
         Ok(p) => p,
         Err(failure) => return Outcome::Failed(failure),
     };
-    let on_timeout = match setup.policy {
-        Policy::Client { timeout, on_timeout } => Some((timeout, on_timeout)),
-        Policy::AllowAll => None,
+    // Without approvals nothing is asked: every question is answered by the client itself.
+    let (wait, on_timeout) = match setup.policy {
+        Policy::Client { timeout, on_timeout } => (timeout, on_timeout),
+        Policy::AllowAll => (DEFAULT_TIMEOUT, OnTimeout::Reject),
     };
     let (client, steps) = AcpClient::start(setup);
     let mut turn = Turn {
         client,
         to_agent,
         approvals,
+        wait,
         on_timeout,
-        deadlines: HashMap::new(),
+        events: Vec::new(),
         outcome: None,
         limits,
         emit,
@@ -60,22 +62,23 @@ pub async fn converse(
     tokio::pin!(stopped);
 
     let stop = loop {
+        turn.flush();
         if let Some(outcome) = turn.outcome.take() {
             // The agent is a server and would wait for the next prompt; its turn is what the job asked for.
-            turn.settle_all();
+            approvals.withdraw_all();
             drop(turn.to_agent);
             let exit = process.terminate().await;
             tracing::info!(exit = %exit.describe(), "agent stopped after its turn");
             return with_duration(outcome, exit.elapsed);
         }
-        let next_deadline = turn.deadlines.values().min().copied();
+        let next_deadline = approvals.next_deadline();
         tokio::select! {
             biased;
             failure = &mut stopped => break failure,
             _ = &mut total_timer => break timed_out(limits.timeout),
             _ = &mut idle_timer => {
                 // Waiting for a person is not idleness; the clock starts again when the question is settled.
-                if !turn.deadlines.is_empty() {
+                if approvals.waiting() {
                     last_output = Instant::now();
                 } else if last_output.elapsed() >= limits.idle {
                     break Failure::new(
@@ -87,13 +90,15 @@ pub async fn converse(
             }
             Some(answer) = recv(&mut answers) => {
                 last_output = Instant::now();
-                turn.deadlines.remove(&answer.request_id);
                 let steps = turn.client.answer(&answer.request_id, &answer.option_id, ResolvedBy::Client);
                 turn.apply(steps);
             }
             _ = sleep_until(next_deadline), if next_deadline.is_some() => {
                 last_output = Instant::now();
-                turn.expire_due();
+                for request_id in approvals.take_expired(Instant::now()) {
+                    let steps = turn.client.expire(&request_id, turn.on_timeout);
+                    turn.apply(steps);
+                }
             }
             next = process.next() => match next {
                 Next::Lines(lines) => {
@@ -101,13 +106,16 @@ pub async fn converse(
                     turn.lines(lines);
                 }
                 Next::Exited(exit) => {
-                    if let Some(outcome) = turn.outcome.take() {
-                        turn.settle_all();
-                        return with_duration(outcome, exit.elapsed);
-                    }
-                    let (steps, outcome) = turn.client.finish(&exit);
-                    turn.apply(steps);
-                    turn.settle_all();
+                    approvals.withdraw_all();
+                    let outcome = match turn.outcome.take() {
+                        Some(outcome) => with_duration(outcome, exit.elapsed),
+                        None => {
+                            let (steps, outcome) = turn.client.finish(&exit);
+                            turn.apply(steps);
+                            outcome
+                        }
+                    };
+                    turn.flush();
                     return outcome;
                 }
             },
@@ -117,12 +125,13 @@ pub async fn converse(
     // Stopped from outside: open questions are withdrawn and the turn cancelled, the agent gets a moment to say
     // so, then the whole group goes. The session is not used again (one adapter answers a turn behind after a
     // cancel).
-    turn.settle_all();
+    approvals.withdraw_all();
     let steps = turn.client.cancel();
     turn.apply(steps);
     let grace = tokio::time::sleep(limits.kill_grace.min(CANCEL_REPLY_WAIT));
     tokio::pin!(grace);
     while turn.outcome.is_none() {
+        turn.flush();
         tokio::select! {
             _ = &mut grace => break,
             next = process.next() => match next {
@@ -131,6 +140,7 @@ pub async fn converse(
             },
         }
     }
+    turn.flush();
     drop(turn.to_agent);
     let exit = process.terminate().await;
     tracing::info!(code = ?stop.code, exit = %exit.describe(), "agent stopped");
@@ -142,15 +152,17 @@ pub async fn converse(
 /// How long a cancelled agent may take to end its turn before its group is signalled. The agents here answer
 /// within milliseconds; the bound keeps a stop within `KILL_GRACE_SECONDS` plus this, so SIGTERM's drain stays
 /// inside the worker's shutdown bound.
-const CANCEL_REPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const CANCEL_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 struct Turn<'a, E> {
     client: AcpClient,
     to_agent: mpsc::UnboundedSender<String>,
     approvals: &'a Approvals,
-    on_timeout: Option<(std::time::Duration, OnTimeout)>,
-    /// The open questions and when their wait is up.
-    deadlines: HashMap<String, Instant>,
+    /// How long a question waits, and what applies after.
+    wait: Duration,
+    on_timeout: OnTimeout,
+    /// Events of the current hand-off: a burst of lines costs one append, as in a headless run.
+    events: Vec<EventKind>,
     outcome: Option<Outcome>,
     limits: &'a Limits,
     emit: E,
@@ -158,24 +170,26 @@ struct Turn<'a, E> {
 
 impl<E: FnMut(Vec<EventKind>)> Turn<'_, E> {
     fn apply(&mut self, steps: Vec<Step>) {
-        let mut events = Vec::new();
         for step in steps {
             match step {
                 Step::Send(line) => {
                     // The agent may be gone already; its exit is reported by the process.
                     let _ = self.to_agent.send(line);
                 }
-                Step::Emit(event) => events.push(truncate_tool_output(event, self.limits.tool_output_max_bytes)),
+                Step::Emit(event) => self
+                    .events
+                    .push(truncate_tool_output(event, self.limits.tool_output_max_bytes)),
                 Step::Ask { request_id, options } => {
-                    self.approvals.open(&request_id, options);
-                    let wait = self.on_timeout.map_or(crate::approvals::DEFAULT_TIMEOUT, |(t, _)| t);
-                    self.deadlines.insert(request_id, Instant::now() + wait);
+                    self.approvals.open(&request_id, options, Instant::now() + self.wait);
                 }
                 Step::Finished(outcome) => self.outcome = Some(outcome),
             }
         }
-        if !events.is_empty() {
-            (self.emit)(events);
+    }
+
+    fn flush(&mut self) {
+        if !self.events.is_empty() {
+            (self.emit)(std::mem::take(&mut self.events));
         }
     }
 
@@ -188,52 +202,25 @@ impl<E: FnMut(Vec<EventKind>)> Turn<'_, E> {
                     truncated,
                 } => {
                     if truncated {
-                        (self.emit)(vec![EventKind::warn(format!(
+                        self.events.push(EventKind::warn(format!(
                             "an agent message of {original_len} bytes was cut at MAX_LINE_BYTES ({}) and could \
                              not be read",
                             self.limits.max_line_bytes
-                        ))]);
+                        )));
                     }
                     let steps = self.client.push_line(&text);
                     self.apply(steps);
                 }
-                OutputLine::Stderr(text) => (self.emit)(vec![EventKind::Log {
+                OutputLine::Stderr(text) => self.events.push(EventKind::Log {
                     stream: StreamName::Stderr,
                     text,
-                }]),
+                }),
             }
-        }
-    }
-
-    /// Questions whose wait is up get `onTimeout`, unless a client's answer got there first (then it is on its
-    /// way through the answers channel).
-    fn expire_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .deadlines
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let on_timeout = self.on_timeout.map_or(OnTimeout::Reject, |(_, o)| o);
-        for request_id in due {
-            self.deadlines.remove(&request_id);
-            if self.approvals.resolve(&request_id) {
-                let steps = self.client.expire(&request_id, on_timeout);
-                self.apply(steps);
-            }
-        }
-    }
-
-    /// Marks every open question settled, so that a late answer gets 409.
-    fn settle_all(&mut self) {
-        for request_id in self.deadlines.drain().map(|(id, _)| id) {
-            self.approvals.resolve(&request_id);
         }
     }
 }
 
-fn with_duration(outcome: Outcome, elapsed: std::time::Duration) -> Outcome {
+fn with_duration(outcome: Outcome, elapsed: Duration) -> Outcome {
     match outcome {
         Outcome::Completed(mut run) if run.duration_ms == 0 => {
             run.duration_ms = elapsed.as_millis() as u64;

@@ -45,12 +45,24 @@ pub enum Step {
     Finished(Outcome),
 }
 
+/// The client's requests, by what their answer starts next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Call {
     Initialize,
     NewSession,
     LoadSession,
     Prompt,
+}
+
+impl Call {
+    fn method(self) -> &'static str {
+        match self {
+            Call::Initialize => "initialize",
+            Call::NewSession => "session/new",
+            Call::LoadSession => "session/load",
+            Call::Prompt => "session/prompt",
+        }
+    }
 }
 
 struct Question {
@@ -106,7 +118,6 @@ impl AcpClient {
         // of new files when reading is offered), and the replica is the sandbox.
         let init = client.call(
             Call::Initialize,
-            "initialize",
             json!({
                 "protocolVersion": PROTOCOL_VERSION,
                 "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
@@ -127,11 +138,11 @@ impl AcpClient {
         ids
     }
 
-    fn call(&mut self, call: Call, method: &str, params: Value) -> Step {
+    fn call(&mut self, call: Call, params: Value) -> Step {
         let id = self.next_id;
         self.next_id += 1;
         self.calls.insert(id, call);
-        Step::Send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string())
+        Step::Send(json!({"jsonrpc": "2.0", "id": id, "method": call.method(), "params": params}).to_string())
     }
 
     pub fn push_line(&mut self, line: &str) -> Vec<Step> {
@@ -171,13 +182,7 @@ impl AcpClient {
                 Some(429) => ErrorCode::RateLimited,
                 _ => classify(&text),
             };
-            let what = match call {
-                Call::Initialize => "initialize",
-                Call::NewSession => "session/new",
-                Call::LoadSession => "session/load",
-                Call::Prompt => "session/prompt",
-            };
-            let mut failure = Failure::new(code, format!("the agent refused {what}: {text}"));
+            let mut failure = Failure::new(code, format!("the agent refused {}: {text}", call.method()));
             failure.session_id = self.session_id.clone();
             self.finish_with(Outcome::Failed(failure), out);
             return;
@@ -226,17 +231,12 @@ impl AcpClient {
                 self.loading = true;
                 let step = self.call(
                     Call::LoadSession,
-                    "session/load",
                     json!({"sessionId": session_id, "cwd": cwd, "mcpServers": mcp_servers}),
                 );
                 out.push(step);
             }
             None => {
-                let step = self.call(
-                    Call::NewSession,
-                    "session/new",
-                    json!({"cwd": cwd, "mcpServers": mcp_servers}),
-                );
+                let step = self.call(Call::NewSession, json!({"cwd": cwd, "mcpServers": mcp_servers}));
                 out.push(step);
             }
         }
@@ -251,7 +251,7 @@ impl AcpClient {
             "prompt": [{"type": "text", "text": self.setup.prompt}],
         });
         self.session_id = Some(session_id);
-        let step = self.call(Call::Prompt, "session/prompt", prompt);
+        let step = self.call(Call::Prompt, prompt);
         out.push(step);
     }
 

@@ -77,6 +77,8 @@ impl Agent {
     }
 
     async fn until_asked(&self, job_id: &str, approvals: Value) -> (SseStream, Vec<SseEvent>, Value) {
+        // The stories share a worker: the one before may still be draining.
+        self.worker.wait_for_status("idle").await;
         let mut stream = self.worker.execute(&self.job(job_id, approvals)).await;
         let events = stream.until("permission_request").await;
         let question = events.last().unwrap().data.clone();
