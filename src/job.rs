@@ -4,7 +4,7 @@
 mod private_dir;
 mod repo;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use private_dir::PrivateDir;
 use tokio::time::Instant;
@@ -15,7 +15,7 @@ use crate::{
     delivery::Delivery,
     event::{Completed, ErrorCode, EventKind, Failure},
     process::{self, Limits, Outcome},
-    provider::{AcpPrepared, PreparedRun, RunContext, acp::AcpSetup},
+    provider::{AcpPrepared, Cleanup, PreparedRun, RunContext, acp::AcpSetup},
     request::JobRequest,
     session_store::SessionStore,
     worker::{CancelReason, JobHandle, Worker},
@@ -182,20 +182,28 @@ impl Pipeline<'_> {
         self.stopped_from_outside()
     }
 
-    async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
-        let PreparedRun { plan, parser, cleanup } = prepared;
+    /// Runs the CLI unless the job was stopped while it was being prepared; what `prepare` wrote is undone either
+    /// way.
+    async fn unless_stopped(&self, cleanup: Cleanup, run: impl Future<Output = Outcome>) -> Outcome {
         let outcome = match self.job.cancel_reason() {
             Some(reason) => Outcome::Failed(cancelled(reason)),
-            None => {
-                process::run(plan, parser, &self.limits(deadline), self.stopped(), |events| {
-                    self.job.log.append_all(events);
-                })
-                .instrument(tracing::info_span!("provider", job_id = %self.job.id))
-                .await
-            }
+            None => run.await,
         };
         cleanup.run().await;
         outcome
+    }
+
+    async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
+        let PreparedRun { plan, parser, cleanup } = prepared;
+        let limits = self.limits(deadline);
+        let run = process::run(plan, parser, &limits, self.stopped(), |events| {
+            self.job.log.append_all(events);
+        });
+        self.unless_stopped(
+            cleanup,
+            run.instrument(tracing::info_span!("provider", job_id = %self.job.id)),
+        )
+        .await
     }
 
     async fn run_acp(&self, ctx: &RunContext<'_>, prepared: AcpPrepared, policy: Policy, deadline: Instant) -> Outcome {
@@ -204,30 +212,34 @@ impl Pipeline<'_> {
             mcp_servers,
             cleanup,
         } = prepared;
-        let outcome = match (self.job.cancel_reason(), std::path::absolute(ctx.workdir)) {
-            (Some(reason), _) => Outcome::Failed(cancelled(reason)),
-            (None, Err(e)) => Outcome::Failed(Failure::new(
-                ErrorCode::Internal,
-                format!("the workspace has no absolute path: {e}"),
-            )),
-            (None, Ok(cwd)) => {
-                let setup = AcpSetup {
-                    prompt: ctx.prompt.to_string(),
-                    cwd: cwd.to_string_lossy().into_owned(),
-                    resume_session_id: ctx.resume_session_id.map(String::from),
-                    mcp_servers,
-                    policy,
-                };
-                let limits = self.limits(deadline);
-                process::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
-                    self.job.log.append_all(events);
-                })
-                .instrument(tracing::info_span!("agent", job_id = %self.job.id))
-                .await
-            }
+        let limits = self.limits(deadline);
+        let run = async {
+            let cwd = match std::path::absolute(ctx.workdir) {
+                Ok(cwd) => cwd,
+                Err(e) => {
+                    return Outcome::Failed(Failure::new(
+                        ErrorCode::Internal,
+                        format!("the workspace has no absolute path: {e}"),
+                    ));
+                }
+            };
+            let setup = AcpSetup {
+                prompt: ctx.prompt.to_string(),
+                cwd: cwd.to_string_lossy().into_owned(),
+                resume_session_id: ctx.resume_session_id.map(String::from),
+                mcp_servers,
+                policy,
+            };
+            process::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
+                self.job.log.append_all(events);
+            })
+            .await
         };
-        cleanup.run().await;
-        outcome
+        self.unless_stopped(
+            cleanup,
+            run.instrument(tracing::info_span!("agent", job_id = %self.job.id)),
+        )
+        .await
     }
 
     fn session_store(&self) -> Option<SessionStore> {
