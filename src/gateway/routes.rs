@@ -276,13 +276,8 @@ pub async fn cancel(
         }
         Found::Finished(_) => Err(ApiError::NotRunning),
         Found::Running(worker) => {
-            let req = gw
-                .upstream
-                .authorized(gw.upstream.client.post(format!("{worker}/jobs/{job_id}/cancel")));
-            match req.send().await {
-                Ok(resp) => Ok(relay::rejection(resp).await.into_response()),
-                Err(_) => Err(ApiError::JobNotFound { job_id }),
-            }
+            let req = gw.upstream.client.post(format!("{worker}/jobs/{job_id}/cancel"));
+            forward(&gw, req, job_id).await
         }
     }
 }
@@ -321,12 +316,17 @@ pub async fn permission(
         Found::Finished(_) => Err(ApiError::NotRunning),
         Found::Running(worker) => {
             let url = format!("{worker}/jobs/{job_id}/permissions/{request_id}");
-            let req = gw.upstream.authorized(gw.upstream.client.post(url).json(&answer));
-            match req.send().await {
-                Ok(resp) => Ok(relay::rejection(resp).await.into_response()),
-                Err(_) => Err(ApiError::JobNotFound { job_id }),
-            }
+            forward(&gw, gw.upstream.client.post(url).json(&answer), job_id).await
         }
+    }
+}
+
+/// A request about a running job, sent to its worker with the gateway's credentials; the worker's answer is the
+/// client's. A worker that cannot be reached no longer has the job.
+async fn forward(gw: &Gateway, req: reqwest::RequestBuilder, job_id: String) -> Result<HttpResponse, ApiError> {
+    match gw.upstream.authorized(req).send().await {
+        Ok(resp) => Ok(relay::rejection(resp).await.into_response()),
+        Err(_) => Err(ApiError::JobNotFound { job_id }),
     }
 }
 
