@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{
     AcpPrepared, AcpSupport, Binary, Cleanup, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext,
     SessionFiles, Variables,
-    env::{child_env, get_env, set_env, worker_var},
+    env::{child_env, get_env, set_env},
     input,
     mcp::{self, McpServer, McpServers},
 };
@@ -241,9 +241,8 @@ impl ProviderRun for ClaudeRun {
         if let Some(model) = &self.options.model {
             set_env(&mut env, "ANTHROPIC_MODEL", model.as_str());
         }
-        let adapter = worker_var(ACP_ADAPTER_VAR).unwrap_or_else(|| ACP_ADAPTER.to_string());
         let mut plan = ctx.plan(Vec::new(), env);
-        plan.program = adapter.into();
+        plan.program = ACP_ADAPTER.program();
         Ok(AcpPrepared {
             plan,
             mcp_servers: self.mcp_servers.to_acp(),
@@ -264,8 +263,10 @@ impl ProviderRun for ClaudeRun {
 }
 
 /// The ACP adapter (npm `@zed-industries/claude-agent-acp`), found like a CLI: its variable, else on `PATH`.
-const ACP_ADAPTER_VAR: &str = "CLAUDE_ACP_BIN";
-const ACP_ADAPTER: &str = "claude-agent-acp";
+const ACP_ADAPTER: Binary = Binary {
+    var: "CLAUDE_ACP_BIN",
+    default: "claude-agent-acp",
+};
 
 impl ClaudeRun {
     /// The CLI's variables with its config folder and the request's credentials routed into it.

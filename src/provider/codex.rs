@@ -242,7 +242,7 @@ impl ProviderRun for CodexRun {
             .to_vec();
         args.extend(self.config_overrides());
         let mut plan = ctx.plan(args, env);
-        plan.program = worker_var(ACP_ADAPTER_VAR).unwrap_or_else(|| ACP_ADAPTER.to_string()).into();
+        plan.program = ACP_ADAPTER.program();
         Ok(AcpPrepared {
             plan,
             mcp_servers: self.mcp_servers.to_acp(),
@@ -261,8 +261,10 @@ impl ProviderRun for CodexRun {
 }
 
 /// The ACP adapter (npm `@zed-industries/codex-acp`), found like a CLI: its variable, else on `PATH`.
-const ACP_ADAPTER_VAR: &str = "CODEX_ACP_BIN";
-const ACP_ADAPTER: &str = "codex-acp";
+const ACP_ADAPTER: Binary = Binary {
+    var: "CODEX_ACP_BIN",
+    default: "codex-acp",
+};
 
 impl CodexRun {
     /// A fresh `CODEX_HOME` for the run with the operator's config and the credentials in it.

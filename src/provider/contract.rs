@@ -54,6 +54,16 @@ pub struct Binary {
     pub default: &'static str,
 }
 
+impl Binary {
+    /// The program as the worker's environment names it now: for an ACP adapter, which is found like a CLI but
+    /// only needed by the runs that ask for approvals.
+    pub fn program(self) -> PathBuf {
+        super::env::worker_var(self.var)
+            .unwrap_or_else(|| self.default.to_string())
+            .into()
+    }
+}
+
 /// A provider's view of the worker's environment.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Variables {
