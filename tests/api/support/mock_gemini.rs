@@ -270,22 +270,7 @@ fn workspace_directory(request: &Value) -> Option<String> {
         .map(String::from)
 }
 
-/// Every text of the request's conversation, flattened, to look for what an earlier turn said.
+/// Every text of the request's conversation (`contents`), flattened, to look for what an earlier turn said.
 pub fn conversation_text(request: &Value) -> String {
-    fn collect(value: &Value, out: &mut String) {
-        match value {
-            Value::String(s) => {
-                out.push_str(s);
-                out.push('\n');
-            }
-            Value::Array(items) => items.iter().for_each(|item| collect(item, out)),
-            Value::Object(map) => map.values().for_each(|item| collect(item, out)),
-            _ => {}
-        }
-    }
-    let mut out = String::new();
-    if let Some(contents) = request.get("contents") {
-        collect(contents, &mut out);
-    }
-    out
+    super::all_text(&request["contents"])
 }

@@ -379,8 +379,9 @@ pub fn codex_bin() -> String {
     })
 }
 
-/// The texts of every message the mock API received in `request`, flattened, to look for a conversation in it.
-pub fn conversation_text(request: &Value) -> String {
+/// Every string inside `value`, one per line: a request's conversation flattened, to look for what an earlier
+/// turn said in it.
+pub fn all_text(value: &Value) -> String {
     fn collect(value: &Value, out: &mut String) {
         match value {
             Value::String(s) => {
@@ -393,10 +394,13 @@ pub fn conversation_text(request: &Value) -> String {
         }
     }
     let mut out = String::new();
-    if let Some(messages) = request.get("messages") {
-        collect(messages, &mut out);
-    }
+    collect(value, &mut out);
     out
+}
+
+/// The texts of every message the mock API received in `request` (Anthropic's and the chat API's `messages`).
+pub fn conversation_text(request: &Value) -> String {
+    all_text(&request["messages"])
 }
 
 /// Starts a job over a raw connection, reads until `marker` has arrived, then resets the connection (SO_LINGER 0),
