@@ -183,19 +183,7 @@ async fn a_gemini_session_resumes_on_another_replica_through_the_store() {
     );
     let turns = mock.turns();
     let last = turns[before..].last().expect("job 2 called the model");
-    let conversation = conversation_text(last);
-    assert!(
-        conversation.contains(CODE_WORD),
-        "job 1's prompt is not in job 2's request"
-    );
-    assert!(
-        conversation.contains("Noted."),
-        "job 1's answer is not in job 2's request"
-    );
-    assert!(
-        conversation.contains("Which code word"),
-        "job 2's own prompt is missing"
-    );
+    crate::support::assert_the_conversation_goes_on(&conversation_text(last), CODE_WORD);
 }
 
 #[tokio::test]

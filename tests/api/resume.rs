@@ -62,19 +62,7 @@ async fn resume_on_another_replica(
     assert!(messages.iter().any(|m| m.contains("restored session")), "{messages:?}");
     let requests = main_requests_since(&mock, before);
     let last = requests.last().expect("job 2 called the model");
-    let conversation = conversation_text(last);
-    assert!(
-        conversation.contains(CODE_WORD),
-        "job 1's prompt is not in job 2's request"
-    );
-    assert!(
-        conversation.contains("Noted."),
-        "job 1's answer is not in job 2's request"
-    );
-    assert!(
-        conversation.contains("Which code word"),
-        "job 2's own prompt is missing"
-    );
+    crate::support::assert_the_conversation_goes_on(&conversation_text(last), CODE_WORD);
 }
 
 #[tokio::test]

@@ -403,6 +403,23 @@ pub fn conversation_text(request: &Value) -> String {
     all_text(&request["messages"])
 }
 
+/// The resume story's last model request, flattened: it holds job 1's prompt (with `code_word`) and answer
+/// ("Noted.") before job 2's own question.
+pub fn assert_the_conversation_goes_on(conversation: &str, code_word: &str) {
+    assert!(
+        conversation.contains(code_word),
+        "job 1's prompt is not in job 2's request"
+    );
+    assert!(
+        conversation.contains("Noted."),
+        "job 1's answer is not in job 2's request"
+    );
+    assert!(
+        conversation.contains("Which code word"),
+        "job 2's own prompt is missing"
+    );
+}
+
 /// Starts a job over a raw connection, reads until `marker` has arrived, then resets the connection (SO_LINGER 0),
 /// so the worker's next write fails at once, as it would for a client that crashed.
 pub async fn execute_then_reset(port: u16, body: &Value, marker: &str) {
