@@ -95,16 +95,8 @@ async fn a_401_from_the_api_ends_copilot_with_exactly_one_auth_failed() {
 async fn resuming_an_unknown_copilot_session_without_a_store_ends_with_a_clear_error() {
     let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
     let worker = copilot_worker(&mock, &[]);
-    let mut body = copilot_job("continue");
-    body["resumeSessionId"] = json!("99999999-2222-4333-8444-555555555555");
-
-    let events = worker.execute(&body).await.collect().await;
-
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "provider_failed", "{end}");
-    let message = end["message"].as_str().unwrap();
-    assert!(message.contains("No session"), "{message}");
+    let body = copilot_job("continue");
+    crate::support::resume_unknown_session(&worker, body, "99999999-2222-4333-8444-555555555555", "No session").await;
     assert!(mock.requests().is_empty(), "no model call for an unknown session");
 }
 

@@ -190,16 +190,9 @@ async fn a_gemini_session_resumes_on_another_replica_through_the_store() {
 async fn resuming_an_unknown_gemini_session_without_a_store_ends_with_the_clis_reason() {
     let mock = MockGemini::start(Reply::Text("Hi.".into()));
     let worker = gemini_worker(&mock, &[]);
-    let mut body = gemini_job("continue");
-    body["resumeSessionId"] = json!("0b5f6c1e-0000-4000-8000-000000000000");
-
-    let events = worker.execute(&body).await.collect().await;
-
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "provider_failed", "{end}");
-    let message = end["message"].as_str().unwrap();
-    assert!(message.contains("No previous sessions found"), "{message}");
+    let body = gemini_job("continue");
+    let session = "0b5f6c1e-0000-4000-8000-000000000000";
+    crate::support::resume_unknown_session(&worker, body, session, "No previous sessions found").await;
     assert!(mock.calls().is_empty(), "no model call for an unknown session");
 }
 

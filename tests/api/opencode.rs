@@ -231,17 +231,11 @@ async fn an_opencode_session_resumes_on_another_replica_with_a_fresh_home_throug
 async fn resuming_an_unknown_opencode_session_ends_with_a_clear_error() {
     let mock = MockChat::start(Reply::Text("Hi.".into()));
     let worker = opencode_worker(&mock, &[]);
-    let mut body = opencode_job("continue");
-    body["resumeSessionId"] = json!("ses_0000000000000000000000000a");
-
-    let events = worker.execute(&body).await.collect().await;
-
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "provider_failed", "{end}");
+    let body = opencode_job("continue");
+    let end =
+        crate::support::resume_unknown_session(&worker, body, "ses_0000000000000000000000000a", "Session not found")
+            .await;
     assert_eq!(end["exitCode"], 1);
-    let message = end["message"].as_str().unwrap();
-    assert!(message.contains("Session not found"), "{message}");
     assert!(!end["stderrTail"].as_str().unwrap().contains('\u{1b}'), "{end}");
     assert!(mock.requests().is_empty(), "no model call for an unknown session");
 }

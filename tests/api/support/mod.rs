@@ -420,6 +420,19 @@ pub fn assert_the_conversation_goes_on(conversation: &str, code_word: &str) {
     );
 }
 
+/// Runs `body` resuming a session nobody has and returns its terminal event, asserting that the job ends once,
+/// as `provider_failed`, with the CLI's reason (`says`) in its message.
+pub async fn resume_unknown_session(worker: &TestWorker, mut body: Value, session_id: &str, says: &str) -> Value {
+    body["resumeSessionId"] = Value::String(session_id.into());
+    let events = worker.execute(&body).await.collect().await;
+    sse::assert_well_formed(&events, 0);
+    let end = events.last().unwrap().data.clone();
+    assert_eq!(end["code"], "provider_failed", "{end}");
+    let message = end["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+    end
+}
+
 /// Starts a job over a raw connection, reads until `marker` has arrived, then resets the connection (SO_LINGER 0),
 /// so the worker's next write fails at once, as it would for a client that crashed.
 pub async fn execute_then_reset(port: u16, body: &Value, marker: &str) {
