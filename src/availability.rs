@@ -93,39 +93,18 @@ async fn probe_one(bin: &Path) -> ProviderStatus {
     let Some(path) = resolve(bin) else {
         return unavailable(bin);
     };
-    let child = tokio::process::Command::new(&path)
+    let mut command = tokio::process::Command::new(&path);
+    // The basics only: `--version` needs no credentials.
+    command
         .arg("--version")
         .env_clear()
-        // The basics only: `--version` needs no credentials.
-        .envs(child_env(&Variables::default()))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        // Its own group, so that whatever the CLI starts goes with it when the probe ends.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            return ProviderStatus {
-                available: false,
-                version: None,
-                reason: Some(format!("{}: {e}", bin.display())),
-            };
-        }
-    };
-    let pgid = child.id().map(|id| id as i32);
-    let run = child.wait_with_output();
+        .envs(child_env(&Variables::default()));
     // Generous: a CLI that is slow to start is still there. Node-based ones (Gemini CLI parses ~100 MB of
     // JavaScript, twice, to print its version) need a few seconds of CPU, which on a busy two-core machine is
     // tens of seconds of wall time; the probe runs in the background, so nothing waits for it but `/health`.
-    let result = tokio::time::timeout(Duration::from_secs(60), run).await;
-    if let Some(pgid) = pgid {
-        crate::process::signal_group(pgid, libc::SIGKILL);
-    }
+    let result = crate::process::run_bounded(command, Duration::from_secs(60)).await;
     match result {
-        Ok(Ok(out)) if out.status.success() => {
+        Ok(Some(out)) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             let version = text.lines().next().unwrap_or_default().trim().to_string();
             ProviderStatus {
@@ -134,17 +113,17 @@ async fn probe_one(bin: &Path) -> ProviderStatus {
                 reason: None,
             }
         }
-        Ok(Ok(out)) => ProviderStatus {
+        Ok(Some(out)) => ProviderStatus {
             available: false,
             version: None,
             reason: Some(format!("{} --version failed with {}", bin.display(), out.status)),
         },
-        Ok(Err(e)) => ProviderStatus {
+        Err(e) => ProviderStatus {
             available: false,
             version: None,
             reason: Some(format!("{}: {e}", bin.display())),
         },
-        Err(_) => ProviderStatus {
+        Ok(None) => ProviderStatus {
             available: false,
             version: None,
             reason: Some("--version timed out".into()),

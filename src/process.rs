@@ -150,6 +150,27 @@ pub async fn run(
     Outcome::Failed(failure)
 }
 
+/// Runs a short helper command (a `--version` probe, a session export) to its end, stdin closed and its output
+/// captured, in a process group of its own that is killed afterwards, finished or not, so that nothing it started
+/// outlives it. `Ok(None)`: it did not finish within `limit`.
+pub async fn run_bounded(
+    mut command: tokio::process::Command,
+    limit: Duration,
+) -> std::io::Result<Option<std::process::Output>> {
+    use std::process::Stdio;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pgid = child.id().map(|id| id as i32).unwrap_or(0);
+    let result = tokio::time::timeout(limit, child.wait_with_output()).await;
+    signal_group(pgid, libc::SIGKILL);
+    result.ok().transpose()
+}
+
 /// Starts the CLI; a CLI that is not there is `provider_not_installed`.
 fn spawn(
     plan: CommandPlan,

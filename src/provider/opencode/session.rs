@@ -6,12 +6,12 @@
 use std::{
     io,
     path::Path,
-    process::{Output, Stdio},
+    process::Output,
     time::Duration,
 };
 
 use super::parser::strip_ansi;
-use crate::process::signal_group;
+use crate::process::run_bounded;
 
 /// Both commands only open the database; they never call a model. Long enough for a slow disk, short enough
 /// that a hung CLI cannot hold the job.
@@ -52,28 +52,19 @@ impl Cli<'_> {
     }
 
     async fn run(&self, args: &[&str]) -> io::Result<Output> {
-        let child = tokio::process::Command::new(self.binary)
+        let mut command = tokio::process::Command::new(self.binary);
+        // Like `run`, these wait for stdin when it is left open (the helper closes it).
+        command
             .args(args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(self.workdir)
-            // Like `run`, these wait for stdin when it is left open.
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pgid = child.id().map(|id| id as i32).unwrap_or(0);
-        let result = tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output()).await;
-        // Whatever it started goes with it, finished or not.
-        signal_group(pgid, libc::SIGKILL);
-        let output = result.map_err(|_| {
+            .current_dir(self.workdir);
+        let output = run_bounded(command, HELPER_TIMEOUT).await?.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("opencode {} did not finish within {HELPER_TIMEOUT:?}", args[0]),
             )
-        })??;
+        })?;
         if !output.status.success() {
             return Err(io::Error::other(format!(
                 "opencode {} failed ({}): {}",
