@@ -10,6 +10,7 @@ use crate::{
     approvals::answer,
     support::{
         SseStream, TestWorker,
+        reply::Reply,
         sse::{SseEvent, assert_well_formed, kinds},
     },
 };
@@ -177,6 +178,15 @@ impl Agent {
 const STAYING: [(&str, &str); 2] = [("EXIT_AFTER_JOB", "false"), ("KILL_GRACE_SECONDS", "1")];
 const FINAL_TEXT: &str = "I wrote hello.txt.";
 
+/// What every mock API answers in the stories: write `hello.txt`, then say so.
+fn write_hello() -> Reply {
+    Reply::WriteFile {
+        file_name: "hello.txt".into(),
+        content: CONTENT.into(),
+        final_text: FINAL_TEXT.into(),
+    }
+}
+
 /// `STAYING` and the variable that points the worker at an installed ACP adapter.
 fn with_adapter<'a>(var: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
     assert!(
@@ -217,11 +227,7 @@ mod copilot {
     };
 
     fn mock() -> MockAnthropic {
-        MockAnthropic::start(Reply::WriteFile {
-            file_name: "hello.txt".into(),
-            content: CONTENT.into(),
-            final_text: FINAL_TEXT.into(),
-        })
+        MockAnthropic::start(write_hello())
     }
 
     fn agent(mock: &MockAnthropic) -> Agent {
@@ -255,15 +261,11 @@ mod gemini {
     use super::*;
     use crate::{
         gemini::{gemini_job, gemini_worker},
-        support::mock_gemini::{MockGemini, Reply},
+        support::mock_gemini::MockGemini,
     };
 
     fn mock() -> MockGemini {
-        MockGemini::start(Reply::WriteFile {
-            file_name: "hello.txt".into(),
-            content: CONTENT.into(),
-            final_text: FINAL_TEXT.into(),
-        })
+        MockGemini::start(write_hello())
     }
 
     fn agent(mock: &MockGemini) -> Agent {
@@ -284,18 +286,11 @@ mod claude_code {
     use super::*;
     use crate::{
         claude_code::claude_worker,
-        support::{
-            claude_acp_bin,
-            mock_anthropic::{MockAnthropic, Reply},
-        },
+        support::{claude_acp_bin, mock_anthropic::MockAnthropic},
     };
 
     fn mock() -> MockAnthropic {
-        MockAnthropic::start(Reply::WriteFile {
-            file_name: "hello.txt".into(),
-            content: CONTENT.into(),
-            final_text: FINAL_TEXT.into(),
-        })
+        MockAnthropic::start(write_hello())
     }
 
     fn agent(mock: &MockAnthropic) -> Agent {
@@ -316,18 +311,11 @@ mod codex {
     use super::*;
     use crate::{
         codex::{codex_job, codex_worker},
-        support::{
-            codex_acp_bin,
-            mock_openai::{MockOpenAi, Reply},
-        },
+        support::{codex_acp_bin, mock_openai::MockOpenAi},
     };
 
     fn mock() -> MockOpenAi {
-        MockOpenAi::start(Reply::WriteFile {
-            file_name: "hello.txt".into(),
-            content: CONTENT.into(),
-            final_text: FINAL_TEXT.into(),
-        })
+        MockOpenAi::start(write_hello())
     }
 
     fn agent(mock: &MockOpenAi) -> Agent {
@@ -401,14 +389,14 @@ mod mcp {
 
     #[tokio::test]
     async fn codex_over_acp_runs_the_jobs_mcp_server() {
-        let mock = crate::support::mock_openai::MockOpenAi::start(crate::mcp::call_the_marker_tool_openai());
+        let mock = crate::support::mock_openai::MockOpenAi::start(call_the_marker_tool());
         let worker = crate::codex::codex_worker(&mock, &with_adapter("CODEX_ACP_BIN", &codex_acp_bin()));
         check(&worker, crate::codex::codex_job("x")).await;
     }
 
     #[tokio::test]
     async fn gemini_over_acp_runs_the_jobs_mcp_server() {
-        let mock = crate::support::mock_gemini::MockGemini::start(crate::mcp::call_the_marker_tool_gemini());
+        let mock = crate::support::mock_gemini::MockGemini::start(call_the_marker_tool());
         let worker = crate::gemini::gemini_worker(&mock, &STAYING);
         check(&worker, crate::gemini::gemini_job("x")).await;
     }

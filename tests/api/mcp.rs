@@ -45,26 +45,6 @@ pub fn call_the_marker_tool() -> Reply {
     }
 }
 
-/// The same call, from the mock OpenAI Responses API (Codex).
-pub fn call_the_marker_tool_openai() -> mock_openai::Reply {
-    mock_openai::Reply::CallMcpTool {
-        server: "marker".into(),
-        tool: "write_marker".into(),
-        input: json!({ "text": MARKER_TEXT }),
-        final_text: "The marker is written.".into(),
-    }
-}
-
-/// The same call, from the mock Gemini API.
-pub fn call_the_marker_tool_gemini() -> mock_gemini::Reply {
-    mock_gemini::Reply::CallMcpTool {
-        server: "marker".into(),
-        tool: "write_marker".into(),
-        input: json!({ "text": MARKER_TEXT }),
-        final_text: "The marker is written.".into(),
-    }
-}
-
 /// The call of the MCP tool under the name the CLI gave it, and its result: asserts both are in the stream,
 /// paired, successful, and the canary the tool repeated redacted.
 fn assert_the_call_is_shown(events: &[SseEvent], tool_name: &str) {
@@ -141,7 +121,7 @@ async fn copilot_calls_the_jobs_stdio_mcp_server() {
 
 #[tokio::test]
 async fn codex_calls_the_jobs_stdio_mcp_server() {
-    let mock = MockOpenAi::start(call_the_marker_tool_openai());
+    let mock = MockOpenAi::start(call_the_marker_tool());
     let worker = codex_worker(&mock, &[]);
     assert_the_marker_server_is_called(
         &worker,
@@ -153,7 +133,7 @@ async fn codex_calls_the_jobs_stdio_mcp_server() {
 
 #[tokio::test]
 async fn gemini_calls_the_jobs_stdio_mcp_server() {
-    let mock = MockGemini::start(call_the_marker_tool_gemini());
+    let mock = MockGemini::start(call_the_marker_tool());
     let worker = gemini_worker(&mock, &[]);
     assert_the_marker_server_is_called(
         &worker,

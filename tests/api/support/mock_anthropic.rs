@@ -42,31 +42,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-/// How the mock answers.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// First main-conversation request: a `Write` tool_use creating `<primary working directory>/<file_name>` with `content`;
-    /// the request carrying the tool_result: plain text `final_text`.
-    WriteFile {
-        file_name: String,
-        content: String,
-        final_text: String,
-    },
-    /// Every request: plain text.
-    Text(String),
-    /// Every request: this HTTP status with an Anthropic-style JSON error body (401 authentication_error, 429 rate_limit_error, 529 overloaded_error, …).
-    Status(u16),
-    /// Every main-conversation request: a thinking block followed by the text.
-    ThinkingThenText { thinking: String, text: String },
-    /// A call of tool `tool` of MCP server `server` with `input`: loaded through `ToolSearch` first where the CLI
-    /// defers MCP tools; the request carrying its result gets plain text `final_text`.
-    CallMcpTool {
-        server: String,
-        tool: String,
-        input: Value,
-        final_text: String,
-    },
-}
+pub use super::reply::Reply;
 
 /// Answer to anything that is not the main conversation turn. Short and harmless, whatever the CLI uses it for.
 const AUX_TEXT: &str = "OK";
@@ -141,6 +117,7 @@ async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         Reply::Status(code) => {
             return error_response(code, &format!("mock: scripted status {code}"));
         }
+        unscripted @ Reply::RunCommand { .. } => return error_response(500, &unscripted.unscripted()),
         Reply::Text(text) => (vec![Block::Text(text)], "end_turn"),
         _ if !is_main => (vec![Block::Text(AUX_TEXT.to_string())], "end_turn"),
         Reply::ThinkingThenText { thinking, text } => (vec![Block::Thinking(thinking), Block::Text(text)], "end_turn"),

@@ -29,31 +29,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-/// How the mock answers the conversation's requests.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// First request: a `write` tool call creating `<working directory>/<file_name>` with `content`; the request
-    /// carrying the tool's answer: plain text `final_text`.
-    WriteFile {
-        file_name: String,
-        content: String,
-        final_text: String,
-    },
-    /// Every conversation request: plain text.
-    Text(String),
-    /// Every request, title requests included: this HTTP status with an OpenAI-style JSON error body.
-    Status(u16),
-    /// Every conversation request: reasoning (`reasoning_content`) followed by the text.
-    ThinkingThenText { thinking: String, text: String },
-    /// First request: a call of MCP server `server`'s tool `tool` (opencode offers it as `<server>_<tool>`) with
-    /// `input`; the request carrying its answer: plain text `final_text`.
-    CallMcpTool {
-        server: String,
-        tool: String,
-        input: Value,
-        final_text: String,
-    },
-}
+pub use super::reply::Reply;
 
 /// The answer to a title request.
 pub const TITLE: &str = "Mock title";
@@ -152,6 +128,7 @@ async fn completions(shared: web::Data<Shared>, req: HttpRequest, body: web::Byt
     let deltas = match reply {
         Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
         _ if !is_conversation(&request) => vec![Delta::Text(TITLE.to_string())],
+        unscripted @ Reply::RunCommand { .. } => return error_response(500, &unscripted.unscripted()),
         Reply::Text(text) => vec![Delta::Text(text)],
         Reply::ThinkingThenText { thinking, text } => vec![Delta::Reasoning(thinking), Delta::Text(text)],
         Reply::CallMcpTool { final_text, .. } if last_role(&request) == Some("tool") => vec![Delta::Text(final_text)],

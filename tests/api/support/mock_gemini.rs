@@ -26,29 +26,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-/// How the mock answers conversation turns.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// First turn: a `write_file` call creating `<workspace>/<file_name>` with `content`; the turn carrying the
-    /// function's response: plain text `final_text`.
-    WriteFile {
-        file_name: String,
-        content: String,
-        final_text: String,
-    },
-    /// Every turn: plain text.
-    Text(String),
-    /// Every turn: this HTTP status with a Google-style JSON error body.
-    Status(u16),
-    /// First turn: a call of tool `tool` of MCP server `server` with `input`, under the name the CLI gives it
-    /// (`mcp_<server>_<tool>`); the turn carrying its response: plain text `final_text`.
-    CallMcpTool {
-        server: String,
-        tool: String,
-        input: Value,
-        final_text: String,
-    },
-}
+pub use super::reply::Reply;
 
 /// What one call brought.
 #[derive(Clone, Debug)]
@@ -143,6 +121,9 @@ async fn model_call(shared: web::Data<Shared>, req: HttpRequest, body: web::Byte
     }
     let parts = match reply {
         Reply::Status(_) => unreachable!("answered above"),
+        unscripted @ (Reply::RunCommand { .. } | Reply::ThinkingThenText { .. }) => {
+            return error_response(500, &unscripted.unscripted());
+        }
         Reply::Text(text) => vec![json!({ "text": text })],
         _ if !method.ends_with(":streamGenerateContent") => vec![json!({ "text": "OK" })],
         Reply::WriteFile {

@@ -30,32 +30,7 @@
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use serde_json::{Value, json};
 
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// First request of a turn: a short message and an `apply_patch` call adding `<cwd>/<file_name>` with `content`
-    /// (one or more whole lines); the request carrying the patch's output: `final_text`.
-    WriteFile {
-        file_name: String,
-        content: String,
-        final_text: String,
-    },
-    /// First request of a turn: an `exec_command` call running `cmd`; the request carrying its output: `final_text`.
-    RunCommand { cmd: String, final_text: String },
-    /// Every request: a reasoning summary, then the text.
-    ThinkingThenText { thinking: String, text: String },
-    /// Every request: plain text.
-    Text(String),
-    /// Every request: this HTTP status with an OpenAI-style JSON error body.
-    Status(u16),
-    /// A call of tool `tool` of MCP server `server` with `input`, found through `tool_search` first; the request
-    /// carrying its output: `final_text`.
-    CallMcpTool {
-        server: String,
-        tool: String,
-        input: Value,
-        final_text: String,
-    },
-}
+pub use super::reply::Reply;
 
 struct State {
     reply: Reply,
