@@ -87,13 +87,14 @@ impl Agent {
         (stream, events, question)
     }
 
-    /// Allow: the file is written and the job completes.
-    pub async fn allow(&self) {
-        let (mut stream, mut events, question) = self.until_asked("allow", json!({"mode": "client"})).await;
-        let option = option_of(&question, "allow_once");
+    /// Runs job `job_id` to its question, answers it with its first option of `kind` and reads the rest: the whole
+    /// stream, checked for form, and the option chosen.
+    async fn answered(&self, job_id: &str, kind: &str) -> (Vec<SseEvent>, String) {
+        let (mut stream, mut events, question) = self.until_asked(job_id, json!({"mode": "client"})).await;
+        let option = option_of(&question, kind);
         let resp = answer(
             &self.worker.base,
-            "allow",
+            job_id,
             question["requestId"].as_str().unwrap(),
             &option,
         )
@@ -101,6 +102,12 @@ impl Agent {
         assert_eq!(resp.status(), 200);
         events.extend(stream.collect().await);
         assert_well_formed(&events, 0);
+        (events, option)
+    }
+
+    /// Allow: the file is written and the job completes.
+    pub async fn allow(&self) {
+        let (events, option) = self.answered("allow", "allow_once").await;
         let resolved: Vec<&SseEvent> = events.iter().filter(|e| e.kind() == "permission_resolved").collect();
         assert_eq!(resolved[0].data["optionId"], option.as_str());
         assert_eq!(resolved[0].data["by"], "client");
@@ -115,18 +122,7 @@ impl Agent {
 
     /// Reject: no file, and the job still ends with exactly one terminal event.
     pub async fn reject(&self) {
-        let (mut stream, mut events, question) = self.until_asked("reject", json!({"mode": "client"})).await;
-        let option = option_of(&question, "reject_once");
-        let resp = answer(
-            &self.worker.base,
-            "reject",
-            question["requestId"].as_str().unwrap(),
-            &option,
-        )
-        .await;
-        assert_eq!(resp.status(), 200);
-        events.extend(stream.collect().await);
-        assert_well_formed(&events, 0);
+        let (events, option) = self.answered("reject", "reject_once").await;
         assert!(!self.file("reject").exists(), "written after a reject");
         // The agent is told and ends its turn: the job did what it was allowed to.
         assert_eq!(
