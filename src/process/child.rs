@@ -256,7 +256,8 @@ fn exit_status_unknown() -> ExitStatus {
     ExitStatus::from_raw(255 << 8)
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or for ever without one (a `select!` branch that never fires).
+pub(super) async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -7,7 +7,7 @@ use tokio::{sync::mpsc, time::Instant};
 
 use super::{
     CommandPlan, Limits, Outcome,
-    child::{Next, OutputLine},
+    child::{Next, OutputLine, sleep_until_opt},
     spawn, timed_out, truncate_tool_output,
 };
 use crate::{
@@ -93,7 +93,7 @@ pub async fn converse(
                 let steps = turn.client.answer(&answer.request_id, &answer.option_id, ResolvedBy::Client);
                 turn.apply(steps);
             }
-            _ = sleep_until(next_deadline), if next_deadline.is_some() => {
+            _ = sleep_until_opt(next_deadline), if next_deadline.is_some() => {
                 last_output = Instant::now();
                 for request_id in approvals.take_expired(Instant::now()) {
                     let steps = turn.client.expire(&request_id, turn.on_timeout);
@@ -235,13 +235,6 @@ async fn recv(
 ) -> Option<crate::approvals::Answer> {
     match answers {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
