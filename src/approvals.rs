@@ -1,12 +1,10 @@
-//! Approvals (SPEC §14): the request's `approvals` policy, and a job's open permission questions, shared by the
-//! run that asks them and the endpoint that answers them.
+//! Approvals (docs/approvals.md): the request's `approvals` policy, and a job's open permission questions, held
+//! in common by the run that asks them and the endpoint that answers them.
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, time::Instant};
-
-use crate::error::ApiError;
 
 /// The `approvals` field of `POST /execute`.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -49,15 +47,15 @@ pub enum Policy {
 }
 
 impl ApprovalsSpec {
-    pub fn policy(&self) -> Result<Policy, ApiError> {
+    pub fn policy(&self) -> Result<Policy, ApprovalError> {
         let timeout = match self.timeout_seconds {
             None => DEFAULT_TIMEOUT,
             Some(secs @ 1..=MAX_TIMEOUT_SECONDS) => Duration::from_secs(secs.into()),
             Some(_) => {
-                return Err(ApiError::invalid(
-                    "approvals.timeoutSeconds",
-                    format!("approvals.timeoutSeconds must be from 1 to {MAX_TIMEOUT_SECONDS}"),
-                ));
+                return Err(ApprovalError::Invalid {
+                    field: "approvals.timeoutSeconds",
+                    message: format!("approvals.timeoutSeconds must be from 1 to {MAX_TIMEOUT_SECONDS}"),
+                });
             }
         };
         match self.mode {
@@ -67,6 +65,18 @@ impl ApprovalsSpec {
             }),
         }
     }
+}
+
+/// Why a policy or an answer was refused; the HTTP layer maps it to its status and code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// A field of the request or of the answer is out of bounds.
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("job has no permission request {request_id}")]
+    NotFound { request_id: String },
+    #[error("permission request {request_id} was already answered")]
+    AlreadyAnswered { request_id: String },
 }
 
 /// An answer from a client, on its way to the run.
@@ -155,23 +165,21 @@ impl Approvals {
     }
 
     /// A client's answer: checked against the question's options, settled, and handed to the run.
-    pub fn answer(&self, request_id: &str, option_id: &str) -> Result<(), ApiError> {
+    pub fn answer(&self, request_id: &str, option_id: &str) -> Result<(), ApprovalError> {
         let mut questions = self.lock();
-        let question = questions
-            .get_mut(request_id)
-            .ok_or_else(|| ApiError::PermissionNotFound {
-                request_id: request_id.to_string(),
-            })?;
+        let question = questions.get_mut(request_id).ok_or_else(|| ApprovalError::NotFound {
+            request_id: request_id.to_string(),
+        })?;
         let Question::Open { options, .. } = question else {
-            return Err(ApiError::AlreadyAnswered {
+            return Err(ApprovalError::AlreadyAnswered {
                 request_id: request_id.to_string(),
             });
         };
         if !options.iter().any(|o| o == option_id) {
-            return Err(ApiError::invalid(
-                "optionId",
-                format!("optionId must be one of the request's options: {}", options.join(", ")),
-            ));
+            return Err(ApprovalError::Invalid {
+                field: "optionId",
+                message: format!("optionId must be one of the request's options: {}", options.join(", ")),
+            });
         }
         *question = Question::Resolved;
         drop(questions);
@@ -201,7 +209,7 @@ mod tests {
         assert_eq!(approvals.next_deadline(), Some(now));
 
         let wrong = approvals.answer("perm-1", "maybe").unwrap_err();
-        assert!(matches!(wrong, ApiError::InvalidRequest { ref field, .. } if field == "optionId"));
+        assert!(matches!(wrong, ApprovalError::Invalid { field, .. } if field == "optionId"));
         approvals.answer("perm-1", "reject").unwrap();
         assert_eq!(
             answers.try_recv().unwrap(),
@@ -212,24 +220,24 @@ mod tests {
         );
         assert!(matches!(
             approvals.answer("perm-1", "allow"),
-            Err(ApiError::AlreadyAnswered { .. })
+            Err(ApprovalError::AlreadyAnswered { .. })
         ));
 
         assert_eq!(approvals.take_expired(now), ["perm-2"]);
         assert!(matches!(
             approvals.answer("perm-2", "allow"),
-            Err(ApiError::AlreadyAnswered { .. })
+            Err(ApprovalError::AlreadyAnswered { .. })
         ));
         assert!(matches!(
             approvals.answer("perm-9", "allow"),
-            Err(ApiError::PermissionNotFound { .. })
+            Err(ApprovalError::NotFound { .. })
         ));
         assert!(approvals.waiting());
         approvals.withdraw_all();
         assert!(!approvals.waiting() && approvals.next_deadline().is_none());
         assert!(matches!(
             approvals.answer("perm-3", "allow"),
-            Err(ApiError::AlreadyAnswered { .. })
+            Err(ApprovalError::AlreadyAnswered { .. })
         ));
         assert!(answers.try_recv().is_err());
     }
@@ -257,7 +265,7 @@ mod tests {
             let spec: ApprovalsSpec =
                 serde_json::from_value(serde_json::json!({"mode":"client","timeoutSeconds":bad})).unwrap();
             assert!(
-                matches!(spec.policy(), Err(ApiError::InvalidRequest { ref field, .. }) if field == "approvals.timeoutSeconds")
+                matches!(spec.policy(), Err(ApprovalError::Invalid { field, .. }) if field == "approvals.timeoutSeconds")
             );
         }
         assert!(serde_json::from_str::<ApprovalsSpec>(r#"{"mode":"auto"}"#).is_err());

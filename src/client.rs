@@ -5,6 +5,7 @@
 
 mod approvals;
 mod args;
+mod question;
 mod render;
 mod session;
 

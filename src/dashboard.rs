@@ -52,10 +52,17 @@ struct Pages {
 }
 
 static PAGES: LazyLock<Pages> = LazyLock::new(|| {
+    // The form's suggestions come from the registry (with the `ACP_AGENTS` entries, registered at start), so a new
+    // provider shows up on the page without an edit here. Names are plain, but escaped all the same.
+    let providers = crate::provider::ProviderKind::all()
+        .map(|p| escape_attribute(p.as_str()))
+        .collect::<Vec<_>>()
+        .join(",");
     let build = |role: Role, token: bool| {
         // The placeholders are filled before the style and script go in, so nothing in those can be mistaken for one.
         HTML.replace("{{role}}", role.as_str())
             .replace("{{auth}}", if token { "token" } else { "none" })
+            .replace("{{providers}}", &providers)
             .replace("/*style*/", STYLE)
             .replace("/*script*/", SCRIPT)
     };
@@ -73,6 +80,13 @@ static PAGES: LazyLock<Pages> = LazyLock::new(|| {
         csp,
     }
 });
+
+fn escape_attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
 
 /// A CSP source expression pinning an inline block by its hash.
 fn sha256(text: &str) -> String {
@@ -120,6 +134,10 @@ mod tests {
         assert!(PAGES.csp.contains(&format!("script-src '{}'", sha256(SCRIPT))));
         assert!(page.contains(r#"data-role="fleet""#) && page.contains(r#"data-auth="token""#));
         assert!(PAGES.html[1][0].contains(r#"data-role="worker""#) && PAGES.html[1][0].contains(r#"data-auth="none""#));
+        assert!(
+            page.contains(r#"data-providers="claude-code,"#),
+            "the providers come from the registry"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What leaves the worker besides the stream: persistence (started with the job, flushed at the drain) and the
-//! completion webhook (sent after the flush, so a receiver that reads the chunks finds them all). SPEC §5, §9, §10.
+//! completion webhook (sent after the flush, so a receiver that reads the chunks finds them all). docs/architecture.md, docs/persistence.md.
 
 use std::sync::Arc;
 

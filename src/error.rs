@@ -1,4 +1,4 @@
-//! The one place that maps request-time failures to HTTP statuses and JSON error bodies (SPEC §3), including
+//! The one place that maps request-time failures to HTTP statuses and JSON error bodies (docs/api.md), including
 //! how a JSON document that does not fit its type is answered.
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
@@ -50,6 +50,8 @@ pub enum ApiError {
     PermissionNotFound { request_id: String },
     #[error("permission request {request_id} was already answered")]
     AlreadyAnswered { request_id: String },
+    #[error("this path answers {allow} only")]
+    MethodNotAllowed { allow: String },
     #[error("internal error")]
     Internal,
 }
@@ -64,7 +66,7 @@ impl ApiError {
 
     /// A JSON document found at `base` (`""` for the body itself, else the field it sits in) that serde could not
     /// turn into its type. Structure problems (missing or unknown fields, values out of range, unknown variants)
-    /// are 422 and type mismatches 400, as SPEC §3 asks, each naming the field.
+    /// are 422 and type mismatches 400, as docs/api.md asks, each naming the field.
     pub fn from_json(err: serde_path_to_error::Error<serde_json::Error>, base: &str) -> Self {
         let inner = err.path().to_string();
         let path = match (base, inner.as_str()) {
@@ -124,8 +126,46 @@ impl ApiError {
             ApiError::JobNotFound { .. } => "job_not_found",
             ApiError::PermissionNotFound { .. } => "permission_not_found",
             ApiError::AlreadyAnswered { .. } => "already_answered",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Internal => "internal",
         }
+    }
+
+    /// Every code an HTTP answer of either server can carry: what the reference (docs/api.md) is checked against.
+    /// `code` matches every variant, so a new one fails to compile there; `samples` must then grow with it, and a
+    /// test holds it to one sample per variant.
+    pub fn codes() -> Vec<&'static str> {
+        Self::samples().iter().map(ApiError::code).collect()
+    }
+
+    fn samples() -> Vec<ApiError> {
+        let id = String::new;
+        vec![
+            ApiError::InvalidJson {
+                message: id(),
+                field: None,
+            },
+            ApiError::invalid("", ""),
+            ApiError::RepoUrlNotAllowed {
+                message: id(),
+                field: id(),
+            },
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge { limit: 0 },
+            ApiError::Unauthorized,
+            ApiError::Busy {
+                phase: Phase::Busy,
+                retry_after_seconds: 0,
+            },
+            ApiError::EventsEvicted { first_available: 0 },
+            ApiError::NoJob,
+            ApiError::NotRunning,
+            ApiError::JobNotFound { job_id: id() },
+            ApiError::PermissionNotFound { request_id: id() },
+            ApiError::AlreadyAnswered { request_id: id() },
+            ApiError::MethodNotAllowed { allow: id() },
+            ApiError::Internal,
+        ]
     }
 }
 
@@ -153,6 +193,17 @@ fn strip_position(message: &str) -> &str {
     message.split(" at line ").next().unwrap_or(message)
 }
 
+impl From<crate::approvals::ApprovalError> for ApiError {
+    fn from(e: crate::approvals::ApprovalError) -> Self {
+        use crate::approvals::ApprovalError;
+        match e {
+            ApprovalError::Invalid { field, message } => ApiError::invalid(field, message),
+            ApprovalError::NotFound { request_id } => ApiError::PermissionNotFound { request_id },
+            ApprovalError::AlreadyAnswered { request_id } => ApiError::AlreadyAnswered { request_id },
+        }
+    }
+}
+
 impl From<crate::event_log::Evicted> for ApiError {
     fn from(e: crate::event_log::Evicted) -> Self {
         ApiError::EventsEvicted {
@@ -175,6 +226,7 @@ impl ResponseError for ApiError {
             ApiError::NotRunning => StatusCode::CONFLICT,
             ApiError::JobNotFound { .. } | ApiError::PermissionNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::AlreadyAnswered { .. } => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -213,6 +265,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => {
                 response.insert_header(("WWW-Authenticate", "Bearer"));
             }
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header(("Allow", allow.as_str()));
+            }
             _ => {}
         }
         response.json(body)
@@ -234,7 +289,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// `invalid_json`, `invalid_request`, `repo_url_not_allowed`, `unsupported_media_type`, `payload_too_large`,
     /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `permission_not_found`,
-    /// `already_answered`, `internal`.
+    /// `already_answered`, `method_not_allowed`, `internal` (docs/api.md).
     #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
@@ -244,4 +299,42 @@ pub struct ErrorDetail {
     /// With `events_evicted`: the first event id still held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_available: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_one_sample() {
+        let samples = ApiError::samples();
+        let mut codes = ApiError::codes();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(
+            codes.len(),
+            samples.len(),
+            "one sample per variant, each with its own code"
+        );
+        // The count of variants, spelled out by a match that stops compiling when one is added.
+        let variant = |e: &ApiError| match e {
+            ApiError::InvalidJson { .. } => 0,
+            ApiError::InvalidRequest { .. } => 1,
+            ApiError::RepoUrlNotAllowed { .. } => 2,
+            ApiError::UnsupportedMediaType => 3,
+            ApiError::PayloadTooLarge { .. } => 4,
+            ApiError::Unauthorized => 5,
+            ApiError::Busy { .. } => 6,
+            ApiError::EventsEvicted { .. } => 7,
+            ApiError::NoJob => 8,
+            ApiError::NotRunning => 9,
+            ApiError::JobNotFound { .. } => 10,
+            ApiError::PermissionNotFound { .. } => 11,
+            ApiError::AlreadyAnswered { .. } => 12,
+            ApiError::MethodNotAllowed { .. } => 13,
+            ApiError::Internal => 14,
+        };
+        let seen: Vec<usize> = samples.iter().map(variant).collect();
+        assert_eq!(seen, (0..15).collect::<Vec<_>>());
+    }
 }

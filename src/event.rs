@@ -1,4 +1,4 @@
-//! The one normalized event schema every provider is translated into (SPEC §4).
+//! The one normalized event schema every provider is translated into (docs/events.md).
 
 use std::time::SystemTime;
 
@@ -41,7 +41,7 @@ pub enum EventKind {
         output: String,
         is_error: bool,
     },
-    /// The agent asks before it acts (SPEC §14); the job waits for `POST /jobs/{jobId}/permissions/{requestId}`.
+    /// The agent asks before it acts (docs/approvals.md); the job waits for `POST /jobs/{jobId}/permissions/{requestId}`.
     PermissionRequest(Box<PermissionRequest>),
     #[serde(rename_all = "camelCase")]
     PermissionResolved {
@@ -259,7 +259,7 @@ pub struct Completed {
     pub pull_request: Option<PullRequestRef>,
 }
 
-/// Terminal error codes of SPEC §4.
+/// Terminal error codes of docs/events.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -283,6 +283,26 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order: what the reference (docs/events.md) is checked against. The match in
+    /// `as_str` makes a new variant a compile error there; a test holds this list to the same length.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::CloneFailed,
+        ErrorCode::CheckoutFailed,
+        ErrorCode::AuthFailed,
+        ErrorCode::RateLimited,
+        ErrorCode::ProviderNotInstalled,
+        ErrorCode::ProviderFailed,
+        ErrorCode::Timeout,
+        ErrorCode::IdleTimeout,
+        ErrorCode::Cancelled,
+        ErrorCode::Shutdown,
+        ErrorCode::PushFailed,
+        ErrorCode::PullRequestFailed,
+        ErrorCode::Internal,
+        ErrorCode::WorkerLost,
+        ErrorCode::QueueTimeout,
+    ];
+
     /// Whether the same request may succeed if sent again (possibly to another replica).
     pub fn retryable(self) -> bool {
         matches!(
@@ -360,6 +380,25 @@ pub struct Envelope<'a> {
 
 pub fn timestamp(at: SystemTime) -> String {
     humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// The gateway's `queued` event, sent before the job starts and without an `id:` line.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued<'a> {
+    /// `queued`
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    pub job_id: &'a str,
+    pub ts: String,
+    /// 1 = next.
+    pub position: usize,
+    pub queue_length: usize,
+    /// Workers that answer.
+    pub workers: usize,
+    /// Of those, the ones not free.
+    pub busy: usize,
 }
 
 #[cfg(test)]

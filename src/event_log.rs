@@ -16,7 +16,7 @@ use crate::{
     secret::Redactor,
 };
 
-/// One encoded event. The SSE frame is built once and shared by every reader; the JSON is a slice of it.
+/// One encoded event. The SSE frame is built once and handed to every reader; the JSON is a slice of it.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub seq: u64,

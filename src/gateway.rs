@@ -1,11 +1,9 @@
-//! The fleet gateway (`unified-worker gateway`, SPEC §13): one front door that knows which workers are idle,
+//! The fleet gateway (`unified-worker gateway`, docs/fleet.md): one front door that knows which workers are idle,
 //! queues requests in FIFO order when none is, passes each worker's stream through unchanged, and answers for every
 //! job of the fleet by its id. It reuses the worker's request validation and event types, never its job slot.
 
 // Public for the fleet tests, which run Docker discovery against a real engine.
 pub mod discovery;
-mod execute;
-mod feed;
 mod fleet;
 mod history;
 mod jobs;
@@ -14,124 +12,7 @@ mod poller;
 mod relay;
 pub mod routes;
 pub mod settings;
+mod startup;
+mod state;
 
-use std::{net::TcpListener, sync::Arc};
-
-use actix_web::{App, HttpResponse, HttpResponseBuilder, HttpServer, dev::Server, web};
-use bytes::Bytes;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-pub use self::relay::Queued;
-use self::{
-    fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings,
-};
-
-pub struct Gateway {
-    settings: GatewaySettings,
-    fleet: Arc<Fleet>,
-    jobs: Jobs,
-    upstream: Upstream,
-    metrics: GatewayMetrics,
-    /// The last hour's jobs per minute, for the dashboard's chart.
-    history: History,
-    /// Relays run on the main runtime, not on the HTTP thread that accepted the request.
-    runtime: tokio::runtime::Handle,
-    /// SIGTERM: waiting requests end with `shutdown`; streams in flight finish while the server drains.
-    shutdown: CancellationToken,
-}
-
-pub struct GatewayApp {
-    port: u16,
-    server: Server,
-    gateway: Arc<Gateway>,
-}
-
-impl GatewayApp {
-    pub fn build(settings: GatewaySettings) -> anyhow::Result<Self> {
-        let common = &settings.common;
-        let listener = TcpListener::bind((common.host.as_str(), common.port))
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", common.host, common.port))?;
-        Self::with_listener(settings, listener)
-    }
-
-    /// Must be called inside the tokio runtime that will run the relays.
-    pub fn with_listener(settings: GatewaySettings, listener: TcpListener) -> anyhow::Result<Self> {
-        let port = listener.local_addr()?.port();
-        let gateway = Arc::new(Gateway {
-            fleet: Fleet::new(settings.queue_max),
-            jobs: Jobs::new(settings.job_memory),
-            upstream: Upstream::new(settings.common.api_token.clone())?,
-            metrics: GatewayMetrics::default(),
-            history: History::default(),
-            runtime: tokio::runtime::Handle::current(),
-            shutdown: CancellationToken::new(),
-            settings,
-        });
-        let data = web::Data::new(gateway.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
-            .on_connect(crate::startup::no_delay)
-            .listen(listener)?
-            .workers(2)
-            .disable_signals()
-            // Streams in flight get this long to finish on SIGTERM; their jobs go on on the workers regardless.
-            .shutdown_timeout(10)
-            .run();
-        Ok(GatewayApp { port, server, gateway })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let GatewayApp { port, server, gateway } = self;
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let stop = CancellationToken::new();
-        tokio::spawn(keep_fleet(gateway.clone(), stop.clone()));
-        tracing::info!(port, workers = ?gateway.settings.workers, "listening");
-        let handle = server.handle();
-        let serving = tokio::spawn(server);
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
-        }
-        gateway.shutdown.cancel();
-        stop.cancel();
-        handle.stop(true).await;
-        serving.await??;
-        tracing::info!("stopped");
-        Ok(())
-    }
-}
-
-/// Follows discovery: new workers get a poller, vanished ones are dropped.
-async fn keep_fleet(gw: Arc<Gateway>, stop: CancellationToken) {
-    let mut found = discovery::spawn(&gw.settings.workers, stop.clone());
-    loop {
-        let current = found.borrow_and_update().clone();
-        for address in gw.fleet.sync(&current) {
-            poller::spawn(gw.fleet.clone(), gw.upstream.client.clone(), address, gw.settings.poll);
-        }
-        tokio::select! {
-            changed = found.changed() => if changed.is_err() { return },
-            _ = stop.cancelled() => return,
-        }
-    }
-}
-
-fn sse_headers(mut resp: HttpResponseBuilder) -> HttpResponseBuilder {
-    resp.content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"));
-    resp
-}
-
-fn sse_response(body: mpsc::Receiver<Bytes>) -> HttpResponse {
-    let stream = futures_util::stream::unfold(body, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
-    });
-    sse_headers(HttpResponse::Ok()).streaming(stream)
-}
+pub use self::startup::GatewayApp;

@@ -1,5 +1,5 @@
-//! The job's git workspace (SPEC §7), on libgit2 only: clone with progress, change summary, commit + push, and the
-//! pull request. Everything here except the pull request is blocking and runs on a blocking thread; a shared abort
+//! The job's git workspace (docs/git.md), on libgit2 only: clone with progress, change summary, commit + push, and the
+//! pull request. Everything here except the pull request is blocking and runs on a blocking thread; a common abort
 //! flag, checked in libgit2's callbacks, is how a cancel or a timeout stops it.
 
 pub mod changes;

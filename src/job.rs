@@ -11,11 +11,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::{
+    acp,
     approvals::Policy,
     delivery::Delivery,
     event::{Completed, ErrorCode, EventKind, Failure},
     process::{self, Limits, Outcome},
-    provider::{AcpPrepared, Cleanup, PreparedRun, RunContext, acp::AcpSetup},
+    provider::{AcpPrepared, Cleanup, PreparedRun, RunContext},
     request::JobRequest,
     session_store::SessionStore,
     worker::{CancelReason, JobHandle, Worker},
@@ -223,14 +224,14 @@ impl Pipeline<'_> {
                     ));
                 }
             };
-            let setup = AcpSetup {
+            let setup = acp::AcpSetup {
                 prompt: ctx.prompt.to_string(),
                 cwd: cwd.to_string_lossy().into_owned(),
                 resume_session_id: ctx.resume_session_id.map(String::from),
                 mcp_servers,
                 policy,
             };
-            process::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
+            acp::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
                 self.job.log.append_all(events);
             })
             .await

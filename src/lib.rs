@@ -1,5 +1,6 @@
 //! unified-worker: runs one coding-assistant job per process and streams it as Server-Sent Events.
 
+pub mod acp;
 pub mod approvals;
 pub mod auth;
 pub mod availability;
@@ -12,10 +13,10 @@ pub mod event_log;
 pub mod gateway;
 pub mod git;
 pub mod healthcheck;
+pub mod http;
 pub mod ids;
 pub mod job;
 pub mod metrics;
-pub mod openapi;
 pub mod outbound;
 pub mod persistence;
 pub mod process;

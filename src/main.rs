@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Run the worker (the default): one job, then exit. Configured by environment variables (README).
+    /// Run the worker (the default): one job, then exit. Configured by environment variables
+    /// (docs/configuration.md).
     Serve,
     /// Run the fleet gateway in front of the workers named by GATEWAY_WORKERS.
     Gateway,
@@ -69,7 +70,7 @@ async fn serve() -> ExitCode {
     .await
 }
 
-/// The fleet's front door (SPEC §13).
+/// The fleet's front door (docs/fleet.md).
 async fn gateway() -> ExitCode {
     launch(
         "unified-worker gateway",

@@ -1,5 +1,5 @@
-//! Outbound HTTP shared by persistence and the completion webhook: how the client is built and the one retry
-//! policy both follow (SPEC §9, §10).
+//! Outbound HTTP common to persistence and the completion webhook: how the client is built and the one retry
+//! policy both follow (docs/persistence.md); and how the `exec` client names a failed request.
 
 use std::time::{Duration, SystemTime};
 
@@ -95,6 +95,15 @@ pub fn unit_random() -> f64 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     f64::from(nanos % 1000) / 1000.0
+}
+
+/// The innermost cause of a failed request ("connection refused", not reqwest's "error sending request").
+pub fn root_cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
 }
 
 #[cfg(test)]

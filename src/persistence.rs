@@ -1,4 +1,4 @@
-//! Stream persistence (SPEC §9): the `ChunkSink`, one more reader of the job's event log, which batches events to
+//! Stream persistence (docs/persistence.md): the `ChunkSink`, one more reader of the job's event log, which batches events to
 //! `POST {DB_BASE_URL}/sessions/{sessionId}/chunks` and retries until they are stored or the drain runs out of time.
 
 use std::{
@@ -20,7 +20,7 @@ use crate::{
     secret::Secret,
 };
 
-/// SPEC §9: a batch holds at most this many events…
+/// docs/persistence.md: a batch holds at most this many events…
 pub const MAX_BATCH_EVENTS: usize = 100;
 /// …and waits at most this long for more after its first event.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(250);

@@ -3,14 +3,12 @@
 //! says how the run ended. It knows no provider; what a provider contributes is the plan and the parser.
 
 mod child;
-mod conversation;
 mod lines;
 
 use std::{future::Future, path::PathBuf, time::Duration};
 
 pub use child::signal_group;
-use child::{CliProcess, Next, OutputLine};
-pub use conversation::converse;
+pub(crate) use child::{CliProcess, Next, OutputLine, sleep_until_opt};
 pub use lines::read_line_capped;
 use tokio::time::Instant;
 
@@ -172,7 +170,7 @@ pub async fn run_bounded(
 }
 
 /// Starts the CLI; a CLI that is not there is `provider_not_installed`.
-fn spawn(
+pub(crate) fn spawn(
     plan: CommandPlan,
     limits: &Limits,
     input: Option<tokio::sync::mpsc::UnboundedReceiver<String>>,
@@ -240,7 +238,7 @@ fn handle_line(line: OutputLine, parser: &mut dyn OutputParser, limits: &Limits,
     }
 }
 
-fn truncate_tool_output(event: EventKind, max: usize) -> EventKind {
+pub(crate) fn truncate_tool_output(event: EventKind, max: usize) -> EventKind {
     match event {
         EventKind::ToolResult {
             tool_use_id,

@@ -6,23 +6,21 @@
 //! A provider is a folder `src/provider/<module>/` (or `<module>.rs` plus that folder) with a unit struct that
 //! implements `Provider`, and one line in `registry!` below. Nothing outside this folder names a provider.
 
-pub mod acp;
 pub mod acp_agents;
 mod contract;
 mod env;
 mod input;
 mod mcp;
 #[cfg(test)]
-mod parser_testing;
+pub(crate) mod parser_testing;
 mod private_files;
 
 use std::{fmt, hash, str::FromStr};
 
 pub use contract::{
     AcpPrepared, AcpSupport, Binary, PreparedRun, Provider, ProviderRequest, ProviderRun, RunContext, SessionFiles,
-    Variables,
 };
-pub use env::child_env;
+pub use env::{BASE_ENV, Variables, child_env};
 pub use mcp::McpPolicy;
 pub use private_files::Cleanup;
 

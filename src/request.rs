@@ -1,4 +1,4 @@
-//! The `POST /execute` body: parsing with field-precise errors, then validation into a `JobRequest` (SPEC §3).
+//! The `POST /execute` body: parsing with field-precise errors, then validation into a `JobRequest` (docs/api.md).
 //! Nothing here touches the disk, the network or the job slot.
 
 use std::{
@@ -21,7 +21,7 @@ use crate::{
     url_policy::UrlPolicy,
 };
 
-/// The `POST /execute` body (SPEC §3). Unknown fields are refused.
+/// The `POST /execute` body (docs/api.md). Unknown fields are refused.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schema(as = ExecuteRequest)]
@@ -55,7 +55,7 @@ pub(crate) struct RawRequest {
     /// Read by the provider, into its own options type (`model`, `maxTurns`, `permissionMode`, `allowedTools`, …).
     #[schema(value_type = Option<Object>)]
     provider_options: Option<Value>,
-    /// A client answers the agent's permission requests (SPEC §14); the provider then runs over ACP.
+    /// A client answers the agent's permission requests (docs/approvals.md); the provider then runs over ACP.
     approvals: Option<ApprovalsSpec>,
 }
 
@@ -156,9 +156,9 @@ pub struct JobRequest {
     pub workspace: PathBuf,
     pub cancel_on_disconnect: bool,
     pub timeout: Duration,
-    /// Stream persistence (SPEC §9): where the chunks go, with the request's token.
+    /// Stream persistence (docs/persistence.md): where the chunks go, with the request's token.
     pub database: Option<crate::persistence::Destination>,
-    /// The completion webhook (SPEC §10), already checked against `CALLBACK_ALLOWED_HOSTS`.
+    /// The completion webhook (docs/persistence.md), already checked against `CALLBACK_ALLOWED_HOSTS`.
     pub callback: Option<reqwest::Url>,
     /// Set when the provider runs over ACP: who answers its permission requests.
     pub acp: Option<Policy>,

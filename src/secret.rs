@@ -1,4 +1,4 @@
-//! Secret values and the redactor that keeps them out of everything the worker emits (SPEC §8).
+//! Secret values and the redactor that keeps them out of everything the worker emits (docs/git.md).
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Provider session files on a shared volume (`SESSION_STORE_DIR`), so a `resumeSessionId` run can continue on a
+//! Provider session files on a volume every replica mounts (`SESSION_STORE_DIR`), so a `resumeSessionId` run can continue on a
 //! replica other than the one that ran the session: saved at the end of a job, restored before a resumed run.
 
 use std::{

@@ -1,4 +1,4 @@
-//! Typed configuration read once from the environment (SPEC §12); a bad value stops start-up naming the variable.
+//! Typed configuration read once from the environment (docs/configuration.md); a bad value stops start-up naming the variable.
 //! The providers' part (where each CLI is, which of their variables are secrets) is read by walking the
 //! provider registry, so a new provider needs no setting here.
 

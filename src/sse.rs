@@ -77,7 +77,7 @@ pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGua
             return None;
         }
         // The keep-alive is timed here rather than by `Sse::with_keep_alive`: that one is a fixed interval whose
-        // first tick is immediate and which data does not reset, while SPEC §4 sends one after a period of silence.
+        // first tick is immediate and which data does not reset, while docs/events.md sends one after a period of silence.
         match tokio::time::timeout(st.keepalive, st.reader.next_frames(usize::MAX, CHUNK_BYTES)).await {
             Err(_) => Some((comment("keep-alive"), st)),
             Ok(Ok(frames)) if !frames.is_empty() => {
@@ -109,7 +109,7 @@ pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGua
             }
         }
     });
-    // Not `Sse`'s own `Responder`: it adds `Content-Encoding: identity`, and SPEC §4 lists the headers exactly.
+    // Not `Sse`'s own `Responder`: it adds `Content-Encoding: identity`, and docs/events.md lists the headers exactly.
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))

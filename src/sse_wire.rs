@@ -1,6 +1,8 @@
-//! The SSE wire format shared by everyone who writes or reads it: encoding one frame, splitting a byte stream
+//! The SSE wire format of everyone who writes or reads it: encoding one frame, splitting a byte stream
 //! into whole frames, and reading a frame's `id`/`event`/`data` fields. Frames end with a blank line (`\n\n`);
 //! this worker writes nothing else, so that is all the readers here accept.
+
+pub mod schema;
 
 use std::{borrow::Cow, ops::Range};
 

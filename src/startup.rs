@@ -4,17 +4,7 @@ use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 
-use crate::{routes, settings::Settings, worker::Worker};
-
-/// Small SSE frames go out at once: with Nagle's algorithm a frame written while the previous one is unacknowledged
-/// waits for the client's delayed ACK (up to 40 ms), which showed as the p99 of the event latency.
-pub fn no_delay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>()
-        && let Err(e) = tcp.set_nodelay(true)
-    {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
-}
+use crate::{http::no_delay, routes, settings::Settings, worker::Worker};
 
 pub struct Application {
     port: u16,

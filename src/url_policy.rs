@@ -1,4 +1,4 @@
-//! Which URLs the worker may connect to on a client's behalf (repo URLs, callbacks): SPEC §3.
+//! Which URLs the worker may connect to on a client's behalf (repo URLs, callbacks): docs/api.md.
 
 use reqwest::Url;
 

@@ -1,5 +1,5 @@
-//! The completion webhook (SPEC §10): the payload built from the job's terminal event, Standard Webhooks signing,
-//! and delivery with the shared retry policy inside a bounded time.
+//! The completion webhook (docs/persistence.md): the payload built from the job's terminal event, Standard Webhooks signing,
+//! and delivery with the common retry policy inside a bounded time.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::outbound::{self, Backoff, Verdict};
 
 /// The HMAC key. Standard Webhooks secrets look like `whsec_<base64 of the key bytes>`; such a secret is decoded,
-/// any other string is used as the key bytes as it is (what most senders do with a plain shared secret).
+/// any other string is used as the key bytes as it is (what most senders do with a plain secret string).
 #[derive(Clone)]
 pub struct SigningKey(hmac::Key);
 
@@ -47,7 +47,7 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// The SPEC §10 body, from the terminal event as the log encoded it (so it is redacted like every event).
+/// The docs/persistence.md body, from the terminal event as the log encoded it (so it is redacted like every event).
 /// `durationMs` is the worker's wall time from accepting the job to its terminal event, known for failures too.
 pub fn payload(terminal: &[u8], duration: Duration) -> Result<Bytes, serde_json::Error> {
     let event: Value = serde_json::from_slice(terminal)?;
@@ -155,8 +155,8 @@ mod tests {
 
     #[test]
     fn plain_secrets_are_key_bytes_and_bad_whsec_secrets_are_refused() {
-        let plain = SigningKey::parse("a-plain-shared-secret").unwrap();
-        let same = SigningKey::parse(&format!("whsec_{}", BASE64.encode("a-plain-shared-secret"))).unwrap();
+        let plain = SigningKey::parse("a-plain-signing-secret").unwrap();
+        let same = SigningKey::parse(&format!("whsec_{}", BASE64.encode("a-plain-signing-secret"))).unwrap();
         assert_eq!(plain.sign("j", 1, b"{}"), same.sign("j", 1, b"{}"));
         assert_ne!(plain.sign("j", 1, b"{}"), plain.sign("j", 1, b"{ }"));
         assert_eq!(SigningKey::parse("whsec_not base64!").unwrap_err(), BadSecret);

@@ -1,4 +1,4 @@
-//! Answers to a job's permission questions (SPEC §14): given automatically (`--approve-all`, `--reject-all`), typed
+//! Answers to a job's permission questions (docs/approvals.md): given automatically (`--approve-all`, `--reject-all`), typed
 //! by a person at the terminal, or read as lines from stdin next to `--json`. The stream goes on being read and shown
 //! while a question waits, so a question the worker settles itself (timeout, cancel) is dropped, not answered.
 
@@ -15,7 +15,10 @@ use std::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::args::AutoAnswer;
+use super::{
+    args::AutoAnswer,
+    question::{Choice, choices, printable},
+};
 
 /// An answer is one small POST; a worker that takes longer is treated as unreachable.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,31 +27,6 @@ const CONNECT_ATTEMPTS: u32 = 3;
 /// How long the end of the job waits for the answering task to say what it has left to say; an answer still being
 /// sent then no longer matters.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One option of a question.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
-    pub id: String,
-    pub name: String,
-    pub kind: String,
-}
-
-/// A question's options in the order the worker sent them, which gives the numbers a person picks by. An option
-/// without an id cannot be answered with, so it is left out (and the numbers stay the same everywhere).
-pub fn choices(request: &Value) -> Vec<Choice> {
-    let options = request["options"].as_array().map(Vec::as_slice).unwrap_or_default();
-    options
-        .iter()
-        .filter_map(|o| {
-            let id = o["optionId"].as_str()?;
-            Some(Choice {
-                id: id.to_string(),
-                name: o["name"].as_str().unwrap_or(id).to_string(),
-                kind: o["kind"].as_str().unwrap_or_default().to_string(),
-            })
-        })
-        .collect()
-}
 
 /// What an automatic answer picks: the one-time option first, so that a blanket answer becomes a lasting rule in the
 /// agent only when that is all it offers.
@@ -135,7 +113,7 @@ impl Answerer {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) => return Outcome::Failed(super::session::root_cause(&e)),
+                Err(e) => return Outcome::Failed(crate::outbound::root_cause(&e)),
             }
         }
     }
@@ -149,7 +127,7 @@ pub struct Approvals {
 }
 
 impl Approvals {
-    /// `prompt_open` is shared with the renderer: it is set while a prompt waits on an unfinished line, so that the
+    /// `prompt_open` is read by the renderer too: it is set while a prompt waits on an unfinished line, so that the
     /// next event starts on a line of its own.
     pub fn start(answering: Answering, answerer: Answerer, color: bool, prompt_open: Arc<AtomicBool>) -> Approvals {
         let (events, rx) = mpsc::unbounded_channel();
@@ -525,10 +503,6 @@ async fn next_line(lines: &mut Option<mpsc::UnboundedReceiver<String>>) -> Optio
     }
 }
 
-fn printable(text: &str) -> String {
-    super::render::printable(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,20 +529,6 @@ mod tests {
             "id-reject_always"
         );
         assert!(auto_choice(AutoAnswer::ApproveAll, &options(&["reject_once"])).is_none());
-    }
-
-    #[test]
-    fn options_without_an_id_are_left_out() {
-        let got = choices(&json!({"options": [{"name": "x"}, {"optionId": "a"}, 7]}));
-        assert_eq!(
-            got,
-            vec![Choice {
-                id: "a".into(),
-                name: "a".into(),
-                kind: String::new()
-            }]
-        );
-        assert!(choices(&json!({"options": null})).is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::approvals::{Choice, choices};
+use super::question::{Choice, choices, printable};
 
 /// A question's diff is shown up to this many changed lines; the rest is counted.
 const DIFF_MAX_LINES: usize = 20;
@@ -314,14 +314,6 @@ fn one_line(text: &str, max: usize) -> String {
     } else {
         format!("{}…", flat.chars().take(max).collect::<String>())
     }
-}
-
-/// Text from the agent shown in a question: control characters (escape sequences) could redraw the terminal and
-/// make a question look like another, so they are replaced.
-pub(super) fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
 }
 
 fn input_summary(input: &Value) -> String {

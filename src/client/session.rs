@@ -164,7 +164,7 @@ impl Session {
                     self.renderer.notice(&format!(
                         "cannot reach {} ({}); retrying in {:.1}s",
                         self.args.url,
-                        root_cause(&e),
+                        outbound::root_cause(&e),
                         wait.as_secs_f64()
                     ));
                     wait
@@ -210,7 +210,7 @@ impl Session {
                 Err(e) => self.renderer.notice(&format!(
                     "reattaching: cannot reach {} ({})",
                     self.args.url,
-                    root_cause(&e)
+                    outbound::root_cause(&e)
                 )),
             }
             let wait = backoff.delay(None);
@@ -279,7 +279,11 @@ impl Session {
                 self.args.job_id,
                 resp.status()
             ),
-            Err(e) => eprintln!("\ncould not cancel job {}: {}", self.args.job_id, root_cause(&e)),
+            Err(e) => eprintln!(
+                "\ncould not cancel job {}: {}",
+                self.args.job_id,
+                outbound::root_cause(&e)
+            ),
         }
         EXIT_INTERRUPTED
     }
@@ -293,14 +297,6 @@ fn jitter(wait: Duration) -> Duration {
 /// Waits between attempts when the worker cannot be reached: a replica restarting takes about half a second.
 fn unreachable_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(500), Duration::from_secs(5))
-}
-
-pub(super) fn root_cause(e: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    source.to_string()
 }
 
 /// SSE frames in, `data` payloads out; comments (keep-alives) are dropped.

@@ -1,4 +1,4 @@
-// events.js — how each event type of the stream (SPEC §4) shows in a job's view. Unknown types show as a plain
+// events.js — how each event type of the stream (docs/events.md) shows in a job's view. Unknown types show as a plain
 // line, so a newer worker never breaks an older page.
 
 const RENDERERS = new Map();

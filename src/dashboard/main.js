@@ -2,8 +2,8 @@
 
 const ROLE = document.body.dataset.role;
 
-// Suggestions only: the server validates the name, and any provider it knows is accepted.
-const KNOWN_PROVIDERS = ["claude-code", "cursor", "copilot", "codex", "gemini", "opencode"];
+// Suggestions only: the server validates the name. The list is the server's own registry, written into the page.
+const KNOWN_PROVIDERS = (document.body.dataset.providers || "").split(",").filter(Boolean);
 
 function fillProviders(names) {
   $("providers").replaceChildren(

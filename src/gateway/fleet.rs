@@ -85,7 +85,7 @@ pub struct PolledJob {
 
 /// Where a waiter stands, as its `queued` events tell it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Place {
+pub struct LinePosition {
     /// 1 = next.
     pub position: usize,
     pub length: usize,
@@ -176,11 +176,11 @@ impl Fleet {
         }
     }
 
-    pub fn place(&self, ticket: u64) -> Option<Place> {
+    pub fn place(&self, ticket: u64) -> Option<LinePosition> {
         let st = self.lock();
         let position = st.line.iter().position(|w| w.ticket == ticket)? + 1;
         let (workers, busy) = counts(&st);
-        Some(Place {
+        Some(LinePosition {
             position,
             length: st.line.len(),
             workers,
@@ -189,11 +189,11 @@ impl Fleet {
     }
 
     /// The place of a queued job by its id (for `GET /jobs/{jobId}`).
-    pub fn place_of(&self, job_id: &str) -> Option<(Place, Instant)> {
+    pub fn place_of(&self, job_id: &str) -> Option<(LinePosition, Instant)> {
         let st = self.lock();
         let index = st.line.iter().position(|w| w.job_id == job_id)?;
         let (workers, busy) = counts(&st);
-        let place = Place {
+        let place = LinePosition {
             position: index + 1,
             length: st.line.len(),
             workers,

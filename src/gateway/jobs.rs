@@ -8,27 +8,24 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::{
+    fleet::Fleet,
+    relay::{Terminal, Upstream},
+};
+use crate::error::ApiError;
+
 #[derive(Clone, Debug)]
-pub enum Place {
+pub enum JobState {
     Queued,
     Running { worker: String },
     Finished { terminal: Terminal },
 }
 
-/// A terminal event as it went to the client: its SSE frame and its id.
-#[derive(Clone, Debug)]
-pub struct Terminal {
-    pub id: u64,
-    pub frame: Bytes,
-    pub json: Bytes,
-}
-
 struct Job {
-    place: Place,
+    place: JobState,
     since: SystemTime,
     finished_at: Option<Instant>,
     /// Cancels a job that is still waiting in line.
@@ -70,7 +67,7 @@ impl Jobs {
         jobs.insert(
             job_id.to_string(),
             Job {
-                place: Place::Queued,
+                place: JobState::Queued,
                 since: SystemTime::now(),
                 finished_at: None,
                 cancel: cancel.clone(),
@@ -80,10 +77,10 @@ impl Jobs {
         Ok(cancel)
     }
 
-    pub fn move_to(&self, job_id: &str, place: Place) {
+    pub fn move_to(&self, job_id: &str, place: JobState) {
         let mut jobs = self.lock();
         if let Some(job) = jobs.get_mut(job_id) {
-            if matches!(place, Place::Finished { .. }) {
+            if matches!(place, JobState::Finished { .. }) {
                 job.finished_at = Some(Instant::now());
             }
             job.place = place;
@@ -99,7 +96,7 @@ impl Jobs {
         }
     }
 
-    pub fn get(&self, job_id: &str) -> Option<(Place, SystemTime)> {
+    pub fn get(&self, job_id: &str) -> Option<(JobState, SystemTime)> {
         let jobs = self.lock();
         let job = jobs.get(job_id)?;
         if job.finished_at.is_some_and(|at| at.elapsed() >= self.memory) {
@@ -116,7 +113,7 @@ impl Jobs {
     pub fn cancel_queued(&self, job_id: &str) -> bool {
         let jobs = self.lock();
         match jobs.get(job_id) {
-            Some(job) if matches!(job.place, Place::Queued) => {
+            Some(job) if matches!(job.place, JobState::Queued) => {
                 job.cancel.cancel();
                 true
             }
@@ -126,18 +123,52 @@ impl Jobs {
 
     pub fn finished(&self, job_id: &str) -> Option<Terminal> {
         match self.get(job_id)?.0 {
-            Place::Finished { terminal } => Some(terminal),
+            JobState::Finished { terminal } => Some(terminal),
             _ => None,
         }
+    }
+}
+
+/// Where a job is, as far as the fleet can tell.
+pub enum Found {
+    Queued,
+    /// On the worker at this address.
+    Running(String),
+    Finished(Terminal),
+}
+
+impl Jobs {
+    /// This gateway's own record, else the worker whose `/status` names the job, else the first worker that answers
+    /// for it: another gateway dispatched it, or this one restarted since.
+    pub async fn locate(&self, fleet: &Fleet, upstream: &Upstream, job_id: &str) -> Result<Found, ApiError> {
+        match self.get(job_id).map(|(state, _)| state) {
+            Some(JobState::Queued) => return Ok(Found::Queued),
+            Some(JobState::Running { worker }) => return Ok(Found::Running(worker)),
+            Some(JobState::Finished { terminal }) => return Ok(Found::Finished(terminal)),
+            None => {}
+        }
+        if let Some(worker) = fleet.worker_with_job(job_id) {
+            return Ok(Found::Running(worker));
+        }
+        for w in fleet.workers() {
+            let req = upstream.authorized(upstream.client.get(format!("{}/jobs/{job_id}", w.address)));
+            if req.send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(Found::Running(w.address));
+            }
+        }
+        Err(ApiError::JobNotFound {
+            job_id: job_id.to_string(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
-    fn terminal(id: u64) -> Place {
-        Place::Finished {
+    fn terminal(id: u64) -> JobState {
+        JobState::Finished {
             terminal: Terminal {
                 id,
                 frame: Bytes::new(),
@@ -154,7 +185,7 @@ mod tests {
         jobs.move_to("j", terminal(4));
         assert_eq!(jobs.finished("j").map(|t| t.id), Some(4));
         jobs.open("j").unwrap();
-        assert!(matches!(jobs.get("j"), Some((Place::Queued, _))));
+        assert!(matches!(jobs.get("j"), Some((JobState::Queued, _))));
     }
 
     #[test]
@@ -169,7 +200,7 @@ mod tests {
     fn only_a_waiting_job_is_cancelled_here() {
         let jobs = Jobs::new(Duration::from_secs(60));
         let cancel = jobs.open("j").unwrap();
-        jobs.move_to("j", Place::Running { worker: "w".into() });
+        jobs.move_to("j", JobState::Running { worker: "w".into() });
         assert!(!jobs.cancel_queued("j"));
         let cancel2 = jobs.open("k").unwrap();
         assert!(jobs.cancel_queued("k"));

@@ -4,14 +4,25 @@
 
 use std::time::{Duration, SystemTime};
 
+use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{fleet::Place, jobs::Terminal};
+use serde::Serialize;
+
+use super::fleet::LinePosition;
+
 use crate::{event::timestamp, secret::Secret, sse_wire};
+
+/// A terminal event as it went to the client: its SSE frame and its id.
+#[derive(Clone, Debug)]
+pub struct Terminal {
+    pub id: u64,
+    pub frame: Bytes,
+    pub json: Bytes,
+}
 
 /// After the gateway learned that a worker is gone, its stream still gets this long to deliver what is already
 /// on the way (the terminal event of a worker that exited normally is often still in the socket).
@@ -38,6 +49,19 @@ impl Upstream {
         match &self.token {
             Some(t) => req.bearer_auth(t.expose()),
             None => req,
+        }
+    }
+
+    /// A request about a running job, sent to its worker with the gateway's credentials; the worker's answer is the
+    /// client's. A worker that cannot be reached no longer has the job.
+    pub async fn forward(
+        &self,
+        req: reqwest::RequestBuilder,
+        job_id: String,
+    ) -> Result<HttpResponse, crate::error::ApiError> {
+        match self.authorized(req).send().await {
+            Ok(resp) => Ok(rejection(resp).await.into_response()),
+            Err(_) => Err(crate::error::ApiError::JobNotFound { job_id }),
         }
     }
 }
@@ -212,28 +236,22 @@ pub fn terminal_error(job_id: &str, id: u64, code: &str, message: &str, retryabl
     }
 }
 
-/// The gateway's `queued` event, sent before the job starts and without an `id:` line.
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Queued<'a> {
-    /// `queued`
-    #[serde(rename = "type")]
-    #[schema(value_type = String)]
-    kind: &'static str,
-    job_id: &'a str,
-    ts: String,
-    /// 1 = next.
-    position: usize,
-    queue_length: usize,
-    /// Workers that answer.
-    workers: usize,
-    /// Of those, the ones not free.
-    busy: usize,
+/// The terminal `error` of a job whose worker's stream ended before its terminal event: the one place it is
+/// written, whether the relay that dispatched the job or a reader that followed it saw the break. `last_id` is the
+/// last event id the stream carried, so the `worker_lost` event takes the next one.
+pub fn worker_lost(job_id: &str, last_id: Option<u64>) -> Terminal {
+    terminal_error(
+        job_id,
+        last_id.map_or(0, |last| last + 1),
+        crate::event::ErrorCode::WorkerLost.as_str(),
+        "the worker's stream ended before the job's terminal event (the worker was lost)",
+        true,
+    )
 }
 
 /// A `queued` event: no `id:` line, so it never moves a client's `Last-Event-ID`.
-pub fn queued(job_id: &str, place: Place) -> Bytes {
-    let event = Queued {
+pub fn queued(job_id: &str, place: LinePosition) -> Bytes {
+    let event = crate::event::Queued {
         kind: "queued",
         job_id,
         ts: timestamp(SystemTime::now()),
@@ -246,6 +264,20 @@ pub fn queued(job_id: &str, place: Place) -> Bytes {
     sse_wire::encode(None, "queued", &json).0.freeze()
 }
 
+pub fn sse_headers(mut resp: HttpResponseBuilder) -> HttpResponseBuilder {
+    resp.content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"));
+    resp
+}
+
+pub fn sse_response(body: mpsc::Receiver<Bytes>) -> HttpResponse {
+    let stream = futures_util::stream::unfold(body, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+    });
+    sse_headers(HttpResponse::Ok()).streaming(stream)
+}
+
 pub const KEEP_ALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
 
 #[cfg(test)]
@@ -254,7 +286,7 @@ mod tests {
 
     #[test]
     fn gateway_events_follow_the_schema() {
-        let t = terminal_error("j1", 7, "worker_lost", "gone", true);
+        let t = worker_lost("j1", Some(6));
         assert!(
             t.frame
                 .starts_with(b"id: 7\nevent: error\ndata: {\"type\":\"error\",\"seq\":7,\"jobId\":\"j1\"")
@@ -264,7 +296,7 @@ mod tests {
             (v["code"].as_str(), v["retryable"].as_bool()),
             (Some("worker_lost"), Some(true))
         );
-        let place = Place {
+        let place = LinePosition {
             position: 2,
             length: 5,
             workers: 3,

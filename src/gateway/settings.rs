@@ -1,4 +1,4 @@
-//! The gateway's configuration (SPEC §13): where the workers are, how often to ask them, and the queue's bounds.
+//! The gateway's configuration (docs/fleet.md): where the workers are, how often to ask them, and the queue's bounds.
 //! Everything the worker also reads (`PORT`, `WORKER_API_TOKEN`, `RETRY_AFTER_SECONDS`, `MAX_BODY_BYTES`, the URL
 //! policies that validation applies, `LOG_FORMAT` …) comes from the worker's own `Settings`, so that the gateway
 //! validates a request exactly as the workers behind it will.
@@ -21,7 +21,7 @@ pub enum Source {
 
 #[derive(Clone, Debug)]
 pub struct GatewaySettings {
-    /// The shared variables, read exactly as a worker reads them.
+    /// The variables both servers read, read exactly as a worker reads them.
     pub common: Settings,
     pub workers: Source,
     pub poll: Duration,

@@ -168,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn percent_is_shared_between_phases() {
+    fn percent_is_split_between_phases() {
         assert_eq!(share(0.0, RECEIVE_END, 50, 100), 35);
         assert_eq!(share(RECEIVE_END, RESOLVE_END, 1, 1), 90);
         let c = checkout(&PullProgress::default(), 5, 10);

@@ -38,7 +38,7 @@ pub async fn create(
     token: &Secret,
 ) -> Result<PullRequestRef, GitError> {
     let url = format!("{api_url}/repos/{owner}/{repo}/pulls");
-    // The shared outbound client: no redirects, so the token never follows one to another host.
+    // The common outbound client: no redirects, so the token never follows one to another host.
     let client = crate::outbound::client(Duration::from_secs(60))
         .map_err(|e| GitError::PullRequest(format!("could not build the HTTP client: {e}")))?;
     let response = client

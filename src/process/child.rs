@@ -24,7 +24,7 @@ const STDERR_LINE_MAX: usize = 64 * 1024;
 const READ_BUFFER: usize = 256 * 1024;
 
 #[derive(Debug)]
-pub(super) enum OutputLine {
+pub(crate) enum OutputLine {
     /// `original_len` is larger than `text.len()` when the line was cut at `MAX_LINE_BYTES`.
     Stdout {
         text: String,
@@ -35,7 +35,7 @@ pub(super) enum OutputLine {
 }
 
 #[derive(Debug)]
-pub(super) enum Next {
+pub(crate) enum Next {
     /// One or more lines, in order. Lines already read together travel together, so a burst costs one hand-off.
     Lines(Vec<OutputLine>),
     Exited(ExitInfo),
@@ -45,7 +45,7 @@ pub(super) enum Next {
 const BATCH_LINES: usize = 256;
 const BATCH_BYTES: usize = 1 << 20;
 
-pub(super) struct CliProcess {
+pub(crate) struct CliProcess {
     child: Child,
     pgid: i32,
     lines: mpsc::Receiver<Vec<OutputLine>>,
@@ -61,7 +61,7 @@ pub(super) struct CliProcess {
 impl CliProcess {
     /// `input`: for a conversation (ACP), the lines to write after `plan.stdin`; stdin stays open until its sender
     /// is dropped. Without it, stdin is closed after the prompt.
-    pub(super) fn spawn(
+    pub(crate) fn spawn(
         plan: CommandPlan,
         max_line_bytes: usize,
         grace: Duration,
@@ -159,7 +159,7 @@ impl CliProcess {
     }
 
     /// The next line of output, or the exit once the process has ended and its output is read.
-    pub(super) async fn next(&mut self) -> Next {
+    pub(crate) async fn next(&mut self) -> Next {
         loop {
             if let (Some(status), false) = (self.status, self.pipes_open) {
                 self.reap_group().await;
@@ -188,7 +188,7 @@ impl CliProcess {
     }
 
     /// Stops the whole group: SIGTERM, then SIGKILL after the grace period. Returns how the CLI ended.
-    pub(super) async fn terminate(&mut self) -> ExitInfo {
+    pub(crate) async fn terminate(&mut self) -> ExitInfo {
         self.signal_group(libc::SIGTERM);
         let status = match self.status {
             Some(status) => status,
@@ -257,7 +257,7 @@ fn exit_status_unknown() -> ExitStatus {
 }
 
 /// Sleeps until `deadline`, or for ever without one (a `select!` branch that never fires).
-pub(super) async fn sleep_until_opt(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

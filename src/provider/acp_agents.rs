@@ -1,4 +1,4 @@
-//! Operator-configured agents (`ACP_AGENTS`, SPEC §14): any program that speaks the Agent Client Protocol, as
+//! Operator-configured agents (`ACP_AGENTS`, docs/approvals.md): any program that speaks the Agent Client Protocol, as
 //! provider `acp:<name>`, without code. The command comes from the worker's configuration only; a request picks
 //! an agent by name and never names a program.
 

@@ -34,12 +34,13 @@ const VARIABLES: Variables = Variables {
         "BASH_MAX_TIMEOUT_MS",
     ],
     prefixes: &["ANTHROPIC_", "CLAUDE_CODE_", "DISABLE_", "MCP_"],
-    // Where the worker's own credentials come from (the CLI gets them as its credentials file instead), and the
-    // worker's MCP policy, which its `MCP_` prefix would otherwise pass on.
+    // Where the worker's own credentials come from (the CLI gets them as its credentials file instead), the
+    // worker's MCP policy, which its `MCP_` prefix would otherwise pass on, and where the ACP adapter is.
     withheld: &[
         "CLAUDE_CODE_CREDENTIALS_JSON",
         "CLAUDE_CODE_CREDENTIALS_SECRET",
         "MCP_ALLOWED_COMMANDS",
+        ACP_ADAPTER.var,
     ],
     secrets: &[
         "ANTHROPIC_API_KEY",

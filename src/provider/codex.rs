@@ -35,8 +35,9 @@ const KEY_VARS: [&str; 2] = ["CODEX_API_KEY", "OPENAI_API_KEY"];
 const VARIABLES: Variables = Variables {
     names: &["OPENAI_API_KEY", "OPENAI_ORGANIZATION", "OPENAI_PROJECT"],
     prefixes: &["CODEX_"],
-    // The operator's Codex home: what the run needs from it is copied into the run's own.
-    withheld: &["CODEX_HOME", "CODEX_BIN"],
+    // The operator's Codex home (what the run needs from it is copied into the run's own), and where the CLI and
+    // its ACP adapter are: they configure the worker, not the CLI.
+    withheld: &["CODEX_HOME", "CODEX_BIN", ACP_ADAPTER.var],
     secrets: &["OPENAI_API_KEY", "CODEX_API_KEY"],
 };
 

@@ -9,7 +9,11 @@ use std::{
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{mcp::McpPolicy, private_files::Cleanup};
+use super::{
+    env::{Variables, worker_var},
+    mcp::McpPolicy,
+    private_files::Cleanup,
+};
 use crate::{
     error::ApiError,
     event::Failure,
@@ -32,7 +36,7 @@ pub trait Provider: Sync {
     /// cannot use is refused here, naming the field, before the job slot is taken.
     fn configure(&self, request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError>;
 
-    /// Whether it can run over the Agent Client Protocol (`approvals`, SPEC §14).
+    /// Whether it can run over the Agent Client Protocol (`approvals`, docs/approvals.md).
     fn acp(&self) -> AcpSupport {
         AcpSupport::No
     }
@@ -58,24 +62,8 @@ impl Binary {
     /// The program as the worker's environment names it now: for an ACP adapter, which is found like a CLI but
     /// only needed by the runs that ask for approvals.
     pub fn program(self) -> PathBuf {
-        super::env::worker_var(self.var)
-            .unwrap_or_else(|| self.default.to_string())
-            .into()
+        worker_var(self.var).unwrap_or_else(|| self.default.to_string()).into()
     }
-}
-
-/// A provider's view of the worker's environment.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Variables {
-    /// Passed to the CLI by exact name.
-    pub names: &'static [&'static str],
-    /// Every variable with one of these prefixes is passed: the CLI's own namespace.
-    pub prefixes: &'static [&'static str],
-    /// Matched by a prefix but never passed: they configure the worker (e.g. where its credentials come from).
-    pub withheld: &'static [&'static str],
-    /// Credentials among them: redacted from everything the worker emits, as are the token strings inside a
-    /// value that is a JSON object.
-    pub secrets: &'static [&'static str],
 }
 
 /// The request's part for its provider, as the client sent it.

@@ -1,11 +1,23 @@
 //! The CLI's environment: built from an allow-list (the basics every program needs plus the provider's own
-//! variables), never inherited wholesale, so the worker's other secrets stay out of the child (SPEC §6, §8).
+//! variables), never inherited wholesale, so the worker's other secrets stay out of the child (docs/providers.md, docs/git.md).
 
-use super::contract::Variables;
+/// A provider's view of the worker's environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Variables {
+    /// Passed to the CLI by exact name.
+    pub names: &'static [&'static str],
+    /// Every variable with one of these prefixes is passed: the CLI's own namespace.
+    pub prefixes: &'static [&'static str],
+    /// Matched by a prefix but never passed: they configure the worker (e.g. where its credentials come from).
+    pub withheld: &'static [&'static str],
+    /// Credentials among them: redacted from everything the worker emits, as are the token strings inside a
+    /// value that is a JSON object.
+    pub secrets: &'static [&'static str],
+}
 
 /// Variables every CLI may see. Everything else in the worker's environment (tokens of other services, the
 /// worker's own secrets) stays out of the child.
-const BASE_ENV: &[&str] = &[
+pub const BASE_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "USER",

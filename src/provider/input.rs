@@ -5,7 +5,6 @@
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use super::mcp;
 use crate::{
     error::ApiError,
     secret::{MIN_SECRET_LEN, Secret},
@@ -13,6 +12,8 @@ use crate::{
 
 pub const CREDENTIAL_FIELD: &str = "codingAssistantAccessToken";
 pub const OPTIONS_FIELD: &str = "providerOptions";
+/// The option that holds MCP servers: taken by the providers that can run them, refused by name by the rest.
+pub const MCP_SERVERS_FIELD: &str = "mcpServers";
 
 /// A credential string, trimmed. Shorter ones are refused: they could not be redacted without mangling
 /// ordinary output.
@@ -47,9 +48,9 @@ pub fn not_a(expected: &dyn std::fmt::Display) -> ApiError {
 /// cannot honour is refused by name instead of ignored). `mcpServers` is still there only when the provider did
 /// not take it (`ProviderRequest::take_mcp_servers`): its CLI cannot run MCP servers.
 pub fn options<T: DeserializeOwned + Default>(value: Option<Value>) -> Result<T, ApiError> {
-    if value.as_ref().is_some_and(|v| v.get(mcp::FIELD_NAME).is_some()) {
+    if value.as_ref().is_some_and(|v| v.get(MCP_SERVERS_FIELD).is_some()) {
         return Err(ApiError::invalid(
-            option_field(mcp::FIELD_NAME),
+            option_field(MCP_SERVERS_FIELD),
             "this provider's CLI cannot run MCP servers",
         ));
     }

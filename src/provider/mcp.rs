@@ -1,4 +1,4 @@
-//! Per-job MCP servers (`providerOptions.mcpServers`, SPEC §6): read once from the request into `McpServers`,
+//! Per-job MCP servers (`providerOptions.mcpServers`, docs/providers.md): read once from the request into `McpServers`,
 //! checked against the worker's `McpPolicy`, and handed to a provider that renders them in its CLI's own config
 //! shape and writes that config into the job's private folder.
 //!
@@ -76,7 +76,7 @@ impl ProviderRequest {
 }
 
 /// The option's name inside `providerOptions`.
-pub const FIELD_NAME: &str = "mcpServers";
+pub use super::input::MCP_SERVERS_FIELD as FIELD_NAME;
 
 impl McpServers {
     pub fn is_empty(&self) -> bool {

@@ -1,4 +1,4 @@
-//! Validation tests: every rule of SPEC §3 that needs no network or disk.
+//! Validation tests: every rule of docs/api.md that needs no network or disk.
 
 use super::*;
 

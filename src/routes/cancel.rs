@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{
     auth,
     error::ApiError,
+    http::jobs::Cancelling,
     worker::{CancelReason, JobHandle, Worker},
 };
 
@@ -60,15 +61,6 @@ pub async fn cancel_named(
         return Err(ApiError::NotRunning);
     }
     Ok(cancel_job(&job))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Cancelling {
-    /// `cancelling`
-    #[schema(value_type = String)]
-    pub status: &'static str,
-    pub job_id: String,
 }
 
 fn cancel_job(job: &JobHandle) -> HttpResponse {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::{auth, error::ApiError, sse, worker::JobHandle, worker::Worker};
+use crate::{auth, error::ApiError, http::last_event_id::after, sse, worker::JobHandle, worker::Worker};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -19,7 +19,7 @@ pub struct Query {
 #[utoipa::path(get, path = "/events", tag = "worker",
     params(Query, ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
     responses(
-        (status = 200, description = "Replay after the given id, then live", content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 200, description = "Replay after the given id, then live", content_type = "text/event-stream", body = crate::sse_wire::schema::SseEvent),
         (status = 204, description = "The client already has the terminal event: stop reconnecting"),
         (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
         (status = 404, description = "No such job here (`no_job`, `job_not_found`)", body = crate::error::ErrorBody),
@@ -41,7 +41,7 @@ pub async fn events(
     params(("jobId" = String, Path, description = "The job's id"), Query,
         ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
     responses(
-        (status = 200, description = "Replay after the given id, then live", content_type = "text/event-stream", body = crate::openapi::SseEvent),
+        (status = 200, description = "Replay after the given id, then live", content_type = "text/event-stream", body = crate::sse_wire::schema::SseEvent),
         (status = 204, description = "The client already has the terminal event: stop reconnecting"),
         (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
         (status = 404, description = "No such job here (`no_job`, `job_not_found`)", body = crate::error::ErrorBody),
@@ -72,23 +72,4 @@ fn attach(req: &HttpRequest, query: &Query, job: &Arc<JobHandle>, worker: &Worke
     let from = after.map_or(0, |id| id.saturating_add(1));
     let reader = job.log.reader(from)?;
     Ok(sse::response(reader, worker.settings.keepalive, None))
-}
-
-/// The last id the client has: the `Last-Event-ID` header (what a browser's EventSource sends on reconnect) wins
-/// over `?after=`.
-pub fn after(req: &HttpRequest, query: Option<&str>) -> Result<Option<u64>, ApiError> {
-    let header = req.headers().get("Last-Event-ID").map(|v| v.to_str().unwrap_or("?"));
-    // Both are checked, so a malformed `after` is refused even when the header makes it moot.
-    let query = query.map(|q| parse_id("after", q)).transpose()?;
-    let header = header.map(|h| parse_id("Last-Event-ID", h)).transpose()?;
-    Ok(header.or(query))
-}
-
-/// Event ids are published as `int64`: anything outside 0..=i64::MAX is not one.
-fn parse_id(field: &str, raw: &str) -> Result<u64, ApiError> {
-    raw.trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| u64::try_from(id).ok())
-        .ok_or_else(|| ApiError::invalid(field, format!("{field} must be an event id (a whole number)")))
 }

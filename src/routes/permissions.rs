@@ -1,27 +1,14 @@
-//! `POST /jobs/{jobId}/permissions/{requestId}`: a client's answer to the agent's permission request (SPEC §14).
+//! `POST /jobs/{jobId}/permissions/{requestId}`: a client's answer to the agent's permission request (docs/approvals.md).
 
 use std::sync::Arc;
 
+use crate::{
+    auth,
+    error::ApiError,
+    http::jobs::{PermissionAnswer, PermissionAnswered, read_answer},
+    worker::Worker,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
-
-use crate::{auth, error::ApiError, worker::Worker};
-
-/// The answer: one of the `optionId`s of the `permission_request` event.
-#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PermissionAnswer {
-    #[schema(min_length = 1)]
-    pub option_id: String,
-}
-
-/// The answer as taken.
-#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PermissionAnswered {
-    pub request_id: String,
-    pub option_id: String,
-}
 
 #[utoipa::path(post, path = "/jobs/{jobId}/permissions/{requestId}", tag = "jobs",
     params(
@@ -56,16 +43,4 @@ pub async fn answer(
         request_id,
         option_id: answer.option_id,
     }))
-}
-
-/// An answer is a few bytes; anything larger is not one.
-const MAX_ANSWER_BYTES: usize = 4096;
-
-/// The body, checked the way `/execute`'s is; the gateway reads it the same way before forwarding it.
-pub async fn read_answer(req: &HttpRequest, payload: web::Payload) -> Result<PermissionAnswer, ApiError> {
-    super::body::require_json(req)?;
-    let body = super::body::read(req, payload, MAX_ANSWER_BYTES).await?;
-    let answer: PermissionAnswer = crate::error::json_object(&body)?;
-    crate::request::required("optionId", &answer.option_id)?;
-    Ok(answer)
 }

@@ -1,4 +1,4 @@
-//! Approvals over ACP (SPEC §14) with a small scripted ACP agent configured through `ACP_AGENTS`: allow, reject,
+//! Approvals over ACP (docs/approvals.md) with a small scripted ACP agent configured through `ACP_AGENTS`: allow, reject,
 //! no answer, cancel while asking, the answer endpoint's refusals, and an agent run without approvals.
 
 use std::path::{Path, PathBuf};

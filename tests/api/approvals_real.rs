@@ -1,4 +1,4 @@
-//! Approvals with the real agents over ACP (SPEC §14), each against the suite's mock API: the agent asks before it
+//! Approvals with the real agents over ACP (docs/approvals.md), each against the suite's mock API: the agent asks before it
 //! writes a file; allow writes it, reject does not, no answer applies `onTimeout`, and a cancel while the question
 //! is open ends the job with `cancelled` and leaves no process behind.
 

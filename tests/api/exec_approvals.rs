@@ -1,4 +1,4 @@
-//! `unified-worker exec` answering a job's permission questions (SPEC §14): typed at a real terminal, read as lines
+//! `unified-worker exec` answering a job's permission questions (docs/approvals.md): typed at a real terminal, read as lines
 //! next to `--json`, given automatically, refused when nobody could answer, and a late answer (409) taken in stride.
 //! The worker side is a stand-in (`support/approval_server.rs`) speaking the wire contract.
 

@@ -1,4 +1,4 @@
-//! Provider output can never break SSE framing or inject fields (SPEC §4).
+//! Provider output can never break SSE framing or inject fields (docs/events.md).
 
 use crate::support::{FakeCli, INIT_LINE, RESULT_LINE, TestWorker, job, sse::assert_well_formed};
 

@@ -1,4 +1,4 @@
-//! The fleet gateway (SPEC §13) with real processes on loopback: three workers running a fake CLI that holds each
+//! The fleet gateway (docs/fleet.md) with real processes on loopback: three workers running a fake CLI that holds each
 //! job until the test releases it, and `unified-worker gateway` in front of them with a static worker list.
 
 use std::time::Duration;

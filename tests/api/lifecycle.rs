@@ -1,4 +1,4 @@
-//! The life of a job (SPEC §5): disconnects, cancel, timeouts, signals, draining, exit — and no process survives.
+//! The life of a job (docs/architecture.md): disconnects, cancel, timeouts, signals, draining, exit — and no process survives.
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! Stream persistence (SPEC §9) against a real recording server: every event stored exactly once under faults,
+//! Stream persistence (docs/persistence.md) against a real recording server: every event stored exactly once under faults,
 //! after a client disconnect, and a bounded drain when the server is gone for good.
 
 use std::{collections::BTreeSet, time::Instant};

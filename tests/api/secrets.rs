@@ -1,4 +1,4 @@
-//! Canary tokens: request and worker secrets never leave the worker, except the one variable the CLI needs (SPEC §8).
+//! Canary tokens: request and worker secrets never leave the worker, except the one variable the CLI needs (docs/git.md).
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! Stock SSE clients against the real worker (SPEC §4): the WHATWG `eventsource` package and
+//! Stock SSE clients against the real worker (docs/events.md): the WHATWG `eventsource` package and
 //! `@microsoft/fetch-event-source`, run by Node from `tests/sse-clients/` (pinned by its package-lock.json and
 //! installed by `scripts/test.sh`). Each starts a job with `POST /execute`, loses the connection midway — a proxy cuts
 //! it right after the `session` event while the fake CLI is held — resumes with `Last-Event-ID` on

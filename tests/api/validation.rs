@@ -1,4 +1,4 @@
-//! Every validation row of SPEC §3: status, code, field — and the slot stays free, nothing lands on disk.
+//! Every validation row of docs/api.md: status, code, field — and the slot stays free, nothing lands on disk.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! The completion webhook (SPEC §10) against a real receiver that verifies Standard Webhooks signatures.
+//! The completion webhook (docs/persistence.md) against a real receiver that verifies Standard Webhooks signatures.
 
 use serde_json::{Value, json};
 

@@ -1,5 +1,5 @@
 //! The client side of the fleet tests: jobs sent to 127.0.0.1 only, their SSE streams read event by event, and the
-//! client SPEC §11 asks for (429 → wait `Retry-After` → retry on a new connection).
+//! client docs/deployment.md asks for (429 → wait `Retry-After` → retry on a new connection).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 // What both client scripts share: how they tell the Rust test what happened (one JSON object per line on stdout,
-// read as it comes so that the test can act in between), and the event types of SPEC §4.
+// read as it comes so that the test can act in between), and the event types of docs/events.md.
 
 /** Prints one line of the report: `{"<kind>": value}`. */
 export function report(kind, value) {
@@ -7,7 +7,7 @@ export function report(kind, value) {
 }
 
 /**
- * Every event type of SPEC §4. A WHATWG EventSource hands a named event only to listeners for that name, so a type
+ * Every event type of docs/events.md. A WHATWG EventSource hands a named event only to listeners for that name, so a type
  * missing here would show as a gap in the ids, never pass unseen.
  */
 export const EVENT_TYPES = [

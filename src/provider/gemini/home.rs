@@ -34,7 +34,7 @@ impl CliHome {
     }
 
     /// Where the CLI writes temporary files, its full error reports among them (they hold the conversation):
-    /// inside the private folder they go with the job instead of staying behind in the shared `/tmp`.
+    /// inside the private folder they go with the job instead of staying behind in the machine-wide `/tmp`.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }

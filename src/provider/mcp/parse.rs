@@ -1,7 +1,7 @@
 //! `providerOptions.mcpServers` from JSON, by hand rather than through serde: every refusal names its field
 //! down to the env variable or header (`providerOptions.mcpServers.<name>.env.<VAR>`), and none repeats a value,
 //! since env and header values are credentials and serde's messages quote what they reject.
-//! A wrong JSON type is a 400, anything else a 422, as for the rest of the request (SPEC §3).
+//! A wrong JSON type is a 400, anything else a 422, as for the rest of the request (docs/api.md).
 
 use std::collections::BTreeMap;
 

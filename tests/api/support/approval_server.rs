@@ -1,4 +1,4 @@
-//! A stand-in for a worker that runs a job with approvals (SPEC §14), for testing `exec`'s side before a worker
+//! A stand-in for a worker that runs a job with approvals (docs/approvals.md), for testing `exec`'s side before a worker
 //! asks real questions: `POST /execute` answers a stream of `connected` and one `permission_request`, then waits.
 //! `POST /jobs/{jobId}/permissions/{requestId}` records the answer and lets the stream go on with
 //! `permission_resolved` and `completed`; so does `resolve_by_timeout`, as the worker's timeout would.

@@ -1,4 +1,4 @@
-//! Parser tests on the Copilot CLI lines recorded in tests/fixtures/copilot (SPEC §6).
+//! Parser tests on the Copilot CLI lines recorded in tests/fixtures/copilot (docs/providers.md).
 
 use serde_json::json;
 

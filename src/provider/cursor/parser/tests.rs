@@ -1,4 +1,4 @@
-//! Parser tests on Cursor's documented stream-json line shapes (SPEC §6).
+//! Parser tests on Cursor's documented stream-json line shapes (docs/providers.md).
 
 use serde_json::json;
 

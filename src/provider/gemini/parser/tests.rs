@@ -1,4 +1,4 @@
-//! Parser tests on the Gemini CLI lines recorded in tests/fixtures/gemini (SPEC §6).
+//! Parser tests on the Gemini CLI lines recorded in tests/fixtures/gemini (docs/providers.md).
 
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! Parser tests on the opencode lines recorded in tests/fixtures/opencode (SPEC §6), against the test suite's
+//! Parser tests on the opencode lines recorded in tests/fixtures/opencode (docs/providers.md), against the test suite's
 //! chat-completions mock.
 
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! The request body rules shared by the worker's and the gateway's `POST /execute`: JSON only, and never more
+//! The request body rules of both the worker's and the gateway's `POST /execute`: JSON only, and never more
 //! than `MAX_BODY_BYTES` buffered.
 
 use actix_web::{

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, time::Instant};
 
-use super::Gateway;
+use crate::gateway::{relay, state::Gateway};
 use crate::{event::timestamp, sse_wire};
 
 /// A change usually comes in a burst (a dispatch touches the line, the worker and the counters): one snapshot
@@ -70,7 +70,7 @@ pub async fn fleet_events(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let (out, body) = mpsc::channel(4);
     let gw = gw.get_ref().clone();
     gw.runtime.clone().spawn(follow(gw, out));
-    super::sse_response(body)
+    relay::sse_response(body)
 }
 
 async fn follow(gw: Arc<Gateway>, out: mpsc::Sender<Bytes>) {

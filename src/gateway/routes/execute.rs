@@ -9,14 +9,14 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Gateway,
+use crate::gateway::{
     fleet::Ticket,
     history::Outcome,
-    jobs::{Place, Terminal},
-    relay::{self, Dispatch, Rejection},
+    jobs::JobState,
+    relay::{self, Dispatch, Rejection, Terminal},
+    state::Gateway,
 };
-use crate::{auth, error::ApiError, event::ErrorCode, request, routes::body};
+use crate::{auth, error::ApiError, event::ErrorCode, http::body, request};
 
 /// Frames buffered towards a slow client before the relay waits for it (and the worker's stream with it).
 const OUT_FRAMES: usize = 64;
@@ -25,7 +25,7 @@ const OUT_FRAMES: usize = 64;
     request_body(content = crate::request::RawRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "`queued` events (no id) while the job waits, then the worker's event stream as it sent it; exactly one terminal event, last",
-            content_type = "text/event-stream", body = crate::openapi::SseEvent),
+            content_type = "text/event-stream", body = crate::sse_wire::schema::SseEvent),
         (status = 400, description = "Not JSON, or a wrong JSON type (`invalid_json`)", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::error::ErrorBody),
@@ -83,7 +83,7 @@ pub async fn execute(
     };
     gw.runtime.spawn(driver.run(ticket));
     match head_rx.await {
-        Ok(Head::Stream) => Ok(super::sse_response(body)),
+        Ok(Head::Stream) => Ok(relay::sse_response(body)),
         Ok(Head::Refused(rejection)) => Ok(rejection.into_response()),
         Err(_) => Err(ApiError::Internal),
     }
@@ -245,7 +245,7 @@ impl Driver {
         self.gw.fleet.started(address, &self.job.id, &self.job.provider);
         self.gw.jobs.move_to(
             &self.job.id,
-            Place::Running {
+            JobState::Running {
                 worker: address.to_string(),
             },
         );
@@ -264,16 +264,9 @@ impl Driver {
             self.gw.jobs.forget(&self.job.id);
             return;
         }
-        let id = end.last_id.map_or(0, |last| last + 1);
         tracing::warn!(worker = %address, job_id = %self.job.id, "the worker's stream broke before its terminal event");
         self.gw.metrics.worker_lost.inc();
-        let lost = relay::terminal_error(
-            &self.job.id,
-            id,
-            ErrorCode::WorkerLost.as_str(),
-            "the worker's stream ended before the job's terminal event (the worker was lost)",
-            true,
-        );
+        let lost = relay::worker_lost(&self.job.id, end.last_id);
         self.end(lost).await;
     }
 
@@ -298,7 +291,7 @@ impl Driver {
     /// The job's end, whoever wrote its terminal event: kept for `GET /jobs/{jobId}…` and counted for the chart.
     fn finished(&self, terminal: Terminal) {
         self.gw.history.finished(Outcome::of_terminal(&terminal.json));
-        self.gw.jobs.move_to(&self.job.id, Place::Finished { terminal });
+        self.gw.jobs.move_to(&self.job.id, JobState::Finished { terminal });
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Agent Client Protocol client (SPEC §14) as a pure state machine: it is fed the agent's stdout lines and
+//! The Agent Client Protocol client (docs/approvals.md) as a pure state machine: it is fed the agent's stdout lines and
 //! the job's decisions, and answers with the lines to write to the agent, the events to emit, the questions to
 //! put to a client and the run's outcome. The process I/O is the runner's (`process::conversation`).
 

@@ -5,15 +5,13 @@ use std::{future::Future, time::Duration};
 
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{
-    CommandPlan, Limits, Outcome,
-    child::{Next, OutputLine, sleep_until_opt},
-    spawn, timed_out, truncate_tool_output,
-};
+use super::client::{AcpClient, AcpSetup, Step};
 use crate::{
     approvals::{Approvals, DEFAULT_TIMEOUT, OnTimeout, Policy},
     event::{ErrorCode, EventKind, Failure, ResolvedBy, StreamName},
-    provider::acp::{AcpClient, AcpSetup, Step},
+    process::{
+        CommandPlan, Limits, Next, Outcome, OutputLine, sleep_until_opt, spawn, timed_out, truncate_tool_output,
+    },
 };
 
 /// Runs one ACP turn to its end. Like `run`, `stopped` resolves with the failure to report when the job is stopped

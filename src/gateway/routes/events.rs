@@ -1,0 +1,122 @@
+//! `GET /jobs/{jobId}/events` at the gateway: a job's stream for a client that reconnects, through any gateway.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::{
+    auth,
+    error::ApiError,
+    gateway::{
+        jobs::Found,
+        relay::{self, Terminal},
+        state::Gateway,
+    },
+    http::last_event_id::after,
+};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// The last event id the client has (the `Last-Event-ID` header wins).
+    #[param(value_type = Option<u64>)]
+    after: Option<String>,
+}
+
+#[utoipa::path(get, path = "/jobs/{jobId}/events", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id"), EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
+    responses(
+        (status = 200, description = "The rest of the job's stream (proxied from its worker), or the remembered terminal event once the worker is gone", content_type = "text/event-stream", body = crate::sse_wire::schema::SseEvent),
+        (status = 204, description = "The client already has the terminal event: stop reconnecting"),
+        (status = 410, description = "The events after that id were evicted from the worker's memory", body = crate::error::ErrorBody),
+        (status = 422, description = "`Last-Event-ID` or `after` is not an event id", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No gateway record and no worker has it (`job_not_found`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn events(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &gw.settings.common)?;
+    let job_id = path.into_inner();
+    let after = after(&req, query.after.as_deref())?;
+    let mut found = gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await?;
+    // A waiting job: follow it until a worker has it. The client may also just reconnect later.
+    if let Found::Queued = found {
+        let mut moved = gw
+            .jobs
+            .follow(&job_id)
+            .ok_or_else(|| ApiError::JobNotFound { job_id: job_id.clone() })?;
+        while let Found::Queued = found {
+            if moved.changed().await.is_err() {
+                return Err(ApiError::JobNotFound { job_id });
+            }
+            found = gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await?;
+        }
+    }
+    match found {
+        Found::Queued => Err(ApiError::Internal),
+        Found::Finished(terminal) => Ok(remembered(&terminal, after)),
+        Found::Running(worker) => {
+            let mut upstream = gw
+                .upstream
+                .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}/events")));
+            if let Some(after) = after {
+                upstream = upstream.header("Last-Event-ID", after.to_string());
+            }
+            match upstream.send().await {
+                Ok(resp) if resp.status() == 200 => {
+                    let (out, body) = mpsc::channel(64);
+                    let gw = gw.get_ref().clone();
+                    let runtime = gw.runtime.clone();
+                    runtime.spawn(async move {
+                        let gone = gw.fleet.gone_signal(&worker);
+                        let end = relay::relay(resp, &out, gone, false, after).await;
+                        if end.terminal.is_none() && !end.client_gone {
+                            // The driver of this job (if this gateway has it) writes the same `worker_lost`.
+                            let terminal = gw
+                                .jobs
+                                .finished(&job_id)
+                                .unwrap_or_else(|| relay::worker_lost(&job_id, end.last_id));
+                            let _ = out.send(terminal.frame).await;
+                        }
+                    });
+                    Ok(relay::sse_response(body))
+                }
+                Ok(resp) => {
+                    // The worker no longer has it (or never had it): what this gateway remembers, else its answer.
+                    if let Some(terminal) = gw.jobs.finished(&job_id) {
+                        return Ok(remembered(&terminal, after));
+                    }
+                    Ok(relay::rejection(resp).await.into_response())
+                }
+                Err(_) => match gw.jobs.finished(&job_id) {
+                    Some(terminal) => Ok(remembered(&terminal, after)),
+                    None => Err(ApiError::JobNotFound { job_id }),
+                },
+            }
+        }
+    }
+}
+
+/// The end of a job whose worker is gone: its terminal event, or 204 when the client already has it (the SSE
+/// standard's way to stop a reconnecting client).
+fn remembered(terminal: &Terminal, after: Option<u64>) -> HttpResponse {
+    if after.is_some_and(|a| a >= terminal.id) {
+        return HttpResponse::NoContent().finish();
+    }
+    let mut body = Vec::new();
+    if after.is_some_and(|a| a + 1 < terminal.id) {
+        // The events in between went by with the worker; persistence has them.
+        body.extend_from_slice(b": the events before the terminal one are no longer held here\n\n");
+    }
+    body.extend_from_slice(&terminal.frame);
+    relay::sse_headers(HttpResponse::Ok()).body(Bytes::from(body))
+}

@@ -1,0 +1,22 @@
+//! The gateway's state, one value that every route and relay holds: its settings, the fleet it sees, the jobs it
+//! took, its upstream client, counters and history, and the shutdown signal.
+
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings,
+};
+
+pub struct Gateway {
+    pub settings: GatewaySettings,
+    pub fleet: std::sync::Arc<Fleet>,
+    pub jobs: Jobs,
+    pub upstream: Upstream,
+    pub metrics: GatewayMetrics,
+    /// The last hour's jobs per minute, for the dashboard's chart.
+    pub history: History,
+    /// Relays run on the main runtime, not on the HTTP thread that accepted the request.
+    pub runtime: tokio::runtime::Handle,
+    /// SIGTERM: waiting requests end with `shutdown`; streams in flight finish while the server drains.
+    pub shutdown: CancellationToken,
+}
