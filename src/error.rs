@@ -52,6 +52,12 @@ pub enum ApiError {
     AlreadyAnswered { request_id: String },
     #[error("this path answers {allow} only")]
     MethodNotAllowed { allow: String },
+    /// Job ids are unique fleet-wide: this one waits, runs, or ended within the gateways' memory.
+    #[error("job {job_id} is already {state}; follow it with GET /jobs/{job_id}/events")]
+    JobExists { job_id: String, state: &'static str },
+    /// The gateways' store of fleet state cannot be reached: nothing new is taken until it is back.
+    #[error("the fleet's store is unavailable; retry later")]
+    StoreUnavailable { retry_after_seconds: u64 },
     #[error("internal error")]
     Internal,
 }
@@ -127,6 +133,8 @@ impl ApiError {
             ApiError::PermissionNotFound { .. } => "permission_not_found",
             ApiError::AlreadyAnswered { .. } => "already_answered",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::JobExists { .. } => "job_exists",
+            ApiError::StoreUnavailable { .. } => "store_unavailable",
             ApiError::Internal => "internal",
         }
     }
@@ -164,6 +172,11 @@ impl ApiError {
             ApiError::PermissionNotFound { request_id: id() },
             ApiError::AlreadyAnswered { request_id: id() },
             ApiError::MethodNotAllowed { allow: id() },
+            ApiError::JobExists {
+                job_id: id(),
+                state: "",
+            },
+            ApiError::StoreUnavailable { retry_after_seconds: 0 },
             ApiError::Internal,
         ]
     }
@@ -227,6 +240,8 @@ impl ResponseError for ApiError {
             ApiError::JobNotFound { .. } | ApiError::PermissionNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::AlreadyAnswered { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::JobExists { .. } => StatusCode::CONFLICT,
+            ApiError::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -244,6 +259,14 @@ impl ResponseError for ApiError {
                 field,
                 first_available: match self {
                     ApiError::EventsEvicted { first_available } => Some(*first_available),
+                    _ => None,
+                },
+                job_id: match self {
+                    ApiError::JobExists { job_id, .. } => Some(job_id.clone()),
+                    _ => None,
+                },
+                state: match self {
+                    ApiError::JobExists { state, .. } => Some(state),
                     _ => None,
                 },
             },
@@ -268,6 +291,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header(("Allow", allow.as_str()));
             }
+            ApiError::StoreUnavailable { retry_after_seconds } => {
+                response.insert_header(("Retry-After", retry_after_seconds.to_string()));
+            }
             _ => {}
         }
         response.json(body)
@@ -289,7 +315,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// `invalid_json`, `invalid_request`, `repo_url_not_allowed`, `unsupported_media_type`, `payload_too_large`,
     /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `permission_not_found`,
-    /// `already_answered`, `method_not_allowed`, `internal` (docs/api.md).
+    /// `already_answered`, `method_not_allowed`, `job_exists`, `store_unavailable`, `internal` (docs/api.md).
     #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
@@ -299,6 +325,12 @@ pub struct ErrorDetail {
     /// With `events_evicted`: the first event id still held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_available: Option<u64>,
+    /// With `job_exists`: the job that has the id, and its state (`queued`, `running`, `finished`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub state: Option<&'static str>,
 }
 
 #[cfg(test)]
@@ -332,9 +364,11 @@ mod tests {
             ApiError::PermissionNotFound { .. } => 11,
             ApiError::AlreadyAnswered { .. } => 12,
             ApiError::MethodNotAllowed { .. } => 13,
-            ApiError::Internal => 14,
+            ApiError::JobExists { .. } => 14,
+            ApiError::StoreUnavailable { .. } => 15,
+            ApiError::Internal => 16,
         };
         let seen: Vec<usize> = samples.iter().map(variant).collect();
-        assert_eq!(seen, (0..15).collect::<Vec<_>>());
+        assert_eq!(seen, (0..17).collect::<Vec<_>>());
     }
 }

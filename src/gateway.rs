@@ -7,12 +7,15 @@ pub mod discovery;
 mod fleet;
 mod history;
 mod jobs;
+mod journal;
 mod metrics;
 mod poller;
 mod relay;
+mod replay;
 pub mod routes;
 pub mod settings;
 mod startup;
 mod state;
+pub mod store;
 
 pub use self::startup::GatewayApp;

@@ -9,22 +9,42 @@ function startFleet() {
   $("fleet").hidden = false;
   $("feed-state").hidden = false;
   drawLegend();
-  const source = new EventSource("/fleet/events");
-  source.addEventListener("fleet", (e) => {
-    let snapshot = null;
+  followFleet();
+}
+
+// The feed asks for the token like every job endpoint (it names the workers' addresses and the jobs), which an
+// EventSource cannot send: it is read with fetch() and reconnected here.
+async function followFleet() {
+  for (let tries = 0; ; tries++) {
     try {
-      snapshot = JSON.parse(e.data);
-    } catch (err) {
-      return pageError("fleet feed: " + err.message);
+      const response = await apiFetch("/fleet/events");
+      if (!response.ok) throw new Error(await errorText(response));
+      await readFrames(response, (frame) => {
+        if (frame.event !== "fleet") return;
+        tries = 0;
+        onSnapshot(frame.data);
+      });
+    } catch (_) {
+      // Shown as "reconnecting"; the next try says more if it fails the same way.
     }
-    fleet.snapshot = snapshot;
-    fleet.receivedAt = Date.now();
-    const now = parseTime(snapshot.now);
-    fleet.offset = now === null ? 0 : now - fleet.receivedAt;
-    renderFleet(snapshot);
-    setFeed("live");
-  });
-  source.addEventListener("error", () => setFeed("reconnecting"));
+    setFeed("reconnecting");
+    await sleep(Math.min(250 * 2 ** tries, 5000));
+  }
+}
+
+function onSnapshot(data) {
+  let snapshot = null;
+  try {
+    snapshot = JSON.parse(data);
+  } catch (err) {
+    return pageError("fleet feed: " + err.message);
+  }
+  fleet.snapshot = snapshot;
+  fleet.receivedAt = Date.now();
+  const now = parseTime(snapshot.now);
+  fleet.offset = now === null ? 0 : now - fleet.receivedAt;
+  renderFleet(snapshot);
+  setFeed("live");
 }
 
 function setFeed(state) {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     fleet::Fleet,
     relay::{Terminal, Upstream},
+    store::{JobPhase, Read, Store},
 };
 use crate::error::ApiError;
 
@@ -129,6 +130,23 @@ impl Jobs {
     }
 }
 
+/// The terminal event of a finished job, as the store holds it.
+async fn stored_terminal(store: &dyn Store, job_id: &str, id: u64) -> Option<Terminal> {
+    let Ok(Read::Events(events)) = store.read(job_id, id.checked_sub(1), Duration::ZERO).await else {
+        return None;
+    };
+    let event = events.into_iter().find(|e| e.id == id)?;
+    let json = crate::sse_wire::fields(&event.frame)
+        .data
+        .map(|d| bytes::Bytes::copy_from_slice(&d))
+        .unwrap_or_default();
+    Some(Terminal {
+        id,
+        frame: event.frame,
+        json,
+    })
+}
+
 /// Where a job is, as far as the fleet can tell.
 pub enum Found {
     Queued,
@@ -140,12 +158,32 @@ pub enum Found {
 impl Jobs {
     /// This gateway's own record, else the worker whose `/status` names the job, else the first worker that answers
     /// for it: another gateway dispatched it, or this one restarted since.
-    pub async fn locate(&self, fleet: &Fleet, upstream: &Upstream, job_id: &str) -> Result<Found, ApiError> {
+    pub async fn locate(
+        &self,
+        fleet: &Fleet,
+        upstream: &Upstream,
+        store: &dyn Store,
+        job_id: &str,
+    ) -> Result<Found, ApiError> {
         match self.get(job_id).map(|(state, _)| state) {
             Some(JobState::Queued) => return Ok(Found::Queued),
             Some(JobState::Running { worker }) => return Ok(Found::Running(worker)),
             Some(JobState::Finished { terminal }) => return Ok(Found::Finished(terminal)),
             None => {}
+        }
+        // Another gateway took it: the store knows where it is. A store that cannot answer is skipped; the
+        // workers still know the jobs they run.
+        if let Ok(Some(record)) = store.get(job_id).await {
+            match (record.state, record.worker, record.terminal_id) {
+                (JobPhase::Queued, _, _) => return Ok(Found::Queued),
+                (JobPhase::Running, Some(worker), _) => return Ok(Found::Running(worker)),
+                (JobPhase::Finished, _, Some(id)) => {
+                    if let Some(terminal) = stored_terminal(store, job_id, id).await {
+                        return Ok(Found::Finished(terminal));
+                    }
+                }
+                _ => {}
+            }
         }
         if let Some(worker) = fleet.worker_with_job(job_id) {
             return Ok(Found::Running(worker));

@@ -1,5 +1,5 @@
 //! The gateway's Prometheus metrics: the line (length, waits, timeouts), dispatches, 429 retries, lost workers and
-//! the workers by state (read from the fleet at each scrape).
+//! the workers by state (read from the fleet at each scrape), and the store's errors and latency.
 
 use std::time::Duration;
 
@@ -20,6 +20,11 @@ struct StateLabel {
 /// Waits from a blink to the default ten-minute queue timeout.
 const WAIT_BUCKETS: [f64; 12] = [0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0];
 
+/// A store call on loopback takes a fraction of a millisecond; a blocking read up to the keep-alive interval.
+const STORE_BUCKETS: [f64; 12] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0,
+];
+
 pub struct GatewayMetrics {
     registry: Registry,
     queue_length: Gauge,
@@ -30,6 +35,9 @@ pub struct GatewayMetrics {
     pub worker_lost: Counter,
     pub queue_timeouts: Counter,
     pub queue_full: Counter,
+    /// Calls to the store of fleet state that failed, and how long each call took.
+    pub store_errors: Counter,
+    pub store_seconds: Histogram,
 }
 
 impl Default for GatewayMetrics {
@@ -71,7 +79,21 @@ impl Default for GatewayMetrics {
             "Requests answered 429 because the line was full",
             queue_full.clone(),
         );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Calls to the store of fleet state that failed",
+            store_errors.clone(),
+        );
+        let store_seconds = Histogram::new(STORE_BUCKETS);
+        registry.register(
+            "store_seconds",
+            "Time a call to the store of fleet state took (a blocking read included)",
+            store_seconds.clone(),
+        );
         GatewayMetrics {
+            store_errors,
+            store_seconds,
             registry,
             queue_length,
             workers,

@@ -147,6 +147,7 @@ pub async fn relay(
     gone: CancellationToken,
     stop_with_client: bool,
     mut last_id: Option<u64>,
+    journal: Option<&super::journal::Journal>,
 ) -> RelayEnd {
     let mut body = resp.bytes_stream();
     let mut splitter = sse_wire::FrameSplitter::default();
@@ -179,6 +180,12 @@ pub async fn relay(
             let fields = sse_wire::fields(frame);
             let Some(id) = fields.id_number() else { continue };
             last_id = Some(id);
+            if let Some(journal) = journal {
+                journal.event(super::store::StoredEvent {
+                    id,
+                    frame: frames.slice_ref(frame),
+                });
+            }
             if matches!(fields.event, Some(b"completed" | b"error")) {
                 terminal = Some(Terminal {
                     id,

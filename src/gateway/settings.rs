@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use crate::settings::{Env, Settings, SettingsError, invalid};
+use super::store::StoreConfig;
+use crate::{
+    secret::Secret,
+    settings::{Env, Settings, SettingsError, invalid},
+};
 
 /// Where the workers are found (`GATEWAY_WORKERS`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,8 +32,13 @@ pub struct GatewaySettings {
     /// 0 = no queue: with no idle worker, answer 429 at once.
     pub queue_max: usize,
     pub queue_timeout: Duration,
-    /// How long a finished job's terminal event is kept for `GET /jobs/{jobId}…`.
+    /// How long a finished job and its events are kept for `GET /jobs/{jobId}…`.
     pub job_memory: Duration,
+    /// Where fleet state lives (`GATEWAY_STORE`).
+    pub store: StoreConfig,
+    /// Events kept per job for replay (`GATEWAY_LOG_MAX_BYTES`); also the bound of what a relay buffers while the
+    /// store is down.
+    pub log_max_bytes: usize,
 }
 
 impl GatewaySettings {
@@ -53,8 +62,40 @@ impl GatewaySettings {
             queue_max: env.parse("GATEWAY_QUEUE_MAX", 1000)?,
             queue_timeout: env.seconds("GATEWAY_QUEUE_TIMEOUT_SECONDS", 600)?,
             job_memory: env.seconds("GATEWAY_JOB_MEMORY_SECONDS", 600)?,
+            store: store_config(&env)?,
+            log_max_bytes: env.positive("GATEWAY_LOG_MAX_BYTES", 64 * 1024 * 1024)?,
             common,
         })
+    }
+}
+
+/// `GATEWAY_STORE`: `memory` (the default) or a Redis URL; its password may come from a file (a Swarm secret).
+fn store_config(env: &Env<'_>) -> Result<StoreConfig, SettingsError> {
+    const VAR: &str = "GATEWAY_STORE";
+    let password = match env.string("GATEWAY_STORE_PASSWORD_FILE") {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid("GATEWAY_STORE_PASSWORD_FILE", format!("cannot read {path}: {e}")))?;
+            Some(Secret::new(text.trim()))
+        }
+    };
+    match env.string(VAR).as_deref() {
+        None | Some("memory") => Ok(StoreConfig::Memory),
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            // Checked now, so that a typo stops the gateway instead of every request; the message never repeats
+            // the URL, which may hold the password.
+            redis::IntoConnectionInfo::into_connection_info(url)
+                .map_err(|e| invalid(VAR, format!("not a Redis URL: {:?}", e.kind())))?;
+            Ok(StoreConfig::Redis {
+                url: url.to_string(),
+                password,
+            })
+        }
+        Some(_) => Err(invalid(
+            VAR,
+            "expected memory, redis://[user:password@]host:port[/db] or rediss://…",
+        )),
     }
 }
 

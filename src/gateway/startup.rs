@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     discovery, fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, poller, relay::Upstream, routes,
-    settings::GatewaySettings, state::Gateway,
+    settings::GatewaySettings, state::Gateway, store,
 };
 
 pub struct GatewayApp {
@@ -29,7 +29,10 @@ impl GatewayApp {
     pub fn with_listener(settings: GatewaySettings, listener: TcpListener) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let metrics = GatewayMetrics::default();
+        let store = store::open(&settings.store, settings.job_memory, settings.log_max_bytes)?;
+        let store = Arc::new(store::Metered::new(store, &metrics));
         let gateway = Arc::new(Gateway {
+            store,
             fleet: Fleet::new(settings.queue_max),
             jobs: Jobs::new(settings.job_memory),
             upstream: Upstream::new(settings.common.api_token.clone())?,

@@ -1,16 +1,19 @@
 //! The gateway's state, one value that every route and relay holds: its settings, the fleet it sees, the jobs it
-//! took, its upstream client, counters and history, and the shutdown signal.
+//! took, the store of fleet state, its upstream client, counters and history, and the shutdown signal.
 
 use tokio_util::sync::CancellationToken;
 
 use super::{
     fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, relay::Upstream, settings::GatewaySettings,
+    store::Store,
 };
 
 pub struct Gateway {
     pub settings: GatewaySettings,
     pub fleet: std::sync::Arc<Fleet>,
     pub jobs: Jobs,
+    /// The fleet's memory: job records and their events (in memory, or in Redis for every gateway).
+    pub store: std::sync::Arc<dyn Store>,
     pub upstream: Upstream,
     pub metrics: GatewayMetrics,
     /// The last hour's jobs per minute, for the dashboard's chart.

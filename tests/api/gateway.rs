@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     SseStream, client,
-    fleet::{LocalFleet, fleet_view, gateway, named_job, wait_idle_workers},
+    fleet::{LocalFleet, fleet_view, fleet_view_as, gateway, named_job, wait_idle_workers, wait_idle_workers_as},
     sse::{SseEvent, assert_well_formed, kinds},
 };
 
@@ -324,8 +324,27 @@ async fn bad_input_is_answered_at_once_and_never_waits_in_line() {
     let token = "gateway-test-token-1234";
     let fleet = LocalFleet::start(1, &[("WORKER_API_TOKEN", token)]);
     let gw = fleet.gateway(&[("WORKER_API_TOKEN", token)]);
-    wait_idle_workers(&gw, 1).await;
+    wait_idle_workers_as(&gw, 1, Some(token)).await;
     let authed = |path: &str| client().post(gw.url(path)).bearer_auth(token);
+    // The fleet view names the workers' addresses and the jobs: the token guards it like the job endpoints;
+    // /health stays open and says nothing of jobs.
+    for path in ["/fleet", "/fleet/events", "/jobs"] {
+        let open = client().get(gw.url(path)).send().await.unwrap();
+        assert_eq!(open.status(), 401, "{path} without the token");
+    }
+    let health: Value = client()
+        .get(gw.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(
+        !health.to_string().contains("127.0.0.1"),
+        "health names no address: {health}"
+    );
 
     let no_token = client()
         .post(gw.url("/execute"))
@@ -358,8 +377,8 @@ async fn bad_input_is_answered_at_once_and_never_waits_in_line() {
         .await
         .unwrap();
     assert_eq!(bad_json.status(), 400);
-    assert_eq!(fleet_view(&gw).await["queue"]["length"], 0);
-    assert_eq!(fleet_view(&gw).await["counters"]["dispatched"], 0);
+    assert_eq!(fleet_view_as(&gw, Some(token)).await["queue"]["length"], 0);
+    assert_eq!(fleet_view_as(&gw, Some(token)).await["counters"]["dispatched"], 0);
 
     // The gateway forwards its token to the workers, which require the same one.
     let resp = authed("/execute").json(&named_job("a")).send().await.unwrap();

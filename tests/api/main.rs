@@ -11,6 +11,7 @@ mod cursor;
 mod dashboard;
 mod exec;
 mod exec_approvals;
+mod fleet_state;
 mod framing;
 mod gateway;
 mod gemini;

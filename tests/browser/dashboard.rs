@@ -8,7 +8,7 @@ use crate::{
     support::{
         FakeCli, INIT_LINE, SseStream, TestWorker, client,
         cutting_proxy::CuttingProxy,
-        fleet::{LocalFleet, named_job, wait_idle_workers},
+        fleet::{LocalFleet, named_job, wait_idle_workers_as},
     },
 };
 
@@ -62,16 +62,24 @@ async fn the_gateway_page_shows_the_fleet_the_line_and_a_job_from_the_form_to_it
     };
     let fleet = LocalFleet::with_cli(tool_calling_cli(), 3, &[("WORKER_API_TOKEN", TOKEN)]);
     let gw = fleet.gateway(&[("WORKER_API_TOKEN", TOKEN)]);
-    wait_idle_workers(&gw, 3).await;
+    wait_idle_workers_as(&gw, 3, Some(TOKEN)).await;
 
-    // The page loads without a token, shows the three workers, and asks for the token.
+    // The page loads without a token and asks for it: the fleet (the workers' addresses, the jobs) is shown only
+    // to whoever holds it.
     browser.goto(&gw.url("/")).await;
-    tiles_in(&mut browser, "idle", 3).await;
+    browser
+        .wait_js(
+            "the token asked for",
+            "return !document.getElementById('token-form').hidden",
+            vec![],
+        )
+        .await;
     assert_eq!(
         browser
-            .js("return document.getElementById('token-form').hidden", vec![])
+            .js("return document.querySelectorAll('.tile').length", vec![])
             .await,
-        json!(false)
+        json!(0),
+        "no worker shown before the token"
     );
     browser.type_into("#token", TOKEN).await;
     browser.click("#token-form button[type=submit]").await;
@@ -82,6 +90,7 @@ async fn the_gateway_page_shows_the_fleet_the_line_and_a_job_from_the_form_to_it
             vec![],
         )
         .await;
+    tiles_in(&mut browser, "idle", 3).await;
 
     // All three busy: a job from the form waits in line and says where it stands.
     let mut held = Vec::new();

@@ -28,7 +28,7 @@ pub async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     auth::require_token(&req, &gw.settings.common)?;
     let job_id = path.into_inner();
-    match gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await? {
+    match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await? {
         Found::Queued => {
             if !gw.jobs.cancel_queued(&job_id) {
                 return Err(ApiError::NotRunning);

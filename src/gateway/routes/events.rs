@@ -13,6 +13,7 @@ use crate::{
     gateway::{
         jobs::Found,
         relay::{self, Terminal},
+        replay,
         state::Gateway,
     },
     http::last_event_id::after,
@@ -30,9 +31,10 @@ pub struct EventsQuery {
     params(("jobId" = String, Path, description = "The job's id"), EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "The last event id the client has")),
     responses(
-        (status = 200, description = "The rest of the job's stream (proxied from its worker), or the remembered terminal event once the worker is gone", content_type = "text/event-stream", body = crate::sse_wire::schema::SseEvent),
+        (status = 200, description = "Every event after the given id from the fleet's store (whether or not the worker or the relaying gateway still lives), then live ones, up to the terminal event; a job no store holds is proxied from its worker", content_type = "text/event-stream", body = crate::sse_wire::schema::SseEvent),
         (status = 204, description = "The client already has the terminal event: stop reconnecting"),
-        (status = 410, description = "The events after that id were evicted from the worker's memory", body = crate::error::ErrorBody),
+        (status = 410, description = "The events after that id are no longer held (`events_evicted`, `firstAvailable`): past GATEWAY_LOG_MAX_BYTES, or evicted from the worker's memory", body = crate::error::ErrorBody),
+        (status = 503, description = "The fleet's store cannot be reached (`store_unavailable`); retry after Retry-After", body = crate::error::ErrorBody),
         (status = 422, description = "`Last-Event-ID` or `after` is not an event id", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
         (status = 404, description = "No gateway record and no worker has it (`job_not_found`)", body = crate::error::ErrorBody),
@@ -47,7 +49,14 @@ pub async fn events(
     auth::require_token(&req, &gw.settings.common)?;
     let job_id = path.into_inner();
     let after = after(&req, query.after.as_deref())?;
-    let mut found = gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await?;
+    // The store has every event a gateway relayed: served from there, whoever relayed it and whether or not its
+    // worker still lives.
+    if let Ok(Some(record)) = gw.store.get(&job_id).await {
+        return replay::serve(gw.get_ref().clone(), record, after).await;
+    }
+    // Not in the store (a gateway that keeps its own store in memory did not relay it, or the store is down):
+    // the worker that runs it still has its events.
+    let mut found = gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await?;
     // A waiting job: follow it until a worker has it. The client may also just reconnect later.
     if let Found::Queued = found {
         let mut moved = gw
@@ -58,7 +67,7 @@ pub async fn events(
             if moved.changed().await.is_err() {
                 return Err(ApiError::JobNotFound { job_id });
             }
-            found = gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await?;
+            found = gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await?;
         }
     }
     match found {
@@ -78,7 +87,7 @@ pub async fn events(
                     let runtime = gw.runtime.clone();
                     runtime.spawn(async move {
                         let gone = gw.fleet.gone_signal(&worker);
-                        let end = relay::relay(resp, &out, gone, false, after).await;
+                        let end = relay::relay(resp, &out, gone, false, after, None).await;
                         if end.terminal.is_none() && !end.client_gone {
                             // The driver of this job (if this gateway has it) writes the same `worker_lost`.
                             let terminal = gw

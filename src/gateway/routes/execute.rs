@@ -13,8 +13,10 @@ use crate::gateway::{
     fleet::Ticket,
     history::Outcome,
     jobs::JobState,
+    journal::Journal,
     relay::{self, Dispatch, Rejection, Terminal},
     state::Gateway,
+    store::{JobPhase, JobRecord, StoredEvent, now_ms},
 };
 use crate::{auth, error::ApiError, event::ErrorCode, http::body, request};
 
@@ -51,19 +53,35 @@ pub async fn execute(
         provider: parsed.provider.as_str().to_string(),
         id: parsed.job_id.into(),
     };
-    let cancel = gw.jobs.open(&job.id).map_err(|_| {
-        ApiError::invalid(
-            "jobId",
-            format!(
-                "job {} is already waiting or running; follow it with GET /jobs/{}/events",
-                job.id, job.id
-            ),
-        )
-    })?;
+    // The store decides whether the id is free, fleet-wide; a store that cannot answer takes nothing new.
+    let record = JobRecord::queued(&job.id, &job.provider);
+    match gw.store.create(&record).await {
+        Ok(Ok(())) => {}
+        Ok(Err(existing)) => {
+            return Err(ApiError::JobExists {
+                job_id: job.id,
+                state: existing.state.as_str(),
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "store unavailable; request refused");
+            return Err(ApiError::StoreUnavailable {
+                retry_after_seconds: settings.retry_after_seconds,
+            });
+        }
+    }
+    let Ok(cancel) = gw.jobs.open(&job.id) else {
+        // Only a store that lost the record while this gateway still runs the job gets here.
+        return Err(ApiError::JobExists {
+            job_id: job.id,
+            state: "running",
+        });
+    };
     let ticket = match gw.fleet.admit(&job.id) {
         Ok(t) => t,
         Err(_) => {
             gw.jobs.forget(&job.id);
+            forget_in_store(&gw, &job.id);
             gw.metrics.queue_full.inc();
             return Err(ApiError::Busy {
                 phase: crate::error::Phase::Busy,
@@ -73,9 +91,12 @@ pub async fn execute(
     };
     let (head_tx, head_rx) = oneshot::channel();
     let (out, body) = mpsc::channel(OUT_FRAMES);
+    let journal = Journal::start(gw.store.clone(), job.id.clone(), gw.settings.log_max_bytes);
     let driver = Driver {
         gw: gw.get_ref().clone(),
         job,
+        record,
+        journal,
         cancel,
         head: Some(head_tx),
         out,
@@ -87,6 +108,17 @@ pub async fn execute(
         Ok(Head::Refused(rejection)) => Ok(rejection.into_response()),
         Err(_) => Err(ApiError::Internal),
     }
+}
+
+/// A job that never started leaves no trace: the client that sent it is gone or was refused.
+fn forget_in_store(gw: &Gateway, job_id: &str) {
+    let store = gw.store.clone();
+    let job_id = job_id.to_string();
+    gw.runtime.spawn(async move {
+        if let Err(e) = store.forget(&job_id).await {
+            tracing::warn!(job_id, error = %e, "could not remove a job that never started from the store");
+        }
+    });
 }
 
 /// The gateway names every job before it waits, so that it can be followed and cancelled while in line: a body
@@ -124,6 +156,10 @@ enum Head {
 struct Driver {
     gw: Arc<Gateway>,
     job: JobSpec,
+    /// The job's record in the store, moved along with the job.
+    record: JobRecord,
+    /// Every event this gateway writes or relays for the job, on its way to the store.
+    journal: Journal,
     cancel: CancellationToken,
     /// Until the response has begun: whether it is a stream or a refusal passed on from the worker.
     head: Option<oneshot::Sender<Head>>,
@@ -147,6 +183,7 @@ impl Driver {
                     Waited::Assigned(address) => address,
                     Waited::ClientGone => {
                         self.gw.jobs.forget(&self.job.id);
+                        forget_in_store(&self.gw, &self.job.id);
                         return;
                     }
                     Waited::Ended(terminal) => return self.end(terminal).await,
@@ -156,6 +193,7 @@ impl Driver {
                 waited = true;
                 self.gw.metrics.waited(self.admitted.elapsed());
                 self.gw.history.waited(self.admitted.elapsed());
+                self.record.queue_wait_ms = Some(self.admitted.elapsed().as_millis() as u64);
             }
             match relay::dispatch(&self.gw.upstream, &address, self.job.body.clone()).await {
                 Dispatch::Stream(resp) => {
@@ -250,9 +288,21 @@ impl Driver {
             },
         );
         tracing::info!(worker = %address, job_id = %self.job.id, "dispatched");
+        self.record.state = JobPhase::Running;
+        self.record.worker = Some(address.to_string());
+        self.record.started_at = Some(now_ms());
+        self.journal.record(self.record.clone());
         self.start_stream();
         let gone = self.gw.fleet.gone_signal(address);
-        let end = relay::relay(resp, &self.out, gone, self.job.stop_with_client, None).await;
+        let end = relay::relay(
+            resp,
+            &self.out,
+            gone,
+            self.job.stop_with_client,
+            None,
+            Some(&self.journal),
+        )
+        .await;
         self.gw.fleet.stream_ended(address);
         if let Some(terminal) = end.terminal {
             self.finished(terminal);
@@ -262,6 +312,7 @@ impl Driver {
             // The worker cancels the job because its client left (`cancelOnDisconnect`); it holds the end.
             self.gw.history.finished(Outcome::Cancelled);
             self.gw.jobs.forget(&self.job.id);
+            forget_in_store(&self.gw, &self.job.id);
             return;
         }
         tracing::warn!(worker = %address, job_id = %self.job.id, "the worker's stream broke before its terminal event");
@@ -273,6 +324,7 @@ impl Driver {
     async fn refused(mut self, rejection: Rejection) {
         if let Some(head) = self.head.take() {
             self.gw.jobs.forget(&self.job.id);
+            forget_in_store(&self.gw, &self.job.id);
             let _ = head.send(Head::Refused(rejection));
             return;
         }
@@ -284,14 +336,32 @@ impl Driver {
     /// Sends the gateway's own terminal event and remembers it.
     async fn end(mut self, terminal: Terminal) {
         self.start_stream();
+        self.journal.event(StoredEvent {
+            id: terminal.id,
+            frame: terminal.frame.clone(),
+        });
         let _ = self.out.send(terminal.frame.clone()).await;
         self.finished(terminal);
     }
 
     /// The job's end, whoever wrote its terminal event: kept for `GET /jobs/{jobId}…` and counted for the chart.
-    fn finished(&self, terminal: Terminal) {
+    fn finished(mut self, terminal: Terminal) {
         self.gw.history.finished(Outcome::of_terminal(&terminal.json));
+        self.record.state = JobPhase::Finished;
+        self.record.ended_at = Some(now_ms());
+        self.record.terminal_id = Some(terminal.id);
+        self.record.terminal_code = terminal_code(&terminal.json);
+        self.journal.record(self.record.clone());
         self.gw.jobs.move_to(&self.job.id, JobState::Finished { terminal });
+    }
+}
+
+/// `completed`, or the terminal error's code.
+fn terminal_code(json: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    match value["type"].as_str()? {
+        "completed" => Some("completed".into()),
+        _ => value["code"].as_str().map(String::from),
     }
 }
 

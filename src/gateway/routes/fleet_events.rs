@@ -7,13 +7,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::gateway::{relay, state::Gateway};
-use crate::{event::timestamp, sse_wire};
+use crate::{auth, error::ApiError, event::timestamp, sse_wire};
 
 /// A change usually comes in a burst (a dispatch touches the line, the worker and the counters): one snapshot
 /// after the burst rather than one per step.
@@ -63,14 +63,20 @@ pub fn snapshot(gw: &Gateway) -> Value {
     })
 }
 
-/// `GET /fleet/events`: open like `/fleet` (it shows the same), ends when the gateway shuts down.
+/// `GET /fleet/events`: the bearer token like `/fleet` (it shows the same), ends when the gateway shuts down.
 #[utoipa::path(get, path = "/fleet/events", tag = "gateway",
-    responses((status = 200, description = "The `/fleet` document as Server-Sent Events (`event: fleet`, no `id`): at once, after every change of the workers, the line or the history, and at least every 5 s", content_type = "text/event-stream", body = String)))]
-pub async fn fleet_events(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
+    responses(
+        (status = 200, description = "The `/fleet` document as Server-Sent Events (`event: fleet`, no `id`): at once, after every change of the workers, the line or the history, and at least every 5 s", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn fleet_events(req: HttpRequest, gw: web::Data<Arc<Gateway>>) -> Result<HttpResponse, ApiError> {
+    // The workers' internal addresses, job ids and the line are not for anyone who can reach the gateway.
+    auth::require_token(&req, &gw.settings.common)?;
     let (out, body) = mpsc::channel(4);
     let gw = gw.get_ref().clone();
     gw.runtime.clone().spawn(follow(gw, out));
-    relay::sse_response(body)
+    Ok(relay::sse_response(body))
 }
 
 async fn follow(gw: Arc<Gateway>, out: mpsc::Sender<Bytes>) {

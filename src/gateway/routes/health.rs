@@ -1,4 +1,5 @@
-//! `GET /health` of the gateway: up, and how many workers it sees in each state.
+//! `GET /health` of the gateway: up, how many workers it sees in each state, and whether its store answers. It says
+//! nothing of jobs: it is open to anyone who can reach the gateway.
 
 use std::sync::Arc;
 
@@ -8,14 +9,17 @@ use serde_json::json;
 use crate::gateway::state::Gateway;
 
 #[utoipa::path(get, path = "/health", tag = "gateway",
-    responses((status = 200, description = "`{\"status\":\"ok\",\"role\":\"gateway\",\"version\",\"workers\":{\"total\",\"idle\",\"busy\",\"down\"}}`", body = Object)))]
+    responses((status = 200, description = "`{\"status\":\"ok\",\"role\":\"gateway\",\"version\",\"workers\":{\"total\",\"idle\",\"busy\",\"down\"},\"store\":{\"kind\":\"memory|redis\",\"up\"}}`; still 200 while the store is down (relays in flight go on)", body = Object)))]
 pub async fn health(gw: web::Data<Arc<Gateway>>) -> HttpResponse {
     let workers = gw.fleet.workers();
     let count = |s: &str| workers.iter().filter(|w| w.state.as_str() == s).count();
+    // A store that does not answer within its timeout is down; the gateway itself still serves what is in flight.
+    let store_up = gw.store.ping().await.is_ok();
     HttpResponse::Ok().json(json!({
         "status": "ok",
         "role": "gateway",
         "version": env!("CARGO_PKG_VERSION"),
         "workers": { "total": workers.len(), "idle": count("idle"), "busy": count("busy") + count("draining"), "down": count("down") },
+        "store": { "kind": gw.store.kind(), "up": store_up },
     }))
 }

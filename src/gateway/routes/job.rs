@@ -26,31 +26,31 @@ pub async fn job(
 ) -> Result<HttpResponse, ApiError> {
     auth::require_token(&req, &gw.settings.common)?;
     let job_id = path.into_inner();
-    Ok(match gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await? {
-        Found::Queued => {
-            let (place, since) = gw
-                .fleet
-                .place_of(&job_id)
-                .ok_or_else(|| ApiError::JobNotFound { job_id: job_id.clone() })?;
-            HttpResponse::Ok().json(json!({
-                "jobId": job_id, "state": "queued", "position": place.position, "queueLength": place.length,
-                "waitMs": since.elapsed().as_millis() as u64,
-            }))
-        }
-        Found::Running(worker) => {
-            let req = gw
-                .upstream
-                .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}")));
-            let mut body: Value = match req.send().await {
-                Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
-                _ => json!({ "jobId": job_id, "state": "running" }),
-            };
-            body["address"] = json!(worker);
-            HttpResponse::Ok().json(body)
-        }
-        Found::Finished(terminal) => {
-            let terminal: Value = serde_json::from_slice(&terminal.json).unwrap_or_default();
-            HttpResponse::Ok().json(json!({ "jobId": job_id, "state": "finished", "terminal": terminal }))
-        }
-    })
+    Ok(
+        match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await? {
+            Found::Queued => match gw.fleet.place_of(&job_id) {
+                Some((place, since)) => HttpResponse::Ok().json(json!({
+                    "jobId": job_id, "state": "queued", "position": place.position, "queueLength": place.length,
+                    "waitMs": since.elapsed().as_millis() as u64,
+                })),
+                // Waiting in another gateway's line: the store's record is what this gateway knows.
+                None => HttpResponse::Ok().json(json!({ "jobId": job_id, "state": "queued" })),
+            },
+            Found::Running(worker) => {
+                let req = gw
+                    .upstream
+                    .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}")));
+                let mut body: Value = match req.send().await {
+                    Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+                    _ => json!({ "jobId": job_id, "state": "running" }),
+                };
+                body["address"] = json!(worker);
+                HttpResponse::Ok().json(body)
+            }
+            Found::Finished(terminal) => {
+                let terminal: Value = serde_json::from_slice(&terminal.json).unwrap_or_default();
+                HttpResponse::Ok().json(json!({ "jobId": job_id, "state": "finished", "terminal": terminal }))
+            }
+        },
+    )
 }

@@ -1,5 +1,5 @@
 //! The gateway's HTTP routes, one file each: `POST /execute`, the dashboard at `/`, `/health`, `/fleet` and its feed,
-//! `/metrics`, and the job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events`, `/jobs/{jobId}/cancel` and
+//! `/metrics`, the job list `/jobs`, and the job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events`, `/jobs/{jobId}/cancel` and
 //! `/jobs/{jobId}/permissions/{requestId}` for every job of the fleet (docs/api.md, docs/fleet.md).
 
 mod cancel;
@@ -9,6 +9,7 @@ mod fleet;
 mod fleet_events;
 mod health;
 mod job;
+mod jobs;
 mod metrics;
 mod openapi;
 mod page;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(one(Method::GET, "/fleet", fleet::fleet))
         .service(one(Method::GET, "/fleet/events", fleet_events::fleet_events))
         .service(one(Method::GET, "/metrics", metrics::metrics))
+        .service(one(Method::GET, "/jobs", jobs::list))
         .service(one(Method::GET, "/jobs/{job_id}", job::job))
         .service(one(Method::GET, "/jobs/{job_id}/events", events::events))
         .service(one(Method::POST, "/jobs/{job_id}/cancel", cancel::cancel))

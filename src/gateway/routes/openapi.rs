@@ -15,6 +15,7 @@ use crate::http::openapi::Bearer;
         super::fleet::fleet,
         super::fleet_events::fleet_events,
         super::metrics::metrics,
+        super::jobs::list,
         super::job::job,
         super::events::events,
         super::cancel::cancel,

@@ -38,7 +38,7 @@ pub async fn permission(
     let (job_id, request_id) = path.into_inner();
     // Checked here too, so that a bad body costs the worker nothing.
     let answer = crate::http::jobs::read_answer(&req, payload).await?;
-    match gw.jobs.locate(&gw.fleet, &gw.upstream, &job_id).await? {
+    match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await? {
         // A job in the line has not started, so it has asked nothing yet.
         Found::Queued => Err(ApiError::PermissionNotFound { request_id }),
         Found::Finished(_) => Err(ApiError::NotRunning),

@@ -83,21 +83,27 @@ pub fn named_job(prompt: &str) -> Value {
 }
 
 pub async fn fleet_view(gateway: &TestWorker) -> Value {
-    client()
-        .get(gateway.url("/fleet"))
-        .send()
-        .await
-        .expect("GET /fleet")
-        .json()
-        .await
-        .expect("fleet JSON")
+    fleet_view_as(gateway, None).await
+}
+
+/// `/fleet` with the bearer token of a gateway that has one.
+pub async fn fleet_view_as(gateway: &TestWorker, token: Option<&str>) -> Value {
+    let mut req = client().get(gateway.url("/fleet"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.expect("GET /fleet").json().await.expect("fleet JSON")
 }
 
 /// Waits until the gateway sees `n` idle workers (they were just started).
 pub async fn wait_idle_workers(gateway: &TestWorker, n: usize) {
+    wait_idle_workers_as(gateway, n, None).await
+}
+
+pub async fn wait_idle_workers_as(gateway: &TestWorker, n: usize, token: Option<&str>) {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let fleet = fleet_view(gateway).await;
+        let fleet = fleet_view_as(gateway, token).await;
         let idle = fleet["workers"]
             .as_array()
             .map_or(0, |w| w.iter().filter(|w| w["state"] == "idle").count());

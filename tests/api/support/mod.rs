@@ -15,6 +15,7 @@ pub mod mock_openai;
 pub mod mock_server;
 pub mod pty;
 pub mod recorder;
+pub mod redis;
 pub mod reply;
 pub mod sse;
 

@@ -1,0 +1,102 @@
+//! A job's stream served from the store, for a client that reconnects through any gateway: every event after its
+//! `Last-Event-ID`, then the live ones as the relaying gateway writes them, up to and including the terminal
+//! event — whether or not the worker, or the gateway that relayed the job, still lives.
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::HttpResponse;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::{
+    relay,
+    state::Gateway,
+    store::{JobPhase, JobRecord, Read, StoredEvent},
+};
+use crate::{error::ApiError, sse_wire};
+
+/// Frames buffered towards a slow client before the reader waits for it.
+const OUT_FRAMES: usize = 64;
+/// A store that failed is asked again after this long; the client gets a keep-alive meanwhile.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// The response to `GET /jobs/{jobId}/events` for a job the store knows.
+pub async fn serve(gw: Arc<Gateway>, record: JobRecord, after: Option<u64>) -> Result<HttpResponse, ApiError> {
+    // At or past the terminal event there is nothing left: 204 stops a reconnecting EventSource.
+    if let (Some(terminal), Some(after)) = (record.terminal_id, after)
+        && after >= terminal
+    {
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    // Read once before the answer starts, so that what is no longer held is a 410, not a silent gap.
+    let first = match gw.store.read(&record.job_id, after, Duration::ZERO).await {
+        Ok(Read::Events(events)) => events,
+        Ok(Read::Evicted { first_available }) => return Err(ApiError::EventsEvicted { first_available }),
+        Err(e) => {
+            tracing::warn!(job_id = %record.job_id, error = %e, "store unavailable for a replay");
+            return Err(ApiError::StoreUnavailable {
+                retry_after_seconds: gw.settings.common.retry_after_seconds,
+            });
+        }
+    };
+    let (out, body) = mpsc::channel(OUT_FRAMES);
+    // A job still in line says so first, as its own stream did (on the gateway where it waits).
+    if record.state == JobPhase::Queued
+        && let Some((place, _)) = gw.fleet.place_of(&record.job_id)
+    {
+        let _ = out.try_send(relay::queued(&record.job_id, place));
+    }
+    let runtime = gw.runtime.clone();
+    runtime.spawn(follow(gw, record.job_id, after, first, out));
+    Ok(relay::sse_response(body))
+}
+
+async fn follow(
+    gw: Arc<Gateway>,
+    job_id: String,
+    mut last: Option<u64>,
+    first: Vec<StoredEvent>,
+    out: mpsc::Sender<Bytes>,
+) {
+    let keepalive = gw.settings.common.keepalive;
+    let mut pending = first;
+    loop {
+        for event in pending.drain(..) {
+            let terminal = is_terminal(&event.frame);
+            last = Some(event.id);
+            if out.send(event.frame).await.is_err() || terminal {
+                return;
+            }
+        }
+        match gw.store.read(&job_id, last, keepalive).await {
+            Ok(Read::Events(events)) if !events.is_empty() => pending = events,
+            Ok(Read::Events(_)) => {
+                // A quiet keep-alive interval: is there still something to wait for?
+                match gw.store.get(&job_id).await {
+                    // Forgotten (its client left before it started) or past the memory time.
+                    Ok(None) => return,
+                    // Finished, and its terminal event will not come (it was not written): end here, as a
+                    // stream that broke; the client's reconnect gets 204 or the rest.
+                    Ok(Some(record)) if record.state == JobPhase::Finished => return,
+                    _ => {}
+                }
+                if out.send(relay::KEEP_ALIVE).await.is_err() {
+                    return;
+                }
+            }
+            // The client fell behind the store's bound: end, so that its reconnect is answered 410.
+            Ok(Read::Evicted { .. }) => return,
+            Err(e) => {
+                tracing::debug!(%job_id, error = %e, "store read failed; retrying");
+                if out.send(relay::KEEP_ALIVE).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+fn is_terminal(frame: &[u8]) -> bool {
+    matches!(sse_wire::fields(frame).event, Some(b"completed" | b"error"))
+}

@@ -1,0 +1,355 @@
+//! The store in Redis (≥ 7, or Valkey), one for every gateway of the fleet. A job's record is one JSON string
+//! (`SET NX` makes its id unique fleet-wide), its events one stream whose entry ids are the events' ids
+//! (`<id>-1`), and `uw:jobs` a sorted set by creation time for the job list. Finished jobs expire after
+//! `GATEWAY_JOB_MEMORY_SECONDS`; a job that never finishes (its gateway and worker both lost) after a day.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::{
+    AsyncConnectionConfig, Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
+    streams::StreamReadReply,
+};
+
+use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, after_id};
+use crate::secret::Secret;
+
+/// A job that never reaches its end is still forgotten eventually.
+const UNFINISHED_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a command may take before the store counts as down.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Events per read; a reader far behind catches up in several.
+const READ_COUNT: usize = 1000;
+const JOB_INDEX: &str = "uw:jobs";
+
+/// Appends a batch in order, skipping ids the stream already has (a batch retried after a lost answer), trims the
+/// events before the first one to keep, and sets the stream's expiry. ARGV: the first id to keep, the expiry in
+/// seconds, then id and frame of each event.
+const APPEND: &str = r#"
+local top = -1
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then top = tonumber(string.match(last[1][1], '^(%d+)')) end
+for i = 3, #ARGV - 1, 2 do
+  local id = tonumber(ARGV[i])
+  if id > top then
+    redis.call('XADD', KEYS[1], ARGV[i] .. '-1', 'f', ARGV[i + 1])
+    top = id
+  end
+end
+if tonumber(ARGV[1]) > 0 then redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0') end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return top
+"#;
+
+/// The ids and sizes of a job's events this gateway appended, oldest first, and their sum.
+type Appended = (VecDeque<(u64, usize)>, usize);
+
+pub struct RedisStore {
+    client: Client,
+    commands: ConnectionManager,
+    /// Connections for blocking reads, which would hold up every other command on a common one.
+    readers: Mutex<Vec<MultiplexedConnection>>,
+    append: Script,
+    memory: Duration,
+    log_max_bytes: usize,
+    /// What this gateway appended per job (id and size), to trim a stream past `GATEWAY_LOG_MAX_BYTES`: the
+    /// relaying gateway is the only writer of a job's stream.
+    sizes: Mutex<HashMap<String, Appended>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisStore")
+    }
+}
+
+fn store_error(e: redis::RedisError) -> StoreError {
+    // RedisError's text names the command and the server's answer, never the password of the URL.
+    StoreError(e.to_string())
+}
+
+fn record_key(job_id: &str) -> String {
+    format!("uw:job:{job_id}")
+}
+
+fn events_key(job_id: &str) -> String {
+    format!("uw:job:{job_id}:events")
+}
+
+impl RedisStore {
+    pub fn new(
+        url: &str,
+        password: Option<&Secret>,
+        memory: Duration,
+        log_max_bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(url).map_err(store_error)?;
+        if let Some(password) = password {
+            let settings = info.redis_settings().clone().set_password(password.expose());
+            info = info.set_redis_settings(settings);
+        }
+        let client = Client::open(info).map_err(store_error)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(store_error)?;
+        Ok(RedisStore {
+            client,
+            commands,
+            readers: Mutex::new(Vec::new()),
+            append: Script::new(APPEND),
+            memory,
+            log_max_bytes,
+            sizes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.commands.clone()
+    }
+
+    async fn reader(&self) -> Result<MultiplexedConnection, StoreError> {
+        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(store_error)
+            }
+        }
+    }
+
+    /// The id before which the stream may be trimmed so that what this gateway appended stays within the bound.
+    fn trim_before(&self, job_id: &str, events: &[StoredEvent]) -> u64 {
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        let (held, bytes) = sizes.entry(job_id.to_string()).or_default();
+        for e in events {
+            if held.back().is_none_or(|(last, _)| *last < e.id) {
+                held.push_back((e.id, e.frame.len()));
+                *bytes += e.frame.len();
+            }
+        }
+        while *bytes > self.log_max_bytes && held.len() > 1 {
+            if let Some((_, size)) = held.pop_front() {
+                *bytes -= size;
+            }
+        }
+        held.front().map_or(0, |(id, _)| *id)
+    }
+}
+
+fn parse_record(json: Option<String>) -> Option<JobRecord> {
+    json.and_then(|j| serde_json::from_str(&j).ok())
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create(&self, record: &JobRecord) -> Result<Result<(), JobRecord>, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError(e.to_string()))?;
+        let key = record_key(&record.job_id);
+        let mut conn = self.conn();
+        // `SET … NX GET` answers the value that was there, and sets nothing then: none means this call created it.
+        let previous: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(&json)
+            .arg("NX")
+            .arg("GET")
+            .arg("EX")
+            .arg(UNFINISHED_TTL.as_secs())
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        if let Some(previous) = previous {
+            return Ok(Err(parse_record(Some(previous)).unwrap_or_else(|| record.clone())));
+        }
+        redis::cmd("ZADD")
+            .arg(JOB_INDEX)
+            .arg(record.created_at)
+            .arg(&record.job_id)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(Ok(()))
+    }
+
+    async fn update(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError(e.to_string()))?;
+        let ttl = match record.state {
+            JobPhase::Finished => self.memory,
+            _ => UNFINISHED_TTL,
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(record_key(&record.job_id))
+            .arg(json)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore();
+        if record.state == JobPhase::Finished {
+            pipe.cmd("PEXPIRE")
+                .arg(events_key(&record.job_id))
+                .arg(self.memory.as_millis().max(1) as u64)
+                .ignore();
+            self.sizes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&record.job_id);
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(store_error)
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let json: Option<String> = redis::cmd("GET")
+            .arg(record_key(job_id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(parse_record(json))
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let mut conn = self.conn();
+        let max = match filter.before {
+            Some(before) => format!("({before}"),
+            None => "+inf".to_string(),
+        };
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        // Pages of ids, newest first, until the filter has its fill or the index ends.
+        while out.len() < filter.limit {
+            let page = (filter.limit * 2).clamp(50, 500);
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(JOB_INDEX)
+                .arg(&max)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(page)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            if ids.is_empty() {
+                break;
+            }
+            offset += ids.len();
+            let keys: Vec<String> = ids.iter().map(|id| record_key(id)).collect();
+            let records: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(store_error)?;
+            let mut expired = Vec::new();
+            for (id, json) in ids.iter().zip(records) {
+                match parse_record(json) {
+                    Some(record) if filter.admits(&record) && out.len() < filter.limit => out.push(record),
+                    Some(_) => {}
+                    None => expired.push(id.clone()),
+                }
+            }
+            if !expired.is_empty() {
+                // The record expired; its index entry goes now.
+                redis::cmd("ZREM")
+                    .arg(JOB_INDEX)
+                    .arg(&expired)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(store_error)?;
+                offset -= expired.len();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn forget(&self, job_id: &str) -> Result<(), StoreError> {
+        redis::pipe()
+            .cmd("DEL")
+            .arg(record_key(job_id))
+            .arg(events_key(job_id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(JOB_INDEX)
+            .arg(job_id)
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn append(&self, job_id: &str, events: &[StoredEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let keep_from = self.trim_before(job_id, events);
+        let mut call = self.append.key(events_key(job_id));
+        call.arg(keep_from).arg(UNFINISHED_TTL.as_secs());
+        for e in events {
+            call.arg(e.id).arg(e.frame.as_ref());
+        }
+        call.invoke_async::<i64>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    async fn read(&self, job_id: &str, after: Option<u64>, wait: Duration) -> Result<Read, StoreError> {
+        let from = match after {
+            Some(a) => format!("{a}-1"),
+            None => "0-0".to_string(),
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(READ_COUNT);
+        let block = !wait.is_zero();
+        if block {
+            cmd.arg("BLOCK").arg(wait.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS").arg(events_key(job_id)).arg(from);
+        let reply: Option<StreamReadReply> = if block {
+            let mut conn = self.reader().await?;
+            conn.set_response_timeout(wait + RESPONSE_TIMEOUT);
+            let reply = cmd.query_async(&mut conn).await.map_err(store_error)?;
+            self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            reply
+        } else {
+            cmd.query_async(&mut self.conn()).await.map_err(store_error)?
+        };
+        let events = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .filter_map(|entry| {
+                let id = entry.id.split('-').next()?.parse().ok()?;
+                let frame = match entry.map.get("f")? {
+                    redis::Value::BulkString(bytes) => Bytes::copy_from_slice(bytes),
+                    _ => return None,
+                };
+                Some(StoredEvent { id, frame })
+            });
+        Ok(after_id(events, after))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+}

@@ -1,0 +1,342 @@
+//! Fleet state that outlives its processes (docs/fleet.md): job streams and records in a store, in the gateway's
+//! memory or in a real `redis-server` shared by two gateways, so that a client reconnecting through any gateway
+//! after its worker exited gets exactly what it missed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{
+    PATIENCE, SseStream, TestWorker, client,
+    fleet::{LocalFleet, gateway, named_job, wait_idle_workers},
+    redis::RedisServer,
+    sse::SseEvent,
+};
+
+async fn start_job(gw: &TestWorker, prompt: &str) -> SseStream {
+    let resp = client()
+        .post(gw.url("/execute"))
+        .json(&named_job(prompt))
+        .send()
+        .await
+        .expect("POST /execute");
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    SseStream::new(resp)
+}
+
+/// The job's events as its first client got them, `queued` ones left out (they carry no id).
+async fn whole_job(fleet: &LocalFleet, gw: &TestWorker, prompt: &str) -> Vec<SseEvent> {
+    let mut stream = start_job(gw, prompt).await;
+    fleet.wait_started(prompt).await;
+    fleet.release(prompt);
+    let events: Vec<SseEvent> = stream.collect().await.into_iter().filter(|e| e.id.is_some()).collect();
+    assert_eq!(events.last().map(SseEvent::kind), Some("completed"));
+    events
+}
+
+async fn reconnect(gw: &TestWorker, job_id: &str, last: Option<u64>) -> reqwest::Response {
+    let mut req = client().get(gw.url(&format!("/jobs/{job_id}/events")));
+    if let Some(last) = last {
+        req = req.header("Last-Event-ID", last.to_string());
+    }
+    req.send().await.expect("GET /jobs/{id}/events")
+}
+
+fn ids(events: &[SseEvent]) -> Vec<String> {
+    events.iter().map(|e| e.id.clone().unwrap_or_default()).collect()
+}
+
+/// Waits until `GET /jobs/{id}` on `gw` says the job finished: its record, written after its last event, is in
+/// the store.
+async fn wait_finished(gw: &TestWorker, job_id: &str) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let resp = client().get(gw.url(&format!("/jobs/{job_id}"))).send().await.unwrap();
+        if resp.status() == 200 {
+            let body: Value = resp.json().await.unwrap();
+            if body["state"] == "finished" {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job_id} never finished as {} sees it",
+            gw.base
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every possible drop point: reconnecting after event k gets exactly events k+1.. (same ids, same data, the
+/// terminal one last), and after the terminal event 204.
+async fn every_reconnect_gets_exactly_the_rest(gw: &TestWorker, job_id: &str, whole: &[SseEvent]) {
+    for (k, seen) in whole.iter().enumerate() {
+        let last: u64 = seen.id.as_deref().unwrap().parse().unwrap();
+        let resp = reconnect(gw, job_id, Some(last)).await;
+        if k + 1 == whole.len() {
+            assert_eq!(resp.status(), 204, "after the terminal event there is nothing left");
+            continue;
+        }
+        assert_eq!(resp.status(), 200);
+        let rest = SseStream::new(resp).collect().await;
+        assert_eq!(ids(&rest), ids(&whole[k + 1..]), "reconnect after {last}");
+        for (got, want) in rest.iter().zip(&whole[k + 1..]) {
+            assert_eq!(got.data, want.data, "event {:?} replayed byte for byte", got.id);
+        }
+    }
+    // From the start, with no Last-Event-ID.
+    let from_start = SseStream::new(reconnect(gw, job_id, None).await).collect().await;
+    assert_eq!(ids(&from_start), ids(whole));
+}
+
+#[tokio::test]
+async fn the_memory_store_replays_every_event_after_the_worker_exited() {
+    let mut fleet = LocalFleet::start(1, &[]);
+    let gw = fleet.gateway(&[]);
+    wait_idle_workers(&gw, 1).await;
+    let whole = whole_job(&fleet, &gw, "m1").await;
+    assert!(whole.len() >= 4, "a job of several events: {:?}", ids(&whole));
+    // The worker is gone: only the gateway's memory holds the job now.
+    fleet.workers.clear();
+    every_reconnect_gets_exactly_the_rest(&gw, "m1", &whole).await;
+}
+
+#[tokio::test]
+async fn the_memory_store_answers_410_for_what_it_no_longer_holds() {
+    let fleet = LocalFleet::start(1, &[]);
+    // Room for one event: the newest (the terminal one) is always kept, the rest is evicted.
+    let gw = fleet.gateway(&[("GATEWAY_LOG_MAX_BYTES", "100")]);
+    wait_idle_workers(&gw, 1).await;
+    let whole = whole_job(&fleet, &gw, "m2").await;
+
+    let resp = reconnect(&gw, "m2", Some(0)).await;
+    assert_eq!(resp.status(), 410);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "events_evicted");
+    let first = body["error"]["firstAvailable"].as_u64().expect("firstAvailable");
+    assert!(first > 1, "the start was evicted: {body}");
+    // From the first one held, the rest is there.
+    let rest = SseStream::new(reconnect(&gw, "m2", Some(first - 1)).await)
+        .collect()
+        .await;
+    let held: Vec<SseEvent> = whole
+        .into_iter()
+        .filter(|e| e.id.as_deref().unwrap().parse::<u64>().unwrap() >= first)
+        .collect();
+    assert_eq!(ids(&rest), ids(&held));
+}
+
+#[tokio::test]
+async fn two_gateways_sharing_redis_replay_a_job_after_its_worker_exited() {
+    let Some(redis) = RedisServer::start() else { return };
+    let mut fleet = LocalFleet::start(1, &[]);
+    let store = [("GATEWAY_STORE", redis.url())];
+    let store: Vec<(&str, &str)> = store.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 1).await;
+    let health: Value = client()
+        .get(a.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["store"]["kind"], "redis");
+    assert_eq!(health["store"]["up"], true);
+
+    let whole = whole_job(&fleet, &a, "r1").await;
+    wait_finished(&b, "r1").await;
+    fleet.workers.clear();
+    // Through the gateway that did not relay it, whose own memory never saw it.
+    every_reconnect_gets_exactly_the_rest(&b, "r1", &whole).await;
+
+    // The fleet's job list is the same from both.
+    for gw in [&a, &b] {
+        let list: Value = client()
+            .get(gw.url("/jobs?state=finished"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jobs = list["jobs"].as_array().expect("jobs");
+        assert_eq!(jobs.len(), 1, "{list}");
+        assert_eq!(jobs[0]["jobId"], "r1");
+        assert_eq!(jobs[0]["terminalCode"], "completed");
+        assert_eq!(jobs[0]["provider"], "claude-code");
+        assert!(
+            jobs[0]["worker"].is_string() && jobs[0]["endedAt"].is_string(),
+            "{list}"
+        );
+    }
+    let none: Value = client()
+        .get(b.url("/jobs?state=running"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["jobs"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn a_live_job_is_followed_through_the_other_gateway_and_its_id_is_taken_fleet_wide() {
+    let Some(redis) = RedisServer::start() else { return };
+    let fleet = LocalFleet::start(2, &[]);
+    let url = redis.url();
+    let store = [("GATEWAY_STORE", url.as_str())];
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 2).await;
+
+    let mut first = start_job(&a, "live").await;
+    fleet.wait_started("live").await;
+    let connected = first.next_event().await.unwrap();
+    assert_eq!(connected.kind(), "connected");
+
+    // The same id through the other gateway: 409, with where the job stands.
+    let again = client()
+        .post(b.url("/execute"))
+        .json(&named_job("live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "job_exists");
+    assert_eq!(body["error"]["jobId"], "live");
+    assert_eq!(body["error"]["state"], "running");
+
+    // A second client follows it through B from its first event, live, to the end.
+    let mut follower = SseStream::new(reconnect(&b, "live", Some(0)).await);
+    fleet.release("live");
+    let rest_a: Vec<SseEvent> = first.collect().await;
+    let rest_b: Vec<SseEvent> = follower.collect().await;
+    assert_eq!(
+        ids(&rest_b),
+        ids(&rest_a),
+        "the follower got what the first client got after event 0"
+    );
+    assert_eq!(rest_b.last().map(SseEvent::kind), Some("completed"));
+
+    wait_finished(&b, "live").await;
+    let after: Value = client()
+        .post(a.url("/execute"))
+        .json(&named_job("live"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        after["error"]["state"], "finished",
+        "a remembered job keeps its id: {after}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_mid_job_refuses_new_jobs_and_loses_no_event() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let mut fleet = LocalFleet::start(2, &[]);
+    let url = redis.url();
+    let store = [("GATEWAY_STORE", url.as_str())];
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 2).await;
+
+    let mut stream = start_job(&a, "outage").await;
+    fleet.wait_started("outage").await;
+    redis.stop();
+
+    // Nothing new is taken while the store is down, through either gateway.
+    for gw in [&a, &b] {
+        let refused = client()
+            .post(gw.url("/execute"))
+            .json(&named_job("new"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 503);
+        assert!(refused.headers().contains_key("Retry-After"));
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "store_unavailable");
+    }
+    let health: Value = client()
+        .get(a.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["store"]["up"], false, "{health}");
+
+    // The client of the relaying gateway streams on to the end meanwhile.
+    fleet.release("outage");
+    let whole: Vec<SseEvent> = stream.collect().await.into_iter().filter(|e| e.id.is_some()).collect();
+    assert_eq!(whole.last().map(SseEvent::kind), Some("completed"));
+
+    // Back (with what its AOF kept): the relay writes what it held, and the replay through B is complete.
+    redis.restart();
+    wait_finished(&b, "outage").await;
+    fleet.workers.clear();
+    every_reconnect_gets_exactly_the_rest(&b, "outage", &whole).await;
+    let metrics = client()
+        .get(a.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors = metrics
+        .lines()
+        .find(|l| l.starts_with("unified_worker_gateway_store_errors_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<f64>().ok())
+        .expect("the store error counter");
+    assert!(errors >= 1.0, "the outage was counted: {errors}");
+}
+
+#[tokio::test]
+async fn a_gateway_with_a_password_file_reaches_a_redis_that_requires_one() {
+    let Some(redis) = RedisServer::start_with(Some("store-password-123")) else {
+        return;
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let secret = dir.path().join("store-password");
+    std::fs::write(&secret, "store-password-123\n").unwrap();
+    let fleet = LocalFleet::start(1, &[]);
+    let url = redis.url();
+    let secret = secret.display().to_string();
+    let gw = gateway(
+        &fleet.addresses(),
+        &[
+            ("GATEWAY_STORE", url.as_str()),
+            ("GATEWAY_STORE_PASSWORD_FILE", secret.as_str()),
+        ],
+    );
+    wait_idle_workers(&gw, 1).await;
+    let health: Value = client()
+        .get(gw.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&health["store"]["kind"], &health["store"]["up"]),
+        (&"redis".into(), &true.into()),
+        "{health}"
+    );
+    let whole = whole_job(&fleet, &gw, "pw").await;
+    wait_finished(&gw, "pw").await;
+    let replay = SseStream::new(reconnect(&gw, "pw", None).await).collect().await;
+    assert_eq!(ids(&replay), ids(&whole));
+}
