@@ -16,6 +16,7 @@ pub mod mock_server;
 pub mod pty;
 pub mod recorder;
 pub mod reply;
+pub mod required;
 pub mod sse;
 
 use std::{
@@ -27,6 +28,7 @@ use std::{
 };
 
 use serde_json::Value;
+pub use required::required;
 pub use sse::SseStream;
 use tempfile::TempDir;
 
