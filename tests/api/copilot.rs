@@ -157,7 +157,8 @@ async fn health_reports_the_copilot_version_and_why_cursor_is_unavailable() {
     };
     let copilot = &health["providers"]["copilot"];
     assert_eq!(copilot["available"], true);
-    assert!(copilot["version"].as_str().unwrap().contains("1.0.102"), "{copilot}");
+    let pinned = crate::support::pinned("COPILOT_VERSION");
+    assert!(copilot["version"].as_str().unwrap().contains(&pinned), "{copilot}");
     let cursor = &health["providers"]["cursor"];
     assert_eq!(cursor["available"], false);
     assert!(

@@ -7,19 +7,12 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::{
-    FakeCli, TestWorker,
+    FakeCli, TestWorker, gemini_bin,
     mock_gemini::{ANSWER_TOKENS, CACHED_TOKENS, MockGemini, PROMPT_TOKENS, Reply, conversation_text},
     sse::{assert_well_formed, assert_write_file_story},
 };
 
 const MODEL: &str = "gemini-2.5-flash";
-
-pub fn gemini_bin() -> String {
-    std::env::var("GEMINI_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/gemini-0.61.0/node_modules/.bin/gemini")
-    })
-}
 
 /// A worker running the real CLI against `mock`, with the worker's own API key and one try per model call (the
 /// CLI's default retries a 429 for minutes).
@@ -289,7 +282,7 @@ async fn health_lists_gemini_with_its_version() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(gemini["available"], true);
-    assert_eq!(gemini["version"], "0.61.0");
+    assert_eq!(gemini["version"], crate::support::pinned("GEMINI_VERSION"));
 }
 
 #[tokio::test]

@@ -12,18 +12,12 @@ use tempfile::TempDir;
 use crate::support::{
     FakeCli, SseStream, TestWorker, client, conversation_text,
     mock_chat::{self, MockChat, Reply},
+    opencode_bin,
     sse::{assert_well_formed, assert_write_file_story},
 };
 
 /// The key the worker holds for the mock provider, in opencode's own credential format.
 const WORKER_KEY: &str = "worker-mock-key-5c1d0e";
-
-pub fn opencode_bin() -> String {
-    std::env::var("OPENCODE_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/opencode-1.18.33/node_modules/opencode-linux-x64/bin/opencode")
-    })
-}
 
 /// The operator's configuration: one OpenAI-compatible provider, the mock, and its model as the default.
 fn config(mock: &MockChat) -> String {
@@ -262,7 +256,8 @@ async fn health_reports_the_opencode_version() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(opencode["available"], true);
-    assert!(opencode["version"].as_str().unwrap().contains("1.18.33"), "{opencode}");
+    let pinned = crate::support::pinned("OPENCODE_VERSION");
+    assert!(opencode["version"].as_str().unwrap().contains(&pinned), "{opencode}");
 }
 
 /// A scripted opencode: records what it was given, then prints recorded-format lines that echo its key.

@@ -27,8 +27,8 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
 pub use required::required;
+use serde_json::Value;
 pub use sse::SseStream;
 use tempfile::TempDir;
 
@@ -339,47 +339,80 @@ pub async fn wait_until_dead(pid: i32) -> bool {
     false
 }
 
-pub fn claude_bin() -> String {
-    std::env::var("CLAUDE_BIN").unwrap_or_else(|_| {
+/// The pinned version `name` (`COPILOT_VERSION`, …) from `scripts/cli-versions.env`, the file the installer and
+/// the image read too.
+pub fn pinned(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cli-versions.env");
+    let pins = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    pins.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} in {path}"))
+        .trim()
+        .to_string()
+}
+
+/// A CLI's path: `var` as `scripts/test.sh` sets it from `scripts/install-clis.sh`, or else where that script puts
+/// it, `<cache>/<folder>-<pinned version>/<inside>`.
+fn installed(var: &str, folder: &str, version: &str, inside: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/claude-2.1.329/claude")
+        format!("{home}/.cache/unified-worker/{folder}-{}/{inside}", pinned(version))
     })
+}
+
+pub fn claude_bin() -> String {
+    installed("CLAUDE_BIN", "claude", "CLAUDE_CODE_VERSION", "claude")
 }
 
 pub fn copilot_bin() -> String {
-    std::env::var("COPILOT_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/copilot-1.0.102/node_modules/@github/copilot-linux-x64/copilot")
-    })
+    installed(
+        "COPILOT_BIN",
+        "copilot",
+        "COPILOT_VERSION",
+        "node_modules/@github/copilot-linux-x64/copilot",
+    )
 }
 
-/// Claude Code's ACP adapter, as `scripts/install-clis.sh` installs it.
+/// Claude Code's ACP adapter.
 pub fn claude_acp_bin() -> String {
-    std::env::var("CLAUDE_ACP_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/claude-agent-acp-0.23.1/node_modules/.bin/claude-agent-acp")
-    })
+    installed(
+        "CLAUDE_ACP_BIN",
+        "claude-agent-acp",
+        "CLAUDE_ACP_VERSION",
+        "node_modules/.bin/claude-agent-acp",
+    )
 }
 
-/// Codex's ACP adapter (a native binary that embeds Codex), as `scripts/install-clis.sh` installs it.
+/// Codex's ACP adapter (a native binary that embeds Codex).
 pub fn codex_acp_bin() -> String {
-    std::env::var("CODEX_ACP_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!(
-            "{home}/.cache/unified-worker/codex-acp-0.16.0/node_modules/@zed-industries/codex-acp-linux-x64/bin/\
-             codex-acp"
-        )
-    })
+    installed(
+        "CODEX_ACP_BIN",
+        "codex-acp",
+        "CODEX_ACP_VERSION",
+        "node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp",
+    )
 }
 
 pub fn codex_bin() -> String {
-    std::env::var("CODEX_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!(
-            "{home}/.cache/unified-worker/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/\
-             x86_64-unknown-linux-musl/bin/codex"
-        )
-    })
+    installed(
+        "CODEX_BIN",
+        "codex",
+        "CODEX_VERSION",
+        "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+    )
+}
+
+pub fn gemini_bin() -> String {
+    installed("GEMINI_BIN", "gemini", "GEMINI_VERSION", "node_modules/.bin/gemini")
+}
+
+pub fn opencode_bin() -> String {
+    installed(
+        "OPENCODE_BIN",
+        "opencode",
+        "OPENCODE_VERSION",
+        "node_modules/opencode-linux-x64/bin/opencode",
+    )
 }
 
 /// Every string inside `value`, one per line: a request's conversation flattened, to look for what an earlier
