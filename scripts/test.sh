@@ -25,7 +25,7 @@ nothing_left() {
   local status=$? leftovers=() proc cwd cmdline
   for proc in /proc/[0-9]*; do
     cwd=$(readlink "$proc/cwd" 2>/dev/null || true)
-    cmdline=$(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null || true)
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline" || true)
     case "$cwd/ $cmdline" in
       *"$temp_root"/*) leftovers+=("${proc#/proc/}") ;;
     esac
