@@ -28,17 +28,27 @@ FROM ${RUNTIME_IMAGE} AS binary-build
 COPY --from=build /out/unified-worker /out/unified-worker
 
 FROM ${NODE_IMAGE} AS clis-install
-ARG CLAUDE_CODE_VERSION=2.1.329
-ARG COPILOT_VERSION=1.0.102
-ARG CODEX_VERSION=0.169.0
-ARG OPENCODE_VERSION=1.18.33
+# The pinned versions come from scripts/cli-versions.env, the file the tests' installer reads; a build argument of the
+# same name overrides one. /tmp/pins.env holds the result, sourced by each step below.
+COPY scripts/cli-versions.env /tmp/cli-versions.env
+ARG CLAUDE_CODE_VERSION
+ARG COPILOT_VERSION
+ARG CODEX_VERSION
+ARG OPENCODE_VERSION
+ARG GEMINI_VERSION
+ARG CLAUDE_ACP_VERSION
+ARG CODEX_ACP_VERSION
+RUN while IFS='=' read -r name value; do \
+      case "$name" in [A-Z]*) eval "printf '%s=%s\\n' \"\$name\" \"\${$name:-\$value}\"" ;; esac; \
+    done </tmp/cli-versions.env >/tmp/pins.env \
+ && cat /tmp/pins.env
 # Cursor publishes no version pin for its installer; CURSOR_INSTALL_URL may point at a pinned copy.
 ARG CURSOR_INSTALL_URL=https://cursor.com/install
 ARG INSTALL_CURSOR=true
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl bash \
  && rm -rf /var/lib/apt/lists/*
 # The npm packages carry native binaries as optional dependencies; only those are kept, so the runtime needs no node.
-RUN mkdir -p /opt/clis/bin /tmp/npm \
+RUN . /tmp/pins.env && mkdir -p /opt/clis/bin /tmp/npm \
  && npm install --no-audit --no-fund --prefix /tmp/npm \
       "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" "@github/copilot@${COPILOT_VERSION}" \
       "@openai/codex@${CODEX_VERSION}" "opencode-ai@${OPENCODE_VERSION}" \
@@ -55,22 +65,19 @@ RUN mkdir -p /opt/clis/bin /tmp/npm \
            > /opt/clis/bin/claude && chmod 0755 /opt/clis/bin/claude; fi \
  && /opt/clis/bin/claude --version && /opt/clis/bin/copilot --version && /opt/clis/bin/codex --version \
  && /opt/clis/bin/opencode --version
-ARG GEMINI_VERSION=0.61.0
 # Gemini CLI is a node program with no native build: it runs on this stage's node, copied next to it (its
 # relaunch for a larger heap starts the same node again). No install scripts: they would compile optional add-ons
 # (keychain, pty) that headless runs do without, as in the tests. --version sets up a CLI home; a throwaway one.
-RUN npm install --no-audit --no-fund --ignore-scripts --prefix /opt/clis/gemini "@google/gemini-cli@${GEMINI_VERSION}" \
+RUN . /tmp/pins.env && npm install --no-audit --no-fund --ignore-scripts --prefix /opt/clis/gemini "@google/gemini-cli@${GEMINI_VERSION}" \
  && { [ -x /opt/clis/bin/node ] || cp -a "$(command -v node)" /opt/clis/bin/node; } \
  && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/gemini/node_modules/@google/gemini-cli/bundle/gemini.js "$@"\n' \
       > /opt/clis/bin/gemini && chmod 0755 /opt/clis/bin/gemini \
  && GEMINI_CLI_HOME=/tmp/gemini-home /opt/clis/bin/gemini --version </dev/null && rm -rf /tmp/gemini-home
-ARG CLAUDE_ACP_VERSION=0.23.1
-ARG CODEX_ACP_VERSION=0.16.0
 # The ACP adapters (approvals). claude-agent-acp is a node program like Gemini CLI: it runs on the same copied node
 # and drives the native claude above (the worker names it in CLAUDE_CODE_EXECUTABLE). codex-acp is a native binary
 # from a per-platform optional dependency (it embeds Codex). Neither has --version: an ACP `initialize` with stdin
 # closed proves that claude-agent-acp runs, --help that codex-acp does (it needs libssl3 at runtime).
-RUN npm install --no-audit --no-fund --prefix /opt/clis/acp \
+RUN . /tmp/pins.env && npm install --no-audit --no-fund --prefix /opt/clis/acp \
       "@zed-industries/claude-agent-acp@${CLAUDE_ACP_VERSION}" "@zed-industries/codex-acp@${CODEX_ACP_VERSION}" \
  && { [ -x /opt/clis/bin/node ] || cp -a "$(command -v node)" /opt/clis/bin/node; } \
  && printf '#!/bin/sh\nexec /opt/clis/bin/node /opt/clis/acp/node_modules/@zed-industries/claude-agent-acp/dist/index.js "$@"\n' \

@@ -14,22 +14,58 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
 fi
 
 work=$(mktemp -d)
-port_file="$work/log"
 fake="$PWD/tests/contract/fake-cli"
-env -i PATH="$PATH" HOME="$work" HOST=127.0.0.1 PORT=0 LOG_FORMAT=json EXIT_AFTER_JOB=false \
-  WORKSPACE_DIR="$work/ws" CLAUDE_BIN="$fake" CURSOR_BIN="$fake" COPILOT_BIN="$fake" CODEX_BIN="$fake" \
-  GEMINI_BIN="$fake" OPENCODE_BIN="$fake" HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
-  NO_PROXY=127.0.0.1,localhost "$BIN" >"$port_file" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-port=""
-for _ in $(seq 200); do
-  port=$(grep -o '"port":[0-9]*' "$port_file" | head -1 | cut -d: -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.05
+pid=""
+# Waits for the worker to be gone, so that nothing of the check outlives it.
+stop_worker() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
+}
+trap 'stop_worker; rm -rf "$work"' EXIT
+
+# Starts the worker with PATH=$1 and its log in $2; sets pid and base.
+start_worker() {
+  env -i PATH="$1" HOME="$work" HOST=127.0.0.1 PORT=0 LOG_FORMAT=json EXIT_AFTER_JOB=false \
+    WORKSPACE_DIR="$work/ws" HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
+    NO_PROXY=127.0.0.1,localhost "$BIN" >"$2" 2>&1 &
+  pid=$!
+  local port=""
+  for _ in $(seq 200); do
+    port=$(grep -o '"port":[0-9]*' "$2" | head -1 | cut -d: -f2 || true)
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { echo "the worker did not start:" >&2; cat "$2" >&2; exit 1; }
+  base="http://127.0.0.1:$port"
+}
+
+# Every provider's program is the fake CLI. Their names come from the worker itself: with nothing on PATH, /health
+# says of each provider "<program> not found", so a new provider needs no line here.
+mkdir -p "$work/nothing" "$work/clis"
+start_worker "$work/nothing" "$work/discovery-log"
+programs=$(python3 - "$base/health" <<'PY'
+import json, sys, urllib.request
+providers = json.load(urllib.request.urlopen(sys.argv[1]))["providers"]
+for name, status in providers.items():
+    reason = status.get("reason") or ""
+    program = reason.removesuffix(" not found")
+    if status.get("available") or program == reason or "/" in program:
+        sys.exit(f"cannot tell the program of {name} from /health: {status}")
+    print(program)
+PY
+)
+stop_worker
+[ -n "$programs" ] || { echo "/health lists no provider" >&2; exit 1; }
+for program in $programs; do
+  ln -s "$fake" "$work/clis/$program"
 done
-[ -n "$port" ] || { echo "the worker did not start:" >&2; cat "$port_file" >&2; exit 1; }
-base="http://127.0.0.1:$port"
+echo "fake CLIs: $(echo $programs)"
+
+port_file="$work/log"
+start_worker "$work/clis:$PATH" "$port_file"
 
 # positive_data_acceptance is left out: a request the schema allows can still be refused for reasons no schema
 # can hold (the credential shape a provider takes, the repository hosts the worker allows, a prompt of spaces).

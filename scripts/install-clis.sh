@@ -4,15 +4,15 @@
 set -euo pipefail
 
 CACHE="${UNIFIED_WORKER_CACHE:-$HOME/.cache/unified-worker}"
-CLAUDE_VERSION=2.1.329
-# The Python Agent SDK wheel bundles the native Claude Code binary; it comes from PyPI, which CI can reach.
-CLAUDE_SDK_VERSION=0.2.186
+# The versions, shared with the Dockerfile and the tests.
+. "$(dirname "$0")/cli-versions.env"
 
-claude="$CACHE/claude-$CLAUDE_VERSION/claude"
+claude="$CACHE/claude-$CLAUDE_CODE_VERSION/claude"
 if [ ! -x "$claude" ]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  echo "installing Claude Code $CLAUDE_VERSION into $CACHE" >&2
+  echo "installing Claude Code $CLAUDE_CODE_VERSION into $CACHE" >&2
+  # The Python Agent SDK wheel bundles the native binary; it comes from PyPI, which CI can reach.
   python3 -m pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "claude-agent-sdk==$CLAUDE_SDK_VERSION" >&2
   mkdir -p "$(dirname "$claude")"
   python3 - "$tmp" "$claude" <<'PY'
@@ -26,12 +26,11 @@ PY
 fi
 version=$("$claude" --version)
 case "$version" in
-  "$CLAUDE_VERSION"*) ;;
+  "$CLAUDE_CODE_VERSION"*) ;;
   *) echo "unexpected Claude Code version: $version" >&2; exit 1 ;;
 esac
 echo "CLAUDE_BIN=$claude"
 
-COPILOT_VERSION=1.0.102
 # The npm package pulls the native binary as an optional dependency; the tests run that binary directly, so
 # nothing but npm itself is needed to install it.
 copilot_dir="$CACHE/copilot-$COPILOT_VERSION"
@@ -48,7 +47,6 @@ case "$version" in
 esac
 echo "COPILOT_BIN=$copilot"
 
-CODEX_VERSION=0.169.0
 # Like Copilot: the npm package pulls the native binary as an optional dependency, and the tests run that binary.
 codex_dir="$CACHE/codex-$CODEX_VERSION"
 codex="$codex_dir/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"
@@ -64,7 +62,6 @@ case "$version" in
 esac
 echo "CODEX_BIN=$codex"
 
-GEMINI_VERSION=0.61.0
 # A node program (no native binary): the package's bin link runs it with the node on PATH (20 or newer). No install
 # scripts: they would only compile optional add-ons (keychain, pty) that headless runs do without.
 gemini_dir="$CACHE/gemini-$GEMINI_VERSION"
@@ -83,7 +80,6 @@ case "$version" in
   *) echo "unexpected Gemini CLI version: $version" >&2; exit 1 ;;
 esac
 echo "GEMINI_BIN=$gemini"
-OPENCODE_VERSION=1.18.33
 # Like Copilot's, the npm package carries the native binary in a per-platform optional dependency; the tests run
 # that binary directly. Its `-baseline` build is for x64 CPUs without AVX2.
 opencode_dir="$CACHE/opencode-$OPENCODE_VERSION"
@@ -102,7 +98,6 @@ case "$version" in
 esac
 echo "OPENCODE_BIN=$opencode"
 
-CLAUDE_ACP_VERSION=0.23.1
 # The ACP adapter for Claude Code: a node program (node 20 or newer on PATH) that drives the pinned native CLI named
 # by CLAUDE_CODE_EXECUTABLE (it also carries the SDK's cli.js, used only without that variable). The package's bin
 # link has a node shebang, so it runs directly. It has no --version: an ACP `initialize` names it (and proves that
@@ -125,7 +120,6 @@ case "$version" in
 esac
 echo "CLAUDE_ACP_BIN=$claude_acp"
 
-CODEX_ACP_VERSION=0.16.0
 # The ACP adapter for Codex: like Codex itself, the npm package pulls a native binary (it embeds Codex; no separate
 # codex binary is needed) as an optional dependency, and the tests run that binary. It has no --version and, unlike
 # the other agents, does not exit when its stdin ends: the package.json of the binary's package tells the version.

@@ -14,6 +14,33 @@ if ! cmp -s "$sse_clients/package-lock.json" "$sse_clients/node_modules/.install
   (cd "$sse_clients" && npm ci --silent --no-audit --no-fund >&2)
   cp "$sse_clients/package-lock.json" "$sse_clients/node_modules/.installed-lock.json"
 fi
+# Every temporary folder of the run (workspaces, homes, fake CLIs, the contract check's) under one fresh root, so
+# that what the run leaves behind can be found precisely.
+temp_root=$(mktemp -d)
+export TMPDIR="$temp_root"
+
+# Nothing the run started may outlive it, whether it passed or not: a process still running from, or naming, a
+# folder under the root is listed, killed, and fails the run.
+nothing_left() {
+  local status=$? leftovers=() proc cwd cmdline
+  for proc in /proc/[0-9]*; do
+    cwd=$(readlink "$proc/cwd" 2>/dev/null || true)
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"$proc/cmdline" || true)
+    case "$cwd/ $cmdline" in
+      *"$temp_root"/*) leftovers+=("${proc#/proc/}") ;;
+    esac
+  done
+  if [ "${#leftovers[@]}" -gt 0 ]; then
+    echo "processes the tests left running (cwd or command line under $temp_root):" >&2
+    ps -o pid,ppid,pgid,etime,args -p "$(IFS=,; echo "${leftovers[*]}")" >&2 || true
+    kill -KILL "${leftovers[@]}" 2>/dev/null || true
+    status=1
+  fi
+  rm -rf "$temp_root"
+  exit "$status"
+}
+trap nothing_left EXIT
+
 cargo test --locked --all-targets "$@"
 # The published contract, checked from outside against the worker that cargo test just built.
 scripts/contract-check.sh target/debug/unified-worker 40

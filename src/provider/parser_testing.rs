@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::{
-    event::EventKind,
-    process::{ExitInfo, OutputParser},
+    event::{Envelope, ErrorCode, EventKind},
+    process::{ExitInfo, Outcome, OutputParser},
 };
 
 pub fn feed(parser: &mut dyn OutputParser, lines: &[Value]) -> Vec<EventKind> {
@@ -64,10 +64,51 @@ pub fn hostile_lines(recorded: &str) -> impl proptest::strategy::Strategy<Value 
     proptest::collection::vec(one, 0..40)
 }
 
-/// Feeds the lines and finishes with a failed exit: nothing may panic, and the run must end in one outcome.
+/// Feeds the lines and finishes with a failed exit. Nothing may panic; every event must go on the wire as it is;
+/// the terminal event is `finish`'s alone; and the run ends in one outcome that tells the truth about an exit
+/// code 1: a failure a CLI can cause, carrying that exit code, or a success only where a whole line of JSON (a
+/// report the CLI could have printed) came through, never from fragments and noise alone.
 pub fn survives(parser: &mut dyn OutputParser, lines: &[String]) {
     for line in lines {
-        parser.push_line(line);
+        for event in parser.push_line(line) {
+            assert!(
+                !event.is_terminal(),
+                "a line ended the run before the process did: {event:?}"
+            );
+            let wire = Envelope {
+                kind_name: event.type_name(),
+                seq: 1,
+                job_id: "job",
+                ts: "T",
+                kind: &event,
+            };
+            let json = serde_json::to_value(&wire).unwrap_or_else(|e| panic!("{event:?} does not serialise: {e}"));
+            assert_eq!(json["type"], event.type_name(), "{json}");
+        }
     }
-    let _outcome = parser.finish(&exit(1, "stderr"));
+    match parser.finish(&exit(1, "stderr")) {
+        Outcome::Failed(failure) => {
+            assert!(
+                matches!(
+                    failure.code,
+                    ErrorCode::ProviderFailed | ErrorCode::AuthFailed | ErrorCode::RateLimited
+                ),
+                "a CLI's failure cannot be {:?}",
+                failure.code
+            );
+            assert_eq!(failure.retryable, failure.code.retryable(), "{failure:?}");
+            assert!(!failure.message.trim().is_empty(), "{failure:?}");
+            assert_eq!(failure.exit_code, Some(1), "{failure:?}");
+        }
+        Outcome::Completed(summary) => {
+            // Whole JSON objects only; numbers out of range still count, as a parser may skip the field.
+            let whole = |line: &String| {
+                line.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(line).is_ok()
+            };
+            assert!(
+                lines.iter().any(whole),
+                "garbage and exit code 1 ended as a success: {summary:?}"
+            );
+        }
+    }
 }

@@ -59,26 +59,3 @@ async fn the_real_cli_writes_a_file_and_the_stream_tells_the_whole_story() {
     let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");
     assert_eq!(written, "hello from the agent\n");
 }
-
-#[tokio::test]
-async fn a_401_from_the_api_ends_with_exactly_one_auth_failed() {
-    let mock = MockAnthropic::start(Reply::Status(401));
-    let worker = claude_worker(&mock, &[]);
-    let events = worker.execute(&job("hello")).await.collect().await;
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "auth_failed", "{end}");
-    assert_eq!(end["retryable"], false);
-    assert!(end["sessionId"].is_string());
-}
-
-#[tokio::test]
-async fn a_429_from_the_api_ends_with_rate_limited() {
-    let mock = MockAnthropic::start(Reply::Status(429));
-    let worker = claude_worker(&mock, &[]);
-    let events = worker.execute(&job("hello")).await.collect().await;
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "rate_limited", "{end}");
-    assert_eq!(end["retryable"], true);
-}

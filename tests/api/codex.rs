@@ -5,18 +5,14 @@
 use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 use crate::support::{
     SseStream, TestWorker, codex_bin,
-    mock_openai::{MockOpenAi, Reply, conversation_text},
+    mock_openai::{MockOpenAi, Reply},
     sse::{SseEvent, assert_well_formed, assert_write_file_story},
 };
 
 const KEY: &str = "sk-codex-CANARY-request-4e1b7d";
-const CODE_WORD: &str = "HERON-2958";
-/// "Within seconds": the CLI's retries are off in the test config, so a refusal ends the run at once.
-const PROMPT_FAILURE: Duration = Duration::from_secs(30);
 
 pub fn codex_worker(mock: &MockOpenAi, extra: &[(&str, &str)]) -> TestWorker {
     let bin = codex_bin();
@@ -77,76 +73,6 @@ async fn the_real_codex_cli_writes_a_file_and_the_stream_tells_the_whole_story()
     );
     let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");
     assert_eq!(written, "hello from codex\n");
-}
-
-async fn refused_with(status: u16) -> (Value, usize) {
-    let mock = MockOpenAi::start(Reply::Status(status));
-    let worker = codex_worker(&mock, &[]);
-    let started = std::time::Instant::now();
-
-    let events = worker.execute(&codex_job("hello")).await.collect().await;
-
-    assert!(started.elapsed() < PROMPT_FAILURE, "took {:?}", started.elapsed());
-    assert_well_formed(&events, 0);
-    assert!(events.iter().any(|e| e.kind() == "session"));
-    (events.last().unwrap().data.clone(), mock.requests().len())
-}
-
-#[tokio::test]
-async fn a_401_from_the_api_ends_codex_with_exactly_one_auth_failed() {
-    let (end, calls) = refused_with(401).await;
-    assert_eq!(end["code"], "auth_failed", "{end}");
-    assert_eq!(end["retryable"], false);
-    assert_eq!(end["exitCode"], 1);
-    assert!(end["sessionId"].is_string(), "{end}");
-    assert_eq!(calls, 1, "no retries in the test environment");
-}
-
-#[tokio::test]
-async fn a_429_from_the_api_ends_codex_with_rate_limited() {
-    let (end, calls) = refused_with(429).await;
-    assert_eq!(end["code"], "rate_limited", "{end}");
-    assert_eq!(end["retryable"], true);
-    assert_eq!(calls, 1, "no retries in the test environment");
-}
-
-async fn run_to_end(worker: &TestWorker, body: &Value) -> Vec<SseEvent> {
-    let events = worker.execute(body).await.collect().await;
-    assert_well_formed(&events, 0);
-    events
-}
-
-#[tokio::test]
-async fn a_codex_session_resumes_on_another_replica_through_the_store() {
-    let store = TempDir::new().unwrap();
-    let store_dir = store.path().to_str().unwrap();
-    let mock = MockOpenAi::start(Reply::Text("Noted.".into()));
-    let mut a = codex_worker(&mock, &[("SESSION_STORE_DIR", store_dir)]);
-    let first = run_to_end(&a, &codex_job(&format!("Remember the code word {CODE_WORD}."))).await;
-    let done = &first.last().unwrap().data;
-    assert_eq!(done["type"], "completed", "{done}");
-    let session = done["sessionId"].as_str().expect("a session id").to_string();
-    assert!(a.exit_status().await.success());
-
-    let b = codex_worker(&mock, &[("SESSION_STORE_DIR", store_dir)]);
-    assert_ne!(a.home, b.home);
-    let before = mock.requests().len();
-    let mut second = codex_job("Which code word did I give you?");
-    second["resumeSessionId"] = json!(session);
-    let events = run_to_end(&b, &second).await;
-
-    let done = &events.last().unwrap().data;
-    assert_eq!(done["type"], "completed", "{done}");
-    assert_eq!(done["sessionId"], session.as_str());
-    assert!(
-        events
-            .iter()
-            .any(|e| e.kind() == "message" && e.data["text"].as_str().unwrap_or("").contains("restored session")),
-        "{events:?}"
-    );
-    let requests = mock.requests();
-    let last = requests[before..].last().expect("job 2 called the model");
-    crate::support::assert_the_conversation_goes_on(&conversation_text(last), CODE_WORD);
 }
 
 /// Every file under `dir` that contains `needle`.
@@ -229,5 +155,8 @@ async fn health_lists_codex_with_its_version() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(codex["available"], true);
-    assert_eq!(codex["version"], "codex-cli 0.169.0");
+    assert_eq!(
+        codex["version"],
+        format!("codex-cli {}", crate::support::pinned("CODEX_VERSION"))
+    );
 }

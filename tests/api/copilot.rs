@@ -80,27 +80,6 @@ fn uuid_like(s: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_401_from_the_api_ends_copilot_with_exactly_one_auth_failed() {
-    let mock = MockAnthropic::start(Reply::Status(401));
-    let worker = copilot_worker(&mock, &[]);
-    let events = worker.execute(&copilot_job("hello")).await.collect().await;
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "auth_failed", "{end}");
-    assert_eq!(end["retryable"], false);
-    assert!(end["sessionId"].is_string(), "{end}");
-}
-
-#[tokio::test]
-async fn resuming_an_unknown_copilot_session_without_a_store_ends_with_a_clear_error() {
-    let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
-    let worker = copilot_worker(&mock, &[]);
-    let body = copilot_job("continue");
-    crate::support::resume_unknown_session(&worker, body, "99999999-2222-4333-8444-555555555555", "No session").await;
-    assert!(mock.requests().is_empty(), "no model call for an unknown session");
-}
-
-#[tokio::test]
 async fn a_classic_personal_access_token_is_refused_before_anything_starts() {
     let mock = MockAnthropic::start(Reply::Text("Hi.".into()));
     let worker = copilot_worker(&mock, &[]);
@@ -157,7 +136,8 @@ async fn health_reports_the_copilot_version_and_why_cursor_is_unavailable() {
     };
     let copilot = &health["providers"]["copilot"];
     assert_eq!(copilot["available"], true);
-    assert!(copilot["version"].as_str().unwrap().contains("1.0.102"), "{copilot}");
+    let pinned = crate::support::pinned("COPILOT_VERSION");
+    assert!(copilot["version"].as_str().unwrap().contains(&pinned), "{copilot}");
     let cursor = &health["providers"]["cursor"];
     assert_eq!(cursor["available"], false);
     assert!(
@@ -200,15 +180,4 @@ printf '%s\n' '{"type":"result","sessionId":"'"$(sed -n '/--session-id/{n;p}' "$
     assert_eq!(std::fs::read_to_string(cli.file("prompt")).unwrap(), "secret plan");
     let all: String = events.iter().map(|e| e.data.to_string()).collect();
     assert!(!all.contains("requestCanary42"));
-}
-
-#[tokio::test]
-async fn a_429_from_the_api_ends_copilot_with_rate_limited() {
-    let mock = MockAnthropic::start(Reply::Status(429));
-    let worker = copilot_worker(&mock, &[]);
-    let events = worker.execute(&copilot_job("hello")).await.collect().await;
-    assert_well_formed(&events, 0);
-    let end = &events.last().unwrap().data;
-    assert_eq!(end["code"], "rate_limited", "{end}");
-    assert_eq!(end["retryable"], true);
 }

@@ -22,7 +22,7 @@ mod limits;
 mod mcp;
 mod opencode;
 mod persistence;
-mod resume;
+mod providers;
 mod secrets;
 mod sse_clients;
 mod support;

@@ -28,7 +28,7 @@ fn node_clients_available() -> bool {
     let Some(missing) = missing_prerequisite() else {
         return true;
     };
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+    if crate::support::required() {
         panic!("{missing}: CI must run the SSE client tests (scripts/test.sh runs `npm ci` in tests/sse-clients)");
     }
     eprintln!("skipped: {missing}; run `npm ci` in tests/sse-clients (scripts/test.sh does)");

@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, wd::WebDriverCompatibleCommand};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::PATIENCE;
+use crate::support::{PATIENCE, required};
 
 /// How often a waiting helper looks at the page again.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
@@ -32,11 +32,6 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
         .find(|p| p.is_file())
-}
-
-/// CI must run the browser tests (`.ci/run` installs the browser); elsewhere they may be skipped.
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// Where screenshots go: `target/browser-screenshots/`.

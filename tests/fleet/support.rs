@@ -15,9 +15,6 @@ use tempfile::TempDir;
 /// Upper bound for anything the engine must do (start a replica, pass a healthcheck); a failure, never a pacing.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
-/// Set by CI: without an engine or an image the tests fail instead of skipping.
-const REQUIRED_VAR: &str = "FLEET_TESTS_REQUIRED";
-
 /// The tests share one engine, its ports and its two cores: they run one at a time.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -33,10 +30,11 @@ impl Fleet {
     /// The engine and the image, or `None` (after saying why) when they are missing and not required.
     pub async fn connect(test: &str) -> Option<Fleet> {
         let turn = ENGINE.lock().await;
-        let required = std::env::var(REQUIRED_VAR).is_ok_and(|v| v == "1");
+        let required = crate::required::required();
+        let switch = crate::required::SWITCH;
         let skip = |why: String| {
-            assert!(!required, "{REQUIRED_VAR}=1 but {why}");
-            eprintln!("fleet test {test} skipped: {why} (set {REQUIRED_VAR}=1 to make this a failure)");
+            assert!(!required, "{switch} but {why}");
+            eprintln!("fleet test {test} skipped: {why} (with {switch} this is a failure)");
         };
         let docker = match Docker::connect_with_local_defaults() {
             Ok(d) => d,

@@ -17,6 +17,7 @@ pub mod pty;
 pub mod recorder;
 pub mod redis;
 pub mod reply;
+pub mod required;
 pub mod sse;
 
 use std::{
@@ -27,6 +28,7 @@ use std::{
     time::Duration,
 };
 
+pub use required::required;
 use serde_json::Value;
 pub use sse::SseStream;
 use tempfile::TempDir;
@@ -244,9 +246,69 @@ impl TestWorker {
 }
 
 impl Drop for TestWorker {
+    /// Ends the worker and whatever it runs. A test that ends (or fails) while a job is held leaves the job's CLI
+    /// in a process group of its own, which killing the worker alone would orphan: a gated fake CLI would wait for
+    /// its release file forever. The worker is stopped first so that it starts nothing while its children go.
     fn drop(&mut self) {
+        // Once reaped, its pid may be another process's.
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.pid();
+            // SAFETY: a signal to our own child process, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGSTOP);
+            }
+            for child in processes(|_, stat| stat.ppid == pid) {
+                kill_with_group(child);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What `/proc/<pid>/stat` says about a process that the helpers below need.
+struct Stat {
+    ppid: i32,
+    zombie: bool,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces; the fields after it do not.
+    let mut fields = text.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Stat {
+        ppid,
+        zombie: state == "Z",
+    })
+}
+
+/// The live processes other than this one for which `matches` holds.
+fn processes(matches: impl Fn(i32, &Stat) -> bool) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| stat(pid).is_some_and(|s| !s.zombie && matches(pid, &s)))
+        .collect()
+}
+
+/// Kills `pid` and, when it leads a process group of its own (as the worker starts every CLI), the whole group:
+/// a CLI's own children (a gated script's `sleep`, an MCP server) go with it. Never this test process's group.
+fn kill_with_group(pid: i32) {
+    // SAFETY: plain syscalls on process ids; at worst they fail with ESRCH.
+    unsafe {
+        let group = libc::getpgid(pid);
+        if group == pid && group != libc::getpgrp() {
+            libc::kill(-group, libc::SIGKILL);
+        } else {
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
 }
 
@@ -307,6 +369,22 @@ impl FakeCli {
     }
 }
 
+impl Drop for FakeCli {
+    /// Ends every process still running this script, wherever its worker went: one held at a gate waits for a file
+    /// in a folder that is about to go, forever, and a worker killed mid-job (as some tests do on purpose) no
+    /// longer ends it.
+    fn drop(&mut self) {
+        let script = self.path.as_os_str().as_encoded_bytes().to_vec();
+        let runs_script = |pid: i32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == script.as_slice()))
+        };
+        for pid in processes(|pid, _| runs_script(pid)) {
+            kill_with_group(pid);
+        }
+    }
+}
+
 pub const INIT_LINE: &str = r#"{"type":"system","subtype":"init","session_id":"fake-session"}"#;
 pub const RESULT_LINE: &str = r#"{"type":"result","subtype":"success","is_error":false,"result":"done","num_turns":1,"duration_ms":3,"total_cost_usd":0.5,"session_id":"fake-session","usage":{"input_tokens":1,"output_tokens":1}}"#;
 
@@ -317,14 +395,7 @@ pub fn wait_for(name: &str) -> String {
 
 /// Whether a process is gone (or only a zombie waiting for a reaper that is not ours).
 pub fn process_is_dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .map(|rest| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-    }
+    stat(pid).is_none_or(|s| s.zombie)
 }
 
 pub async fn wait_until_dead(pid: i32) -> bool {
@@ -338,47 +409,80 @@ pub async fn wait_until_dead(pid: i32) -> bool {
     false
 }
 
-pub fn claude_bin() -> String {
-    std::env::var("CLAUDE_BIN").unwrap_or_else(|_| {
+/// The pinned version `name` (`COPILOT_VERSION`, …) from `scripts/cli-versions.env`, the file the installer and
+/// the image read too.
+pub fn pinned(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cli-versions.env");
+    let pins = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    pins.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} in {path}"))
+        .trim()
+        .to_string()
+}
+
+/// A CLI's path: `var` as `scripts/test.sh` sets it from `scripts/install-clis.sh`, or else where that script puts
+/// it, `<cache>/<folder>-<pinned version>/<inside>`.
+fn installed(var: &str, folder: &str, version: &str, inside: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/claude-2.1.329/claude")
+        format!("{home}/.cache/unified-worker/{folder}-{}/{inside}", pinned(version))
     })
+}
+
+pub fn claude_bin() -> String {
+    installed("CLAUDE_BIN", "claude", "CLAUDE_CODE_VERSION", "claude")
 }
 
 pub fn copilot_bin() -> String {
-    std::env::var("COPILOT_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/copilot-1.0.102/node_modules/@github/copilot-linux-x64/copilot")
-    })
+    installed(
+        "COPILOT_BIN",
+        "copilot",
+        "COPILOT_VERSION",
+        "node_modules/@github/copilot-linux-x64/copilot",
+    )
 }
 
-/// Claude Code's ACP adapter, as `scripts/install-clis.sh` installs it.
+/// Claude Code's ACP adapter.
 pub fn claude_acp_bin() -> String {
-    std::env::var("CLAUDE_ACP_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/unified-worker/claude-agent-acp-0.23.1/node_modules/.bin/claude-agent-acp")
-    })
+    installed(
+        "CLAUDE_ACP_BIN",
+        "claude-agent-acp",
+        "CLAUDE_ACP_VERSION",
+        "node_modules/.bin/claude-agent-acp",
+    )
 }
 
-/// Codex's ACP adapter (a native binary that embeds Codex), as `scripts/install-clis.sh` installs it.
+/// Codex's ACP adapter (a native binary that embeds Codex).
 pub fn codex_acp_bin() -> String {
-    std::env::var("CODEX_ACP_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!(
-            "{home}/.cache/unified-worker/codex-acp-0.16.0/node_modules/@zed-industries/codex-acp-linux-x64/bin/\
-             codex-acp"
-        )
-    })
+    installed(
+        "CODEX_ACP_BIN",
+        "codex-acp",
+        "CODEX_ACP_VERSION",
+        "node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp",
+    )
 }
 
 pub fn codex_bin() -> String {
-    std::env::var("CODEX_BIN").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!(
-            "{home}/.cache/unified-worker/codex-0.169.0/node_modules/@openai/codex-linux-x64/vendor/\
-             x86_64-unknown-linux-musl/bin/codex"
-        )
-    })
+    installed(
+        "CODEX_BIN",
+        "codex",
+        "CODEX_VERSION",
+        "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+    )
+}
+
+pub fn gemini_bin() -> String {
+    installed("GEMINI_BIN", "gemini", "GEMINI_VERSION", "node_modules/.bin/gemini")
+}
+
+pub fn opencode_bin() -> String {
+    installed(
+        "OPENCODE_BIN",
+        "opencode",
+        "OPENCODE_VERSION",
+        "node_modules/opencode-linux-x64/bin/opencode",
+    )
 }
 
 /// Every string inside `value`, one per line: a request's conversation flattened, to look for what an earlier

@@ -1,6 +1,6 @@
 //! A real `redis-server` for the tests of fleet state: its own free port and data folder, AOF on (as the stack
-//! runs it), stopped when dropped. Absent `redis-server`, the tests that need it skip, unless `CI` says every
-//! tool must be there.
+//! runs it), stopped when dropped. Absent `redis-server`, the tests that need it skip, unless the suite's one
+//! switch (`support::required`) says every tool must be there.
 
 use std::{
     net::TcpListener,
@@ -16,10 +16,6 @@ pub struct RedisServer {
     dir: TempDir,
     child: Option<Child>,
     password: Option<String>,
-}
-
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 fn installed() -> bool {
@@ -40,8 +36,9 @@ impl RedisServer {
     pub fn start_with(password: Option<&str>) -> Option<RedisServer> {
         if !installed() {
             assert!(
-                !required(),
-                "CI=true but redis-server is not installed (.ci/run installs Debian's redis-server)"
+                !super::required::required(),
+                "{} but redis-server is not installed (.ci/run installs Debian's redis-server)",
+                super::required::SWITCH
             );
             eprintln!("skipped: redis-server is not installed");
             return None;
