@@ -278,6 +278,8 @@ pub enum ErrorCode {
     Internal,
     /// Gateway only: the worker's stream broke before its terminal event.
     WorkerLost,
+    /// Gateway only: the gateway that held the job in its line died before a worker took it; send it again.
+    GatewayLost,
     /// Gateway only: no worker freed up within `GATEWAY_QUEUE_TIMEOUT_SECONDS`.
     QueueTimeout,
 }
@@ -285,7 +287,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: what the reference (docs/events.md) is checked against. The match in
     /// `as_str` makes a new variant a compile error there; a test holds this list to the same length.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::CloneFailed,
         ErrorCode::CheckoutFailed,
         ErrorCode::AuthFailed,
@@ -300,6 +302,7 @@ impl ErrorCode {
         ErrorCode::PullRequestFailed,
         ErrorCode::Internal,
         ErrorCode::WorkerLost,
+        ErrorCode::GatewayLost,
         ErrorCode::QueueTimeout,
     ];
 
@@ -307,7 +310,11 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::Shutdown | ErrorCode::WorkerLost | ErrorCode::QueueTimeout
+            ErrorCode::RateLimited
+                | ErrorCode::Shutdown
+                | ErrorCode::WorkerLost
+                | ErrorCode::GatewayLost
+                | ErrorCode::QueueTimeout
         )
     }
 
@@ -327,6 +334,7 @@ impl ErrorCode {
             ErrorCode::PullRequestFailed => "pull_request_failed",
             ErrorCode::Internal => "internal",
             ErrorCode::WorkerLost => "worker_lost",
+            ErrorCode::GatewayLost => "gateway_lost",
             ErrorCode::QueueTimeout => "queue_timeout",
         }
     }

@@ -17,5 +17,6 @@ pub mod settings;
 mod startup;
 mod state;
 pub mod store;
+mod takeover;
 
 pub use self::startup::GatewayApp;

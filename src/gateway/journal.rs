@@ -1,7 +1,8 @@
 //! What a relay writes to the store: every event it passes on, in batches (one round trip per burst, not per
 //! event), then the job's final record. While the store is down the events wait here, bounded by
 //! `GATEWAY_LOG_MAX_BYTES`, and are written when it is back, so that a replay is complete afterwards; the client
-//! of the relay is never held up by the store.
+//! of the relay is never held up by the store. While the job runs, the writer also renews this gateway's relay
+//! lease, until the job's final record is written: a gateway that dies stops renewing, and another takes over.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
@@ -11,11 +12,16 @@ use tokio::sync::mpsc;
 /// Retries of a failed write start here and grow to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A relay's lease lapses this long after its last renewal; it is renewed every `LEASE_RENEW`.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+const LEASE_RENEW: Duration = Duration::from_secs(1);
 
 enum Entry {
     Event(StoredEvent),
     /// The job's record as it is now (running, or finished): written after the events before it.
     Record(JobRecord),
+    /// This gateway relays the job from now on, as `owner`: the lease is renewed until the job's end is written.
+    Lease(String),
 }
 
 /// The relay's end of a job's journal. Dropping it lets the writer finish what it holds and stop.
@@ -35,6 +41,7 @@ impl Journal {
             pending: VecDeque::new(),
             pending_bytes: 0,
             record: None,
+            lease: None,
         };
         tokio::spawn(writer.run(rx));
         Journal { tx }
@@ -47,6 +54,10 @@ impl Journal {
     pub fn record(&self, record: JobRecord) {
         let _ = self.tx.send(Entry::Record(record));
     }
+
+    pub fn hold_lease(&self, owner: &str) {
+        let _ = self.tx.send(Entry::Lease(owner.to_string()));
+    }
 }
 
 struct Writer {
@@ -57,17 +68,27 @@ struct Writer {
     pending_bytes: usize,
     /// The newest record not yet written; an older one is superseded.
     record: Option<JobRecord>,
+    /// The owner name this gateway holds the job's relay lease under, while it does.
+    lease: Option<String>,
 }
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Entry>) {
         let mut open = true;
         let mut backoff = MIN_BACKOFF;
+        let mut renew = tokio::time::interval(LEASE_RENEW);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if open && self.pending.is_empty() && self.record.is_none() {
-                match rx.recv().await {
-                    Some(entry) => self.take(entry),
-                    None => open = false,
+                tokio::select! {
+                    entry = rx.recv() => match entry {
+                        Some(entry) => self.take(entry),
+                        None => open = false,
+                    },
+                    _ = renew.tick(), if self.lease.is_some() => {
+                        self.renew().await;
+                        continue;
+                    }
                 }
             }
             // Everything that came meanwhile joins the batch.
@@ -81,6 +102,10 @@ impl Writer {
             if self.pending.is_empty() && self.record.is_none() {
                 if open {
                     continue;
+                }
+                // The relay ended without a final record (its client left before the job started): let go.
+                if let Some(owner) = self.lease.take() {
+                    let _ = self.store.release(&self.job_id, &owner).await;
                 }
                 return;
             }
@@ -109,6 +134,21 @@ impl Writer {
                 }
             }
             Entry::Record(record) => self.record = Some(record),
+            Entry::Lease(owner) => self.lease = Some(owner),
+        }
+    }
+
+    async fn renew(&mut self) {
+        let Some(owner) = &self.lease else { return };
+        match self.store.lease(&self.job_id, owner, LEASE_TTL).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Renewals failed for longer than the lease (the store was out of reach) and another gateway took
+                // the relay over: it writes the job from here on; the ids it writes again are skipped.
+                tracing::warn!(job_id = %self.job_id, "another gateway took this relay over");
+                self.lease = None;
+            }
+            Err(e) => tracing::debug!(job_id = %self.job_id, error = %e, "lease renewal failed"),
         }
     }
 
@@ -122,7 +162,12 @@ impl Writer {
         }
         if let Some(record) = &self.record {
             self.store.update(record).await?;
+            let finished = record.state == super::store::JobPhase::Finished;
             self.record = None;
+            // The end is written: nobody needs to take this relay over any more.
+            if finished && let Some(owner) = self.lease.take() {
+                let _ = self.store.release(&self.job_id, &owner).await;
+            }
         }
         Ok(())
     }

@@ -38,6 +38,8 @@ pub struct GatewayMetrics {
     /// Calls to the store of fleet state that failed, and how long each call took.
     pub store_errors: Counter,
     pub store_seconds: Histogram,
+    /// Relays this gateway took over from a gateway that died.
+    pub relay_takeovers: Counter,
 }
 
 impl Default for GatewayMetrics {
@@ -91,7 +93,14 @@ impl Default for GatewayMetrics {
             "Time a call to the store of fleet state took (a blocking read included)",
             store_seconds.clone(),
         );
+        let relay_takeovers = Counter::default();
+        registry.register(
+            "relay_takeovers",
+            "Relays of running jobs taken over from a gateway that stopped renewing its lease",
+            relay_takeovers.clone(),
+        );
         GatewayMetrics {
+            relay_takeovers,
             store_errors,
             store_seconds,
             registry,

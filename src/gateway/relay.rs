@@ -256,6 +256,15 @@ pub fn worker_lost(job_id: &str, last_id: Option<u64>) -> Terminal {
     )
 }
 
+/// `completed`, or the terminal error's code.
+pub fn terminal_code(json: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    match value["type"].as_str()? {
+        "completed" => Some("completed".into()),
+        _ => value["code"].as_str().map(String::from),
+    }
+}
+
 /// A `queued` event: no `id:` line, so it never moves a client's `Last-Event-ID`.
 pub fn queued(job_id: &str, place: LinePosition) -> Bytes {
     let event = crate::event::Queued {

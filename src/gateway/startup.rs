@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     discovery, fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, poller, relay::Upstream, routes,
-    settings::GatewaySettings, state::Gateway, store,
+    settings::GatewaySettings, state::Gateway, store, takeover,
 };
 
 pub struct GatewayApp {
@@ -33,6 +33,7 @@ impl GatewayApp {
         let store = Arc::new(store::Metered::new(store, &metrics));
         let gateway = Arc::new(Gateway {
             store,
+            owner: uuid::Uuid::new_v4().to_string(),
             fleet: Fleet::new(settings.queue_max),
             jobs: Jobs::new(settings.job_memory),
             upstream: Upstream::new(settings.common.api_token.clone())?,
@@ -65,6 +66,10 @@ impl GatewayApp {
         let mut int = signal(SignalKind::interrupt())?;
         let stop = CancellationToken::new();
         tokio::spawn(keep_fleet(gateway.clone(), stop.clone()));
+        // Only a store that other gateways write can hold a relay that another gateway lost.
+        if gateway.store.kind() != "memory" {
+            tokio::spawn(takeover::watch(gateway.clone(), stop.clone()));
+        }
         tracing::info!(port, workers = ?gateway.settings.workers, "listening");
         let handle = server.handle();
         let serving = tokio::spawn(server);

@@ -14,6 +14,8 @@ pub struct Gateway {
     pub jobs: Jobs,
     /// The fleet's memory: job records and their events (in memory, or in Redis for every gateway).
     pub store: std::sync::Arc<dyn Store>,
+    /// This process's name as the holder of relay leases: unique per start, so a restarted gateway holds none.
+    pub owner: String,
     pub upstream: Upstream,
     pub metrics: GatewayMetrics,
     /// The last hour's jobs per minute, for the dashboard's chart.

@@ -155,6 +155,19 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Answers when the store does.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Takes the relay lease of a running job for `owner`, or renews it when `owner` holds it already; false when
+    /// another gateway holds it. A lease lapses `ttl` after its last renewal.
+    async fn lease(&self, job_id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Gives the lease up, if `owner` holds it.
+    async fn release(&self, job_id: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Jobs not finished that no gateway answers for any more: their lease lapsed (their gateway died).
+    async fn orphans(&self) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// The id of the last event stored for the job.
+    async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError>;
 }
 
 /// `GATEWAY_STORE`: `memory`, or a Redis URL.
@@ -276,5 +289,21 @@ impl Store for Metered {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.timed(self.inner.ping()).await
+    }
+
+    async fn lease(&self, job_id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.timed(self.inner.lease(job_id, owner, ttl)).await
+    }
+
+    async fn release(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.release(job_id, owner)).await
+    }
+
+    async fn orphans(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.timed(self.inner.orphans()).await
+    }
+
+    async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        self.timed(self.inner.last_id(job_id)).await
     }
 }

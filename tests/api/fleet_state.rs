@@ -340,3 +340,124 @@ async fn a_gateway_with_a_password_file_reaches_a_redis_that_requires_one() {
     let replay = SseStream::new(reconnect(&gw, "pw", None).await).collect().await;
     assert_eq!(ids(&replay), ids(&whole));
 }
+
+/// The ids of a stream that must go on from `after`: each one more than the one before, no gap, no repeat.
+fn assert_consecutive_from(events: &[SseEvent], after: u64) {
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|e| e.id.as_deref().expect("an id").parse().expect("a number"))
+        .collect();
+    let expected: Vec<u64> = (after + 1..after + 1 + ids.len() as u64).collect();
+    assert_eq!(ids, expected, "no gap, no duplicate");
+    let terminals = events
+        .iter()
+        .filter(|e| matches!(e.kind(), "completed" | "error"))
+        .count();
+    assert_eq!(terminals, 1, "exactly one terminal event, last: {:?}", events.last());
+}
+
+async fn counter(gw: &TestWorker, name: &str) -> f64 {
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+#[tokio::test]
+async fn a_relay_is_taken_over_after_its_gateway_is_killed_with_no_gap_and_no_duplicate() {
+    let Some(redis) = RedisServer::start() else { return };
+    let fleet = LocalFleet::start(1, &[]);
+    let url = redis.url();
+    let store = [("GATEWAY_STORE", url.as_str())];
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 1).await;
+    wait_idle_workers(&b, 1).await;
+
+    let mut first = start_job(&a, "orphan").await;
+    fleet.wait_started("orphan").await;
+    assert_eq!(first.next_event().await.unwrap().kind(), "connected");
+    // The relaying gateway dies (SIGKILL) with its client's connection; the job goes on on the worker.
+    drop(first);
+    drop(a);
+
+    let mut follower = SseStream::new(reconnect(&b, "orphan", Some(0)).await);
+    fleet.release("orphan");
+    let rest: Vec<SseEvent> = follower.collect().await;
+    assert_consecutive_from(&rest, 0);
+    assert_eq!(rest.last().map(SseEvent::kind), Some("completed"));
+    assert!(counter(&b, "unified_worker_gateway_relay_takeovers_total").await >= 1.0);
+    let record = wait_finished(&b, "orphan").await;
+    assert_eq!(record["state"], "finished");
+}
+
+#[tokio::test]
+async fn a_job_whose_gateway_and_worker_both_died_ends_with_exactly_one_worker_lost() {
+    let Some(redis) = RedisServer::start() else { return };
+    let mut fleet = LocalFleet::start(1, &[]);
+    let url = redis.url();
+    let store = [("GATEWAY_STORE", url.as_str())];
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 1).await;
+    wait_idle_workers(&b, 1).await;
+
+    let mut first = start_job(&a, "gone").await;
+    fleet.wait_started("gone").await;
+    assert_eq!(first.next_event().await.unwrap().kind(), "connected");
+    drop(first);
+    drop(a);
+    fleet.workers.clear();
+
+    let rest: Vec<SseEvent> = SseStream::new(reconnect(&b, "gone", Some(0)).await).collect().await;
+    assert_consecutive_from(&rest, 0);
+    let last = rest.last().unwrap();
+    assert_eq!(
+        (last.kind(), last.data["code"].as_str()),
+        ("error", Some("worker_lost"))
+    );
+    // Read again from the start: the same single end.
+    let again: Vec<SseEvent> = SseStream::new(reconnect(&b, "gone", None).await).collect().await;
+    assert_eq!(again.iter().filter(|e| e.kind() == "error").count(), 1);
+}
+
+#[tokio::test]
+async fn a_job_waiting_in_a_gateway_that_is_killed_ends_with_gateway_lost_for_its_follower() {
+    let Some(redis) = RedisServer::start() else { return };
+    let fleet = LocalFleet::start(1, &[]);
+    let url = redis.url();
+    let store = [("GATEWAY_STORE", url.as_str())];
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 1).await;
+    wait_idle_workers(&b, 1).await;
+
+    let running = start_job(&a, "running").await;
+    fleet.wait_started("running").await;
+    let mut waiting = start_job(&a, "waiting").await;
+    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+    drop((running, waiting));
+    drop(a);
+
+    // The waiting request lived in the dead gateway: its follower gets one terminal event that says so.
+    let end: Vec<SseEvent> = SseStream::new(reconnect(&b, "waiting", None).await).collect().await;
+    assert_eq!(end.len(), 1, "{:?}", ids(&end));
+    assert_eq!(end[0].data["code"], "gateway_lost");
+    assert_eq!(end[0].data["retryable"], true);
+    // The running one is relayed on by the other gateway.
+    let mut follower = SseStream::new(reconnect(&b, "running", Some(0)).await);
+    fleet.release("running");
+    let rest = follower.collect().await;
+    assert_consecutive_from(&rest, 0);
+    assert_eq!(rest.last().map(SseEvent::kind), Some("completed"));
+}

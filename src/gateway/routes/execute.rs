@@ -13,7 +13,7 @@ use crate::gateway::{
     fleet::Ticket,
     history::Outcome,
     jobs::JobState,
-    journal::Journal,
+    journal::{Journal, LEASE_TTL},
     relay::{self, Dispatch, Rejection, Terminal},
     state::Gateway,
     store::{JobPhase, JobRecord, StoredEvent, now_ms},
@@ -92,6 +92,11 @@ pub async fn execute(
     let (head_tx, head_rx) = oneshot::channel();
     let (out, body) = mpsc::channel(OUT_FRAMES);
     let journal = Journal::start(gw.store.clone(), job.id.clone(), gw.settings.log_max_bytes);
+    // This gateway answers for the job from now on; if it dies, another one sees the lease lapse.
+    if let Err(e) = gw.store.lease(&job.id, &gw.owner, LEASE_TTL).await {
+        tracing::warn!(job_id = %job.id, error = %e, "could not take the job's lease yet");
+    }
+    journal.hold_lease(&gw.owner);
     let driver = Driver {
         gw: gw.get_ref().clone(),
         job,
@@ -291,7 +296,12 @@ impl Driver {
         self.record.state = JobPhase::Running;
         self.record.worker = Some(address.to_string());
         self.record.started_at = Some(now_ms());
-        self.journal.record(self.record.clone());
+        // Written before the first event is relayed, so that a gateway taking this relay over knows the worker.
+        // A store out of reach is no reason to hold the job back: the journal writes it once the store answers.
+        if let Err(e) = self.gw.store.update(&self.record).await {
+            tracing::warn!(job_id = %self.job.id, error = %e, "could not record the dispatch yet");
+            self.journal.record(self.record.clone());
+        }
         self.start_stream();
         let gone = self.gw.fleet.gone_signal(address);
         let end = relay::relay(
@@ -350,18 +360,9 @@ impl Driver {
         self.record.state = JobPhase::Finished;
         self.record.ended_at = Some(now_ms());
         self.record.terminal_id = Some(terminal.id);
-        self.record.terminal_code = terminal_code(&terminal.json);
+        self.record.terminal_code = relay::terminal_code(&terminal.json);
         self.journal.record(self.record.clone());
         self.gw.jobs.move_to(&self.job.id, JobState::Finished { terminal });
-    }
-}
-
-/// `completed`, or the terminal error's code.
-fn terminal_code(json: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
-    match value["type"].as_str()? {
-        "completed" => Some("completed".into()),
-        _ => value["code"].as_str().map(String::from),
     }
 }
 

@@ -51,12 +51,36 @@ return top
 /// The ids and sizes of a job's events this gateway appended, oldest first, and their sum.
 type Appended = (VecDeque<(u64, usize)>, usize);
 
+/// Takes the lease when it is free, renews it when the caller holds it. ARGV: owner, time to live in ms.
+const LEASE: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Deletes the lease only when the caller holds it.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// The jobs not finished yet (queued or running), for a gateway looking for jobs whose gateway died.
+const LIVE: &str = "uw:live";
+
 pub struct RedisStore {
     client: Client,
     commands: ConnectionManager,
     /// Connections for blocking reads, which would hold up every other command on a common one.
     readers: Mutex<Vec<MultiplexedConnection>>,
     append: Script,
+    lease: Script,
+    release: Script,
     memory: Duration,
     log_max_bytes: usize,
     /// What this gateway appended per job (id and size), to trim a stream past `GATEWAY_LOG_MAX_BYTES`: the
@@ -83,6 +107,10 @@ fn events_key(job_id: &str) -> String {
     format!("uw:job:{job_id}:events")
 }
 
+fn lease_key(job_id: &str) -> String {
+    format!("uw:job:{job_id}:lease")
+}
+
 impl RedisStore {
     pub fn new(
         url: &str,
@@ -107,6 +135,8 @@ impl RedisStore {
             commands,
             readers: Mutex::new(Vec::new()),
             append: Script::new(APPEND),
+            lease: Script::new(LEASE),
+            release: Script::new(RELEASE),
             memory,
             log_max_bytes,
             sizes: Mutex::new(HashMap::new()),
@@ -131,7 +161,8 @@ impl RedisStore {
         }
     }
 
-    /// The id before which the stream may be trimmed so that what this gateway appended stays within the bound.
+    /// The id before which the stream may be trimmed so that what this gateway appended stays within the bound;
+    /// 0 when nothing is to be trimmed.
     fn trim_before(&self, job_id: &str, events: &[StoredEvent]) -> u64 {
         let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
         let (held, bytes) = sizes.entry(job_id.to_string()).or_default();
@@ -140,6 +171,11 @@ impl RedisStore {
                 held.push_back((e.id, e.frame.len()));
                 *bytes += e.frame.len();
             }
+        }
+        if *bytes <= self.log_max_bytes {
+            // Nothing to trim: and what another gateway wrote before (a relay taken over) is not counted here, so
+            // the first id this gateway appended is no bound.
+            return 0;
         }
         while *bytes > self.log_max_bytes && held.len() > 1 {
             if let Some((_, size)) = held.pop_front() {
@@ -178,10 +214,16 @@ impl Store for RedisStore {
         if let Some(previous) = previous {
             return Ok(Err(parse_record(Some(previous)).unwrap_or_else(|| record.clone())));
         }
-        redis::cmd("ZADD")
+        redis::pipe()
+            .cmd("ZADD")
             .arg(JOB_INDEX)
             .arg(record.created_at)
             .arg(&record.job_id)
+            .ignore()
+            .cmd("SADD")
+            .arg(LIVE)
+            .arg(&record.job_id)
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
             .map_err(store_error)?;
@@ -201,15 +243,22 @@ impl Store for RedisStore {
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
             .ignore();
-        if record.state == JobPhase::Finished {
-            pipe.cmd("PEXPIRE")
-                .arg(events_key(&record.job_id))
-                .arg(self.memory.as_millis().max(1) as u64)
-                .ignore();
-            self.sizes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&record.job_id);
+        match record.state {
+            JobPhase::Queued | JobPhase::Running => {}
+            JobPhase::Finished => {
+                pipe.cmd("PEXPIRE")
+                    .arg(events_key(&record.job_id))
+                    .arg(self.memory.as_millis().max(1) as u64)
+                    .ignore()
+                    .cmd("SREM")
+                    .arg(LIVE)
+                    .arg(&record.job_id)
+                    .ignore();
+                self.sizes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&record.job_id);
+            }
         }
         pipe.query_async::<()>(&mut self.conn()).await.map_err(store_error)
     }
@@ -288,6 +337,10 @@ impl Store for RedisStore {
             .arg(JOB_INDEX)
             .arg(job_id)
             .ignore()
+            .cmd("SREM")
+            .arg(LIVE)
+            .arg(job_id)
+            .ignore()
             .query_async::<()>(&mut self.conn())
             .await
             .map_err(store_error)
@@ -351,5 +404,88 @@ impl Store for RedisStore {
             .await
             .map(drop)
             .map_err(store_error)
+    }
+
+    async fn lease(&self, job_id: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut call = self.lease.key(lease_key(job_id));
+        call.arg(owner).arg(ttl.as_millis().max(1) as u64);
+        call.invoke_async::<i64>(&mut self.conn())
+            .await
+            .map(|taken| taken == 1)
+            .map_err(store_error)
+    }
+
+    async fn release(&self, job_id: &str, owner: &str) -> Result<(), StoreError> {
+        let mut call = self.release.key(lease_key(job_id));
+        call.arg(owner);
+        call.invoke_async::<i64>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    async fn orphans(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let mut conn = self.conn();
+        let running: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(LIVE)
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        if running.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases: Vec<String> = running.iter().map(|id| lease_key(id)).collect();
+        let holders: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&leases)
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        let unheld: Vec<&String> = running
+            .iter()
+            .zip(holders)
+            .filter_map(|(id, holder)| holder.is_none().then_some(id))
+            .collect();
+        if unheld.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = unheld.iter().map(|id| record_key(id)).collect();
+        let records: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        let mut orphans = Vec::new();
+        for (id, json) in unheld.into_iter().zip(records) {
+            match parse_record(json) {
+                Some(record) if record.state != JobPhase::Finished => orphans.push(record),
+                // Expired, or finished meanwhile: nothing to take over, and no reason to look again.
+                _ => {
+                    redis::cmd("SREM")
+                        .arg(LIVE)
+                        .arg(id)
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .map_err(store_error)?;
+                }
+            }
+        }
+        Ok(orphans)
+    }
+
+    async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(events_key(job_id))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(last
+            .ids
+            .first()
+            .and_then(|e| e.id.split('-').next())
+            .and_then(|id| id.parse().ok()))
     }
 }

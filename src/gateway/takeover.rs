@@ -1,0 +1,170 @@
+//! Jobs outlive their gateway: every second each gateway looks in the store for unfinished jobs whose lease lapsed
+//! (their gateway died) and takes the lease of one it finds. A job that runs on a worker is resumed from the last
+//! event stored — no gap, no duplicate — until the terminal event; a worker gone too gets exactly one
+//! `worker_lost`, written by the one gateway that holds the lease. A job that was still waiting in the dead
+//! gateway's line ends with `gateway_lost` (its request lived in that gateway), so that its client, following it
+//! through another gateway, gets its one terminal event and sends it again.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    journal::{Journal, LEASE_TTL},
+    relay::{self, Terminal},
+    state::Gateway,
+    store::{JobPhase, JobRecord, Read, now_ms},
+};
+
+/// How often the store is asked for orphaned relays.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(LOOK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let orphans = match gw.store.orphans().await {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not look for orphaned relays");
+                continue;
+            }
+        };
+        for record in orphans {
+            match gw.store.lease(&record.job_id, &gw.owner, LEASE_TTL).await {
+                Ok(true) => {
+                    tracing::info!(job_id = %record.job_id, worker = ?record.worker, "taking over a job of a lost gateway");
+                    gw.metrics.relay_takeovers.inc();
+                    gw.runtime.spawn(take_over(gw.clone(), record));
+                }
+                // Another gateway was quicker.
+                Ok(false) => {}
+                Err(e) => tracing::debug!(job_id = %record.job_id, error = %e, "could not take a relay lease"),
+            }
+        }
+    }
+}
+
+async fn take_over(gw: Arc<Gateway>, mut record: JobRecord) {
+    if record.state == JobPhase::Queued {
+        // Dispatched just before its gateway died, the workers' status says where; else it was still waiting.
+        match gw.fleet.worker_with_job(&record.job_id) {
+            Some(worker) => {
+                record.state = JobPhase::Running;
+                record.worker = Some(worker);
+                record.started_at = Some(now_ms());
+            }
+            None => return end_lost_in_line(&gw, record).await,
+        }
+    }
+    resume(gw, record).await
+}
+
+async fn end_lost_in_line(gw: &Gateway, mut record: JobRecord) {
+    let journal = Journal::start(gw.store.clone(), record.job_id.clone(), gw.settings.log_max_bytes);
+    journal.hold_lease(&gw.owner);
+    let id = gw
+        .store
+        .last_id(&record.job_id)
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |last| last + 1);
+    let code = crate::event::ErrorCode::GatewayLost;
+    let terminal = relay::terminal_error(
+        &record.job_id,
+        id,
+        code.as_str(),
+        "the gateway that held this job in its line was lost before a worker took it; send the request again",
+        code.retryable(),
+    );
+    journal.event(super::store::StoredEvent {
+        id,
+        frame: terminal.frame.clone(),
+    });
+    record.state = JobPhase::Finished;
+    record.ended_at = Some(now_ms());
+    record.terminal_id = Some(id);
+    record.terminal_code = Some(code.as_str().to_string());
+    journal.record(record);
+}
+
+/// Relays the rest of the job from its worker into the store; nobody is connected here, the job's clients read
+/// the store through whichever gateway they reach.
+async fn resume(gw: Arc<Gateway>, mut record: JobRecord) {
+    let job_id = record.job_id.clone();
+    let journal = Journal::start(gw.store.clone(), job_id.clone(), gw.settings.log_max_bytes);
+    journal.hold_lease(&gw.owner);
+    let last = match gw.store.last_id(&job_id).await {
+        Ok(last) => last,
+        Err(e) => {
+            // Without the last id a resume could duplicate events; the lease lapses and the next look tries again.
+            tracing::warn!(%job_id, error = %e, "store unavailable; the takeover waits");
+            let _ = gw.store.release(&job_id, &gw.owner).await;
+            return;
+        }
+    };
+    let worker = record.worker.clone().unwrap_or_default();
+    let mut upstream = gw
+        .upstream
+        .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}/events")));
+    if let Some(last) = last {
+        upstream = upstream.header("Last-Event-ID", last.to_string());
+    }
+    let terminal = match upstream.send().await {
+        Ok(resp) if resp.status() == 200 => {
+            // No client here: the relay reads the worker's stream to its end and writes it to the store only.
+            let (out, _) = mpsc::channel(1);
+            let gone = gw.fleet.gone_signal(&worker);
+            let end = relay::relay(resp, &out, gone, false, last, Some(&journal)).await;
+            match end.terminal {
+                Some(terminal) => terminal,
+                None => lost(&gw, &journal, &job_id, end.last_id),
+            }
+        }
+        // The worker says the client (the store) already has the terminal event: only the record was missing.
+        Ok(resp) if resp.status() == 204 => match stored_terminal(&gw, &job_id, last).await {
+            Some(terminal) => terminal,
+            None => lost(&gw, &journal, &job_id, last),
+        },
+        // The worker is gone (or no longer has the job): what it had not sent is lost with it.
+        _ => lost(&gw, &journal, &job_id, last),
+    };
+    record.state = JobPhase::Finished;
+    record.ended_at = Some(now_ms());
+    record.terminal_id = Some(terminal.id);
+    record.terminal_code = relay::terminal_code(&terminal.json);
+    journal.record(record);
+}
+
+fn lost(gw: &Gateway, journal: &Journal, job_id: &str, last: Option<u64>) -> Terminal {
+    gw.metrics.worker_lost.inc();
+    let terminal = relay::worker_lost(job_id, last);
+    journal.event(super::store::StoredEvent {
+        id: terminal.id,
+        frame: terminal.frame.clone(),
+    });
+    terminal
+}
+
+async fn stored_terminal(gw: &Gateway, job_id: &str, last: Option<u64>) -> Option<Terminal> {
+    let last = last?;
+    let Ok(Read::Events(events)) = gw.store.read(job_id, last.checked_sub(1), Duration::ZERO).await else {
+        return None;
+    };
+    let event = events.into_iter().find(|e| e.id == last)?;
+    let fields = crate::sse_wire::fields(&event.frame);
+    matches!(fields.event, Some(b"completed" | b"error")).then(|| Terminal {
+        id: last,
+        json: fields
+            .data
+            .map(|d| bytes::Bytes::copy_from_slice(&d))
+            .unwrap_or_default(),
+        frame: event.frame.clone(),
+    })
+}
