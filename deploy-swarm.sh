@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the image and deploys (or updates) the fleet on a Swarm, workers and gateways; safe to run again.
 #   ./deploy-swarm.sh            reads .env next to this script when present
-# Variables: STACK_NAME (unified-worker), WORKER_IMAGE (unified-worker:latest), REPLICAS (10 workers),
+# Variables: STACK_NAME (unified-worker), WORKER_IMAGE (unified-worker:latest), STORE_IMAGE (unified-worker-store:latest,
+# built from deploy/store), REPLICAS (10 workers),
 # GATEWAY_REPLICAS (2), PUBLISHED_PORT (5000, the gateways'),
 # CLAUDE_CODE_CREDENTIALS_FILE (a credentials JSON file) or CLAUDE_CODE_CREDENTIALS_JSON, SKIP_BUILD=1 to deploy an
 # image built elsewhere, DOCKER_BUILD_ARGS (extra `docker build` arguments), WAIT_SECONDS (300), STACK_FILE (swarm.yml),
@@ -19,6 +20,7 @@ if [ -f .env ]; then
 fi
 STACK_NAME="${STACK_NAME:-unified-worker}"
 export WORKER_IMAGE="${WORKER_IMAGE:-unified-worker:latest}"
+export STORE_IMAGE="${STORE_IMAGE:-unified-worker-store:latest}"
 export REPLICAS="${REPLICAS:-10}"
 export GATEWAY_REPLICAS="${GATEWAY_REPLICAS:-2}"
 WAIT_SECONDS="${WAIT_SECONDS:-300}"
@@ -55,9 +57,18 @@ fi
 unset credentials CLAUDE_CODE_CREDENTIALS_JSON
 export CLAUDE_CREDENTIALS_SECRET_NAME="$secret_name"
 
+# The store's password: made once per stack (random) and kept, since the store's data outlives deploys.
+export STORE_PASSWORD_SECRET_NAME="${STACK_NAME//[^a-zA-Z0-9]/_}_store_password"
+if ! docker secret inspect "$STORE_PASSWORD_SECRET_NAME" >/dev/null 2>&1; then
+  head -c 32 /dev/urandom | sha256sum | cut -c1-48 | tr -d '\n' | docker secret create "$STORE_PASSWORD_SECRET_NAME" - >/dev/null
+  echo "created secret $STORE_PASSWORD_SECRET_NAME"
+fi
+
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   # shellcheck disable=SC2086
   DOCKER_BUILDKIT=1 docker build ${DOCKER_BUILD_ARGS:-} -t "$WORKER_IMAGE" .
+  # shellcheck disable=SC2086
+  DOCKER_BUILDKIT=1 docker build ${STORE_BUILD_ARGS:-} -t "$STORE_IMAGE" deploy/store
 fi
 
 stack_files=(-c "${STACK_FILE:-swarm.yml}")
@@ -87,6 +98,7 @@ wait_healthy() {
 }
 
 deadline=$((SECONDS + WAIT_SECONDS))
+wait_healthy "${STACK_NAME}_store" 1
 wait_healthy "${STACK_NAME}_worker" "$REPLICAS"
 wait_healthy "${STACK_NAME}_gateway" "$GATEWAY_REPLICAS"
 docker service ls --filter "label=com.docker.stack.namespace=$STACK_NAME"

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Prepares the fleet tests on a fresh Debian machine: a running Docker engine, docker-compose, the base image made
 # locally (no registry is needed), the worker built on the host and the image built from the repository's
-# Dockerfile with the CI build arguments (see README, "Containers and the Swarm fleet"). Idempotent; the base
-# system tarball is cached outside the repository. Prints FLEET_IMAGE=<image> for the tests.
+# Dockerfile with the CI build arguments (docs/deployment.md), and the store's image from deploy/store on the same
+# base. Idempotent; the base system tarball is cached outside the repository. Prints FLEET_IMAGE=<image> and
+# STORE_IMAGE=<image> for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${UNIFIED_WORKER_CACHE:-$HOME/.cache/unified-worker}"
 BASE_IMAGE=localbase/debian:bookworm
 IMAGE="${FLEET_IMAGE:-unified-worker:ci}"
+STORE_IMAGE="${STORE_IMAGE:-unified-worker-store:ci}"
 mkdir -p "$CACHE"
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v docker-compose >/dev/null; then
@@ -52,4 +54,6 @@ DOCKER_BUILDKIT=1 "$docker_cli" build \
   --build-arg WORKER_BINARY=host \
   --build-arg PROVIDER_CLIS=none \
   -t "$IMAGE" . >&2
+DOCKER_BUILDKIT=1 "$docker_cli" build --build-arg RUNTIME_IMAGE="$BASE_IMAGE" -t "$STORE_IMAGE" deploy/store >&2
 echo "FLEET_IMAGE=$IMAGE"
+echo "STORE_IMAGE=$STORE_IMAGE"

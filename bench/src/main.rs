@@ -5,6 +5,7 @@ mod compare;
 mod gateway;
 mod proc_stats;
 mod sse_client;
+mod store;
 mod supervisor;
 mod worker;
 
@@ -68,6 +69,9 @@ async fn main() {
     }
     if want("gateway-startup") {
         gateway::startup(&mut rows).await;
+    }
+    if want("gateway-store") {
+        store::store(&mut rows).await;
     }
     println!("\n| figure | value | target |\n|---|---|---|");
     for row in rows {

@@ -69,6 +69,48 @@ async fn stack_gateways_serve_nine_clients_on_three_workers_without_a_429() {
         let view = wait_fleet(gateway, |f| all_idle(f, &workers)).await;
         eprintln!("{gateway}/fleet counters after nine jobs: {}", view["counters"]);
     }
+
+    // The stack's store holds the fleet's jobs: both gateways list the nine newest (the store's volume outlives
+    // stacks, so earlier runs may be there too), all completed, and each replays the jobs the other relayed, though
+    // every worker that ran them has exited.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for gateway in &gateways {
+        let health: serde_json::Value = client
+            .get(format!("{gateway}/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            health["store"],
+            serde_json::json!({"kind": "redis", "up": true}),
+            "{health}"
+        );
+        let list: serde_json::Value = client
+            .get(format!("{gateway}/jobs?state=finished&limit=9"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jobs = list["jobs"].as_array().expect("jobs");
+        let codes: Vec<&str> = jobs.iter().filter_map(|j| j["terminalCode"].as_str()).collect();
+        assert_eq!(codes, ["completed"; 9], "{list}");
+        for id in jobs.iter().filter_map(|j| j["jobId"].as_str()) {
+            let replay = client
+                .get(format!("{gateway}/jobs/{id}/events"))
+                .header("Last-Event-ID", "0")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(replay.status(), 200, "{id} through {gateway}");
+            let text = replay.text().await.unwrap();
+            assert!(text.contains("event: completed"), "{id} replayed to its end: {text}");
+        }
+    }
     stack.remove(&fleet).await;
 }
 
@@ -172,6 +214,7 @@ fn compose(fleet: &Fleet, args: &[&str]) -> String {
     let (_, credentials) = canary_credentials();
     let env = [
         ("WORKER_IMAGE", fleet.image.as_str()),
+        ("STORE_IMAGE", fleet.store_image.as_str()),
         ("FLEET_DIR", fleet.dir()),
         ("HOST_PORT", COMPOSE_PORT),
         ("CLAUDE_CODE_CREDENTIALS_JSON", credentials.as_str()),

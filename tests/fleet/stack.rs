@@ -63,6 +63,7 @@ impl Stack {
         let env = [
             ("STACK_NAME", name),
             ("WORKER_IMAGE", fleet.image.as_str()),
+            ("STORE_IMAGE", fleet.store_image.as_str()),
             ("REPLICAS", replicas_text.as_str()),
             ("GATEWAY_REPLICAS", gateways_text.as_str()),
             ("PORT_PREFIX", port_prefix),
@@ -210,7 +211,13 @@ impl Stack {
             assert!(Instant::now() < deadline, "stack {} did not go away", self.name);
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        let filters = HashMap::from([("name".to_string(), vec![format!("{}_claude_credentials", self.name)])]);
+        let filters = HashMap::from([(
+            "name".to_string(),
+            vec![
+                format!("{}_claude_credentials", self.name),
+                format!("{}_store_password", self.name),
+            ],
+        )]);
         let secrets = fleet
             .docker
             .list_secrets(Some(ListSecretsOptions { filters: Some(filters) }))

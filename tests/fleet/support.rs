@@ -21,6 +21,8 @@ static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub struct Fleet {
     pub docker: Docker,
     pub image: String,
+    /// The store's image (`STORE_IMAGE`), for the stacks whose gateways keep fleet state in it.
+    pub store_image: String,
     /// Bind-mounted at /fleet in the containers: `fake-claude` and the `control` folder it shares with the test.
     pub dir: TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
@@ -57,6 +59,13 @@ impl Fleet {
             ));
             return None;
         }
+        let store_image = std::env::var("STORE_IMAGE").unwrap_or_else(|_| "unified-worker-store:latest".into());
+        if let Err(e) = docker.inspect_image(&store_image).await {
+            skip(format!(
+                "image {store_image} is not built ({e}); build it from deploy/store, name it in STORE_IMAGE"
+            ));
+            return None;
+        }
         let dir = tempfile::Builder::new().prefix("fleet-").tempdir().expect("fleet dir");
         let fake = dir.path().join("fake-claude");
         std::fs::copy(
@@ -72,6 +81,7 @@ impl Fleet {
         Some(Fleet {
             docker,
             image,
+            store_image,
             dir,
             _turn: turn,
         })
