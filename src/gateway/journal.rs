@@ -22,6 +22,8 @@ enum Entry {
     Record(JobRecord),
     /// This gateway relays the job from now on, as `owner`: the lease is renewed until the job's end is written.
     Lease(String),
+    /// While the job waits in this gateway's line, a cancel asked through another gateway trips this.
+    WatchCancel(tokio_util::sync::CancellationToken),
 }
 
 /// The relay's end of a job's journal. Dropping it lets the writer finish what it holds and stop.
@@ -42,6 +44,7 @@ impl Journal {
             pending_bytes: 0,
             record: None,
             lease: None,
+            cancel: None,
         };
         tokio::spawn(writer.run(rx));
         Journal { tx }
@@ -58,6 +61,10 @@ impl Journal {
     pub fn hold_lease(&self, owner: &str) {
         let _ = self.tx.send(Entry::Lease(owner.to_string()));
     }
+
+    pub fn watch_cancel(&self, cancel: tokio_util::sync::CancellationToken) {
+        let _ = self.tx.send(Entry::WatchCancel(cancel));
+    }
 }
 
 struct Writer {
@@ -70,6 +77,8 @@ struct Writer {
     record: Option<JobRecord>,
     /// The owner name this gateway holds the job's relay lease under, while it does.
     lease: Option<String>,
+    /// Tripped by a cancel asked through another gateway, until the job leaves the line.
+    cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Writer {
@@ -133,12 +142,25 @@ impl Writer {
                     }
                 }
             }
-            Entry::Record(record) => self.record = Some(record),
+            Entry::Record(record) => {
+                // Out of the line: a cancel now goes to the worker, through any gateway.
+                if record.state != super::store::JobPhase::Queued {
+                    self.cancel = None;
+                }
+                self.record = Some(record);
+            }
             Entry::Lease(owner) => self.lease = Some(owner),
+            Entry::WatchCancel(cancel) => self.cancel = Some(cancel),
         }
     }
 
     async fn renew(&mut self) {
+        if let Some(cancel) = &self.cancel
+            && let Ok(true) = self.store.cancel_requested(&self.job_id).await
+        {
+            cancel.cancel();
+            self.cancel = None;
+        }
         let Some(owner) = &self.lease else { return };
         match self.store.lease(&self.job_id, owner, LEASE_TTL).await {
             Ok(true) => {}

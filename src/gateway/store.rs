@@ -168,6 +168,12 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The id of the last event stored for the job.
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Asks the gateway that holds a waiting job to cancel it (a cancel that reached another gateway).
+    async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError>;
+
+    /// Whether a cancel was asked for the job through another gateway.
+    async fn cancel_requested(&self, job_id: &str) -> Result<bool, StoreError>;
 }
 
 /// `GATEWAY_STORE`: `memory`, or a Redis URL.
@@ -305,5 +311,13 @@ impl Store for Metered {
 
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
         self.timed(self.inner.last_id(job_id)).await
+    }
+
+    async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.request_cancel(job_id)).await
+    }
+
+    async fn cancel_requested(&self, job_id: &str) -> Result<bool, StoreError> {
+        self.timed(self.inner.cancel_requested(job_id)).await
     }
 }

@@ -461,3 +461,30 @@ async fn a_job_waiting_in_a_gateway_that_is_killed_ends_with_gateway_lost_for_it
     assert_consecutive_from(&rest, 0);
     assert_eq!(rest.last().map(SseEvent::kind), Some("completed"));
 }
+
+#[tokio::test]
+async fn a_job_waiting_in_one_gateway_is_cancelled_through_the_other() {
+    let Some(redis) = RedisServer::start() else { return };
+    let fleet = LocalFleet::start(1, &[]);
+    let url = redis.url();
+    let store = [("GATEWAY_STORE", url.as_str())];
+    let a = fleet.gateway(&store);
+    let b = fleet.gateway(&store);
+    wait_idle_workers(&a, 1).await;
+
+    let mut running = start_job(&a, "first").await;
+    fleet.wait_started("first").await;
+    let mut waiting = start_job(&a, "second").await;
+    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+
+    let resp = client().post(b.url("/jobs/second/cancel")).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let end: Vec<SseEvent> = waiting.collect().await.into_iter().filter(|e| e.id.is_some()).collect();
+    assert_eq!(end.len(), 1, "{:?}", ids(&end));
+    assert_eq!(end[0].data["code"], "cancelled");
+    // The job it waited behind is untouched, and the cancelled one stays cancelled for the fleet.
+    fleet.release("first");
+    assert_eq!(running.collect().await.last().map(SseEvent::kind), Some("completed"));
+    let record = wait_finished(&b, "second").await;
+    assert_eq!(record["terminal"]["code"], "cancelled", "{record}");
+}

@@ -30,8 +30,15 @@ pub async fn cancel(
     let job_id = path.into_inner();
     match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await? {
         Found::Queued => {
+            // Waiting here: it leaves the line at once. Waiting in another gateway's line: the store carries the
+            // request to that gateway, which sees it within a second.
             if !gw.jobs.cancel_queued(&job_id) {
-                return Err(ApiError::NotRunning);
+                gw.store.request_cancel(&job_id).await.map_err(|e| {
+                    tracing::warn!(%job_id, error = %e, "store unavailable for a cancel");
+                    ApiError::StoreUnavailable {
+                        retry_after_seconds: gw.settings.common.retry_after_seconds,
+                    }
+                })?;
             }
             Ok(HttpResponse::Accepted().json(json!({ "status": "cancelling", "jobId": job_id })))
         }

@@ -97,6 +97,7 @@ pub async fn execute(
         tracing::warn!(job_id = %job.id, error = %e, "could not take the job's lease yet");
     }
     journal.hold_lease(&gw.owner);
+    journal.watch_cancel(cancel.clone());
     let driver = Driver {
         gw: gw.get_ref().clone(),
         job,
@@ -300,8 +301,10 @@ impl Driver {
         // A store out of reach is no reason to hold the job back: the journal writes it once the store answers.
         if let Err(e) = self.gw.store.update(&self.record).await {
             tracing::warn!(job_id = %self.job.id, error = %e, "could not record the dispatch yet");
-            self.journal.record(self.record.clone());
         }
+        // Through the journal as well: it writes it if the store did not answer, and stops watching for a cancel
+        // asked elsewhere (one for a running job goes to its worker).
+        self.journal.record(self.record.clone());
         self.start_stream();
         let gone = self.gw.fleet.gone_signal(address);
         let end = relay::relay(

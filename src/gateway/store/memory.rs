@@ -169,6 +169,15 @@ impl Store for MemoryStore {
         Ok(Vec::new())
     }
 
+    /// One gateway: a waiting job is always in its own line, where a cancel takes it out directly.
+    async fn request_cancel(&self, _job_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn cancel_requested(&self, _job_id: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
         Ok(self.lock().get(job_id).and_then(|e| e.events.back()).map(|e| e.id))
     }

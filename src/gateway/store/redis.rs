@@ -111,6 +111,10 @@ fn lease_key(job_id: &str) -> String {
     format!("uw:job:{job_id}:lease")
 }
 
+fn cancel_key(job_id: &str) -> String {
+    format!("uw:job:{job_id}:cancel")
+}
+
 impl RedisStore {
     pub fn new(
         url: &str,
@@ -470,6 +474,27 @@ impl Store for RedisStore {
             }
         }
         Ok(orphans)
+    }
+
+    async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError> {
+        // Read within a second by the holding gateway; gone with the job's memory if nobody ever does.
+        redis::cmd("SET")
+            .arg(cancel_key(job_id))
+            .arg(1)
+            .arg("PX")
+            .arg(self.memory.as_millis().max(1000) as u64)
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn cancel_requested(&self, job_id: &str) -> Result<bool, StoreError> {
+        redis::cmd("EXISTS")
+            .arg(cancel_key(job_id))
+            .query_async::<i64>(&mut self.conn())
+            .await
+            .map(|n| n > 0)
+            .map_err(store_error)
     }
 
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
