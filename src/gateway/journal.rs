@@ -24,6 +24,10 @@ enum Entry {
     Lease(String),
     /// While the job waits in this gateway's line, a cancel asked through another gateway trips this.
     WatchCancel(tokio_util::sync::CancellationToken),
+    /// The job leaves no trace (its client left before it started, or it was refused): whatever is pending is
+    /// dropped, the job is removed from the store, and then the lease is given up, in that order, so that no
+    /// write of this journal brings it back and no other gateway ends it meanwhile.
+    Forget,
 }
 
 /// The relay's end of a job's journal. Dropping it lets the writer finish what it holds and stop.
@@ -45,6 +49,8 @@ impl Journal {
             record: None,
             lease: None,
             cancel: None,
+            fenced: false,
+            forget: false,
         };
         tokio::spawn(writer.run(rx));
         Journal { tx }
@@ -65,6 +71,10 @@ impl Journal {
     pub fn watch_cancel(&self, cancel: tokio_util::sync::CancellationToken) {
         let _ = self.tx.send(Entry::WatchCancel(cancel));
     }
+
+    pub fn forget(&self) {
+        let _ = self.tx.send(Entry::Forget);
+    }
 }
 
 struct Writer {
@@ -79,6 +89,10 @@ struct Writer {
     lease: Option<String>,
     /// Tripped by a cancel asked through another gateway, until the job leaves the line.
     cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Another gateway took the job over, or the job is forgotten: nothing more is written from here.
+    fenced: bool,
+    /// The job is to be removed from the store once the writer gets to it.
+    forget: bool,
 }
 
 impl Writer {
@@ -108,6 +122,15 @@ impl Writer {
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
+            if self.forget {
+                self.forget = false;
+                if let Err(e) = self.store.forget(&self.job_id).await {
+                    tracing::warn!(job_id = %self.job_id, error = %e, "could not remove a job that never started");
+                }
+                if let Some(owner) = self.lease.take() {
+                    let _ = self.store.release(&self.job_id, &owner).await;
+                }
+            }
             if self.pending.is_empty() && self.record.is_none() {
                 if open {
                     continue;
@@ -130,6 +153,9 @@ impl Writer {
     }
 
     fn take(&mut self, entry: Entry) {
+        if self.fenced {
+            return;
+        }
         match entry {
             Entry::Event(event) => {
                 self.pending_bytes += event.frame.len();
@@ -151,6 +177,10 @@ impl Writer {
             }
             Entry::Lease(owner) => self.lease = Some(owner),
             Entry::WatchCancel(cancel) => self.cancel = Some(cancel),
+            Entry::Forget => {
+                self.fence();
+                self.forget = true;
+            }
         }
     }
 
@@ -167,11 +197,21 @@ impl Writer {
             Ok(false) => {
                 // Renewals failed for longer than the lease (the store was out of reach) and another gateway took
                 // the relay over: it writes the job from here on; the ids it writes again are skipped.
-                tracing::warn!(job_id = %self.job_id, "another gateway took this relay over");
+                tracing::warn!(job_id = %self.job_id, "another gateway took this relay over; this one stops writing");
                 self.lease = None;
+                self.fence();
             }
             Err(e) => tracing::debug!(job_id = %self.job_id, error = %e, "lease renewal failed"),
         }
+    }
+
+    /// Stops every later write: what is pending is dropped.
+    fn fence(&mut self) {
+        self.fenced = true;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.record = None;
+        self.cancel = None;
     }
 
     /// The events first, then the record, so that a reader who sees the job finished finds its last event.

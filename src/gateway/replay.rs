@@ -75,9 +75,17 @@ async fn follow(
                 match gw.store.get(&job_id).await {
                     // Forgotten (its client left before it started) or past the memory time.
                     Ok(None) => return,
-                    // Finished, and its terminal event will not come (it was not written): end here, as a
-                    // stream that broke; the client's reconnect gets 204 or the rest.
-                    Ok(Some(record)) if record.state == JobPhase::Finished => return,
+                    // Finished: the terminal event may have been written just after the read above timed out,
+                    // so one more look; without it, end as a stream that broke (the reconnect gets the rest).
+                    Ok(Some(record)) if record.state == JobPhase::Finished => {
+                        if let Ok(Read::Events(events)) = gw.store.read(&job_id, last, Duration::ZERO).await
+                            && !events.is_empty()
+                        {
+                            pending = events;
+                            continue;
+                        }
+                        return;
+                    }
                     _ => {}
                 }
                 if out.send(relay::KEEP_ALIVE).await.is_err() {

@@ -34,6 +34,7 @@ impl GatewayApp {
         let gateway = Arc::new(Gateway {
             store,
             owner: uuid::Uuid::new_v4().to_string(),
+            taking_over: Default::default(),
             fleet: Fleet::new(settings.queue_max),
             jobs: Jobs::new(settings.job_memory),
             upstream: Upstream::new(settings.common.api_token.clone())?,

@@ -16,6 +16,8 @@ pub struct Gateway {
     pub store: std::sync::Arc<dyn Store>,
     /// This process's name as the holder of relay leases: unique per start, so a restarted gateway holds none.
     pub owner: String,
+    /// The jobs this gateway is taking over right now, so that one look does not start a second takeover of one.
+    pub taking_over: std::sync::Mutex<std::collections::HashSet<String>>,
     pub upstream: Upstream,
     pub metrics: GatewayMetrics,
     /// The last hour's jobs per minute, for the dashboard's chart.

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    fleet::WorkerState,
     journal::{Journal, LEASE_TTL},
     relay::{self, Terminal},
     state::Gateway,
@@ -36,6 +37,25 @@ pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
             }
         };
         for record in orphans {
+            // This gateway's own jobs are never orphans: a lease that lapsed while the store was slow is renewed
+            // by their journal, not taken over a second time beside the relay that runs.
+            if gw.jobs.get(&record.job_id).is_some()
+                || !gw
+                    .taking_over
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(record.job_id.clone())
+            {
+                continue;
+            }
+            // A job admitted a moment ago may not hold its lease yet.
+            if now_ms().saturating_sub(record.created_at) < 2 * LEASE_TTL.as_millis() as u64 {
+                gw.taking_over
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&record.job_id);
+                continue;
+            }
             match gw.store.lease(&record.job_id, &gw.owner, LEASE_TTL).await {
                 Ok(true) => {
                     tracing::info!(job_id = %record.job_id, worker = ?record.worker, "taking over a job of a lost gateway");
@@ -43,14 +63,31 @@ pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
                     gw.runtime.spawn(take_over(gw.clone(), record));
                 }
                 // Another gateway was quicker.
-                Ok(false) => {}
-                Err(e) => tracing::debug!(job_id = %record.job_id, error = %e, "could not take a relay lease"),
+                Ok(false) => {
+                    gw.taking_over
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&record.job_id);
+                }
+                Err(e) => {
+                    gw.taking_over
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&record.job_id);
+                    tracing::debug!(job_id = %record.job_id, error = %e, "could not take a relay lease");
+                }
             }
         }
     }
 }
 
-async fn take_over(gw: Arc<Gateway>, mut record: JobRecord) {
+async fn take_over(gw: Arc<Gateway>, record: JobRecord) {
+    let job_id = record.job_id.clone();
+    take_over_job(&gw, record).await;
+    gw.taking_over.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
+}
+
+async fn take_over_job(gw: &Arc<Gateway>, mut record: JobRecord) {
     if record.state == JobPhase::Queued {
         // Dispatched just before its gateway died, the workers' status says where; else it was still waiting.
         match gw.fleet.worker_with_job(&record.job_id) {
@@ -59,10 +96,10 @@ async fn take_over(gw: Arc<Gateway>, mut record: JobRecord) {
                 record.worker = Some(worker);
                 record.started_at = Some(now_ms());
             }
-            None => return end_lost_in_line(&gw, record).await,
+            None => return end_lost_in_line(gw, record).await,
         }
     }
-    resume(gw, record).await
+    resume(gw.clone(), record).await
 }
 
 async fn end_lost_in_line(gw: &Gateway, mut record: JobRecord) {
@@ -132,8 +169,18 @@ async fn resume(gw: Arc<Gateway>, mut record: JobRecord) {
             Some(terminal) => terminal,
             None => lost(&gw, &journal, &job_id, last),
         },
-        // The worker is gone (or no longer has the job): what it had not sent is lost with it.
-        _ => lost(&gw, &journal, &job_id, last),
+        // The worker no longer has the job, or cannot be reached and the fleet sees it gone: what it had not sent
+        // is lost with it.
+        Ok(resp) if resp.status() == 404 => lost(&gw, &journal, &job_id, last),
+        Err(_) if gw.fleet.state_of(&worker).is_none_or(|s| s == WorkerState::Down) => {
+            lost(&gw, &journal, &job_id, last)
+        }
+        // Any other answer (a worker busy or briefly unreachable): let go; the next look tries again.
+        _ => {
+            drop(journal);
+            let _ = gw.store.release(&job_id, &gw.owner).await;
+            return;
+        }
     };
     record.state = JobPhase::Finished;
     record.ended_at = Some(now_ms());

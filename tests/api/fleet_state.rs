@@ -13,6 +13,28 @@ use crate::support::{
     sse::SseEvent,
 };
 
+/// A real `redis-server`, `workers` held-job workers, and two gateways with that store, both seeing every worker idle.
+struct TwoGateways {
+    redis: RedisServer,
+    fleet: LocalFleet,
+    a: TestWorker,
+    b: TestWorker,
+}
+
+impl TwoGateways {
+    async fn start(workers: usize) -> Option<TwoGateways> {
+        let redis = RedisServer::start()?;
+        let fleet = LocalFleet::start(workers, &[]);
+        let url = redis.url();
+        let store = [("GATEWAY_STORE", url.as_str())];
+        let a = fleet.gateway(&store);
+        let b = fleet.gateway(&store);
+        wait_idle_workers(&a, workers).await;
+        wait_idle_workers(&b, workers).await;
+        Some(TwoGateways { redis, fleet, a, b })
+    }
+}
+
 async fn start_job(gw: &TestWorker, prompt: &str) -> SseStream {
     let resp = client()
         .post(gw.url("/execute"))
@@ -128,13 +150,15 @@ async fn the_memory_store_answers_410_for_what_it_no_longer_holds() {
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_replay_a_job_after_its_worker_exited() {
-    let Some(redis) = RedisServer::start() else { return };
-    let mut fleet = LocalFleet::start(1, &[]);
-    let store = [("GATEWAY_STORE", redis.url())];
-    let store: Vec<(&str, &str)> = store.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 1).await;
+    let Some(TwoGateways {
+        redis: _redis,
+        mut fleet,
+        a,
+        b,
+    }) = TwoGateways::start(1).await
+    else {
+        return;
+    };
     let health: Value = client()
         .get(a.url("/health"))
         .send()
@@ -185,13 +209,15 @@ async fn two_gateways_sharing_redis_replay_a_job_after_its_worker_exited() {
 
 #[tokio::test]
 async fn a_live_job_is_followed_through_the_other_gateway_and_its_id_is_taken_fleet_wide() {
-    let Some(redis) = RedisServer::start() else { return };
-    let fleet = LocalFleet::start(2, &[]);
-    let url = redis.url();
-    let store = [("GATEWAY_STORE", url.as_str())];
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 2).await;
+    let Some(TwoGateways {
+        redis: _redis,
+        fleet,
+        a,
+        b,
+    }) = TwoGateways::start(2).await
+    else {
+        return;
+    };
 
     let mut first = start_job(&a, "live").await;
     fleet.wait_started("live").await;
@@ -241,13 +267,15 @@ async fn a_live_job_is_followed_through_the_other_gateway_and_its_id_is_taken_fl
 
 #[tokio::test]
 async fn a_store_outage_mid_job_refuses_new_jobs_and_loses_no_event() {
-    let Some(mut redis) = RedisServer::start() else { return };
-    let mut fleet = LocalFleet::start(2, &[]);
-    let url = redis.url();
-    let store = [("GATEWAY_STORE", url.as_str())];
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 2).await;
+    let Some(TwoGateways {
+        mut redis,
+        mut fleet,
+        a,
+        b,
+    }) = TwoGateways::start(2).await
+    else {
+        return;
+    };
 
     let mut stream = start_job(&a, "outage").await;
     fleet.wait_started("outage").await;
@@ -375,14 +403,15 @@ async fn counter(gw: &TestWorker, name: &str) -> f64 {
 
 #[tokio::test]
 async fn a_relay_is_taken_over_after_its_gateway_is_killed_with_no_gap_and_no_duplicate() {
-    let Some(redis) = RedisServer::start() else { return };
-    let fleet = LocalFleet::start(1, &[]);
-    let url = redis.url();
-    let store = [("GATEWAY_STORE", url.as_str())];
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 1).await;
-    wait_idle_workers(&b, 1).await;
+    let Some(TwoGateways {
+        redis: _redis,
+        fleet,
+        a,
+        b,
+    }) = TwoGateways::start(1).await
+    else {
+        return;
+    };
 
     let mut first = start_job(&a, "orphan").await;
     fleet.wait_started("orphan").await;
@@ -403,14 +432,15 @@ async fn a_relay_is_taken_over_after_its_gateway_is_killed_with_no_gap_and_no_du
 
 #[tokio::test]
 async fn a_job_whose_gateway_and_worker_both_died_ends_with_exactly_one_worker_lost() {
-    let Some(redis) = RedisServer::start() else { return };
-    let mut fleet = LocalFleet::start(1, &[]);
-    let url = redis.url();
-    let store = [("GATEWAY_STORE", url.as_str())];
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 1).await;
-    wait_idle_workers(&b, 1).await;
+    let Some(TwoGateways {
+        redis: _redis,
+        mut fleet,
+        a,
+        b,
+    }) = TwoGateways::start(1).await
+    else {
+        return;
+    };
 
     let mut first = start_job(&a, "gone").await;
     fleet.wait_started("gone").await;
@@ -433,14 +463,15 @@ async fn a_job_whose_gateway_and_worker_both_died_ends_with_exactly_one_worker_l
 
 #[tokio::test]
 async fn a_job_waiting_in_a_gateway_that_is_killed_ends_with_gateway_lost_for_its_follower() {
-    let Some(redis) = RedisServer::start() else { return };
-    let fleet = LocalFleet::start(1, &[]);
-    let url = redis.url();
-    let store = [("GATEWAY_STORE", url.as_str())];
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 1).await;
-    wait_idle_workers(&b, 1).await;
+    let Some(TwoGateways {
+        redis: _redis,
+        fleet,
+        a,
+        b,
+    }) = TwoGateways::start(1).await
+    else {
+        return;
+    };
 
     let running = start_job(&a, "running").await;
     fleet.wait_started("running").await;
@@ -464,13 +495,15 @@ async fn a_job_waiting_in_a_gateway_that_is_killed_ends_with_gateway_lost_for_it
 
 #[tokio::test]
 async fn a_job_waiting_in_one_gateway_is_cancelled_through_the_other() {
-    let Some(redis) = RedisServer::start() else { return };
-    let fleet = LocalFleet::start(1, &[]);
-    let url = redis.url();
-    let store = [("GATEWAY_STORE", url.as_str())];
-    let a = fleet.gateway(&store);
-    let b = fleet.gateway(&store);
-    wait_idle_workers(&a, 1).await;
+    let Some(TwoGateways {
+        redis: _redis,
+        fleet,
+        a,
+        b,
+    }) = TwoGateways::start(1).await
+    else {
+        return;
+    };
 
     let mut running = start_job(&a, "first").await;
     fleet.wait_started("first").await;

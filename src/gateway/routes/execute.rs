@@ -189,7 +189,7 @@ impl Driver {
                     Waited::Assigned(address) => address,
                     Waited::ClientGone => {
                         self.gw.jobs.forget(&self.job.id);
-                        forget_in_store(&self.gw, &self.job.id);
+                        self.journal.forget();
                         return;
                     }
                     Waited::Ended(terminal) => return self.end(terminal).await,
@@ -325,7 +325,7 @@ impl Driver {
             // The worker cancels the job because its client left (`cancelOnDisconnect`); it holds the end.
             self.gw.history.finished(Outcome::Cancelled);
             self.gw.jobs.forget(&self.job.id);
-            forget_in_store(&self.gw, &self.job.id);
+            self.journal.forget();
             return;
         }
         tracing::warn!(worker = %address, job_id = %self.job.id, "the worker's stream broke before its terminal event");
@@ -337,7 +337,7 @@ impl Driver {
     async fn refused(mut self, rejection: Rejection) {
         if let Some(head) = self.head.take() {
             self.gw.jobs.forget(&self.job.id);
-            forget_in_store(&self.gw, &self.job.id);
+            self.journal.forget();
             let _ = head.send(Head::Refused(rejection));
             return;
         }

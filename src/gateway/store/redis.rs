@@ -218,7 +218,12 @@ impl Store for RedisStore {
         if let Some(previous) = previous {
             return Ok(Err(parse_record(Some(previous)).unwrap_or_else(|| record.clone())));
         }
+        // The id was free: whatever an earlier job of the same id left (events, a cancel) is not this one's.
         redis::pipe()
+            .cmd("DEL")
+            .arg(events_key(&record.job_id))
+            .arg(cancel_key(&record.job_id))
+            .ignore()
             .cmd("ZADD")
             .arg(JOB_INDEX)
             .arg(record.created_at)
@@ -332,10 +337,12 @@ impl Store for RedisStore {
     }
 
     async fn forget(&self, job_id: &str) -> Result<(), StoreError> {
+        self.sizes.lock().unwrap_or_else(|e| e.into_inner()).remove(job_id);
         redis::pipe()
             .cmd("DEL")
             .arg(record_key(job_id))
             .arg(events_key(job_id))
+            .arg(cancel_key(job_id))
             .ignore()
             .cmd("ZREM")
             .arg(JOB_INDEX)
