@@ -13,6 +13,7 @@ mod exec;
 mod exec_approvals;
 mod fleet_state;
 mod framing;
+mod front_door;
 mod gateway;
 mod gemini;
 mod git;
