@@ -20,6 +20,7 @@ mod git;
 mod git_push;
 mod lifecycle;
 mod limits;
+mod long_poll;
 mod mcp;
 mod opencode;
 mod persistence;
