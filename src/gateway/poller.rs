@@ -52,22 +52,19 @@ pub fn spawn(fleet: Arc<Fleet>, client: reqwest::Client, address: String, every:
                 _ = poke.notified() => continue,
                 _ = stop.cancelled() => return,
             };
-            let pause = match answer {
-                None => {
+            let next = match answer {
+                None => Next::Soon,
+                Some(state) => next_pause(believed, state, asked.elapsed(), fleet.state_of(&address), every),
+            };
+            let pause = match next {
+                Next::After(pause) => {
+                    down_pause = FIRST_DOWN_PAUSE;
+                    pause
+                }
+                Next::Soon => {
                     let pause = down_pause;
                     down_pause = (down_pause * 2).min(down_every);
                     pause
-                }
-                Some(state) => {
-                    down_pause = FIRST_DOWN_PAUSE;
-                    next_pause(
-                        believed,
-                        state,
-                        asked.elapsed(),
-                        fleet.state_of(&address),
-                        every,
-                        down_every,
-                    )
                 }
             };
             if pause.is_zero() {
@@ -82,31 +79,40 @@ pub fn spawn(fleet: Arc<Fleet>, client: reqwest::Client, address: String, every:
     });
 }
 
-/// How long to wait before the next `/status`, after one that waited out `waited` and got `state` after
-/// `took`; `now` is what the gateway believes after taking the answer (or not).
+/// When to ask next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    After(Duration),
+    /// Soon, then less and less often, up to a fifth of `GATEWAY_POLL_MS`: a worker that does not answer, or one
+    /// that is about to exit and be replaced at the same address.
+    Soon,
+}
+
+/// When to ask again, after a `/status` that waited out `waited` and got `state` after `took`; `now` is what the
+/// gateway believes after taking the answer (or not).
 fn next_pause(
     waited: Option<WorkerState>,
     state: WorkerState,
     took: Duration,
     now: Option<WorkerState>,
     every: Duration,
-    down_every: Duration,
-) -> Duration {
+) -> Next {
     match waited {
         // It answers again after being down: long-poll it from now on.
-        None => Duration::ZERO,
+        None => Next::After(Duration::ZERO),
         // It moved, and the gateway took the answer: wait out the new state at once.
-        Some(waited) if state != waited && now != Some(waited) => Duration::ZERO,
+        Some(waited) if state != waited && now != Some(waited) => Next::After(Duration::ZERO),
         // It moved but the gateway kept its own view (a dispatch to it is under way): the gateway's next change
-        // pokes this loop, so a short pause keeps it from asking in a circle meanwhile.
-        Some(waited) if state != waited => down_every,
+        // pokes this loop, so pausing keeps it from asking in a circle meanwhile.
+        Some(waited) if state != waited => Next::Soon,
         // The long poll ran out with nothing new: ask again.
-        Some(_) if took >= LONG_POLL / 2 => Duration::ZERO,
-        // A draining worker answers at once when it exits: probe it as often as before long polls.
-        Some(WorkerState::Draining) => down_every,
+        Some(_) if took >= LONG_POLL / 2 => Next::After(Duration::ZERO),
+        // A draining worker answers at once when it exits (or ignored `wait`): its replacement listens within
+        // milliseconds at the same address, and is what the next job waits for.
+        Some(WorkerState::Draining) => Next::Soon,
         // An idle or busy worker that answers at once with the same state ignored `wait` (a version without long
         // polls): poll it at `GATEWAY_POLL_MS` as before, rather than in a loop.
-        Some(_) => every,
+        Some(_) => Next::After(every),
     }
 }
 
@@ -191,21 +197,21 @@ mod tests {
     use WorkerState::*;
 
     const EVERY: Duration = Duration::from_millis(500);
-    const DOWN: Duration = Duration::from_millis(100);
     const QUICK: Duration = Duration::from_millis(3);
+    const NOW: Next = Next::After(Duration::ZERO);
 
-    fn pause(waited: Option<WorkerState>, state: WorkerState, took: Duration, now: WorkerState) -> Duration {
-        next_pause(waited, state, took, Some(now), EVERY, DOWN)
+    fn pause(waited: Option<WorkerState>, state: WorkerState, took: Duration, now: WorkerState) -> Next {
+        next_pause(waited, state, took, Some(now), EVERY)
     }
 
     #[test]
     fn a_change_is_waited_out_again_at_once() {
-        assert_eq!(pause(Some(Busy), Idle, Duration::from_secs(3), Idle), Duration::ZERO);
-        assert_eq!(pause(Some(Draining), Idle, QUICK, Idle), Duration::ZERO);
-        assert_eq!(pause(None, Idle, QUICK, Idle), Duration::ZERO);
+        assert_eq!(pause(Some(Busy), Idle, Duration::from_secs(3), Idle), NOW);
+        assert_eq!(pause(Some(Draining), Idle, QUICK, Idle), NOW);
+        assert_eq!(pause(None, Idle, QUICK, Idle), NOW);
         assert_eq!(
             pause(Some(Idle), Idle, LONG_POLL, Idle),
-            Duration::ZERO,
+            NOW,
             "a long poll that ran out"
         );
     }
@@ -213,11 +219,11 @@ mod tests {
     #[test]
     fn nothing_asks_in_a_circle() {
         // A worker without long polls answers at once with what it had: back to the plain interval.
-        assert_eq!(pause(Some(Idle), Idle, QUICK, Idle), EVERY);
-        assert_eq!(pause(Some(Busy), Busy, QUICK, Busy), EVERY);
-        // A draining one (or one about to exit) as often as before long polls.
-        assert_eq!(pause(Some(Draining), Draining, QUICK, Draining), DOWN);
+        assert_eq!(pause(Some(Idle), Idle, QUICK, Idle), Next::After(EVERY));
+        assert_eq!(pause(Some(Busy), Busy, QUICK, Busy), Next::After(EVERY));
+        // A draining one (about to exit, or without long polls): soon, then less and less often.
+        assert_eq!(pause(Some(Draining), Draining, QUICK, Draining), Next::Soon);
         // An answer the gateway did not take (a dispatch under way) would be the same answer again at once.
-        assert_eq!(pause(Some(Idle), Busy, QUICK, Idle), DOWN);
+        assert_eq!(pause(Some(Idle), Busy, QUICK, Idle), Next::Soon);
     }
 }
