@@ -201,9 +201,10 @@ impl Settings {
     }
 }
 
-/// Above the gateway's default line (`GATEWAY_QUEUE_MAX` 1000) plus the running streams and followers, and at
-/// ~22 KiB per idle connection still far below the 256 MB the stack gives a gateway.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Above the gateway's default line (`GATEWAY_QUEUE_MAX` 1000) plus the running streams and followers, and below
+/// the 256 MB the stack gives a gateway with room to spare: 4096 connections that trickle their bodies took a
+/// gateway to 183 MiB (`bench/run.sh abuse`), 2048 to about half of that.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 
 /// Both servers run this many HTTP threads; actix counts `max_connections` per thread.
 pub const HTTP_THREADS: usize = 2;
@@ -360,8 +361,8 @@ mod tests {
         assert!(s.exit_after_job);
         assert_eq!(s.body_timeout, Duration::from_secs(10));
         assert_eq!(s.keep_alive, Duration::from_secs(75));
-        assert_eq!(s.max_connections, 4096);
-        assert_eq!(s.max_connections_per_thread(), 2048);
+        assert_eq!(s.max_connections, 2048);
+        assert_eq!(s.max_connections_per_thread(), 1024);
     }
 
     #[test]
