@@ -34,6 +34,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive in full within `BODY_TIMEOUT_SECONDS` of the request's head.
+    #[error("the request body did not arrive in time; send it at once, on a new connection")]
+    BodyTimeout,
     #[error("missing or invalid bearer token")]
     Unauthorized,
     #[error("the worker is {}; retry on a new connection", phase.as_str())]
@@ -124,6 +127,7 @@ impl ApiError {
             ApiError::RepoUrlNotAllowed { .. } => "repo_url_not_allowed",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Busy { .. } => "busy",
             ApiError::EventsEvicted { .. } => "events_evicted",
@@ -160,6 +164,7 @@ impl ApiError {
             },
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge { limit: 0 },
+            ApiError::BodyTimeout,
             ApiError::Unauthorized,
             ApiError::Busy {
                 phase: Phase::Busy,
@@ -232,6 +237,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidRequest { .. } | ApiError::RepoUrlNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::EventsEvicted { .. } => StatusCode::GONE,
@@ -294,6 +300,11 @@ impl ResponseError for ApiError {
             ApiError::StoreUnavailable { retry_after_seconds } => {
                 response.insert_header(("Retry-After", retry_after_seconds.to_string()));
             }
+            // What is left of the body may still trickle in: the connection cannot carry another request.
+            ApiError::BodyTimeout => {
+                response.insert_header(("Connection", "close"));
+                response.force_close();
+            }
             _ => {}
         }
         response.json(body)
@@ -314,7 +325,7 @@ pub struct ErrorBody {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     /// `invalid_json`, `invalid_request`, `repo_url_not_allowed`, `unsupported_media_type`, `payload_too_large`,
-    /// `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `permission_not_found`,
+    /// `body_timeout`, `unauthorized`, `busy`, `events_evicted`, `no_job`, `not_running`, `job_not_found`, `permission_not_found`,
     /// `already_answered`, `method_not_allowed`, `job_exists`, `store_unavailable`, `internal` (docs/api.md).
     #[schema(value_type = String)]
     pub code: &'static str,
@@ -355,20 +366,21 @@ mod tests {
             ApiError::RepoUrlNotAllowed { .. } => 2,
             ApiError::UnsupportedMediaType => 3,
             ApiError::PayloadTooLarge { .. } => 4,
-            ApiError::Unauthorized => 5,
-            ApiError::Busy { .. } => 6,
-            ApiError::EventsEvicted { .. } => 7,
-            ApiError::NoJob => 8,
-            ApiError::NotRunning => 9,
-            ApiError::JobNotFound { .. } => 10,
-            ApiError::PermissionNotFound { .. } => 11,
-            ApiError::AlreadyAnswered { .. } => 12,
-            ApiError::MethodNotAllowed { .. } => 13,
-            ApiError::JobExists { .. } => 14,
-            ApiError::StoreUnavailable { .. } => 15,
-            ApiError::Internal => 16,
+            ApiError::BodyTimeout => 5,
+            ApiError::Unauthorized => 6,
+            ApiError::Busy { .. } => 7,
+            ApiError::EventsEvicted { .. } => 8,
+            ApiError::NoJob => 9,
+            ApiError::NotRunning => 10,
+            ApiError::JobNotFound { .. } => 11,
+            ApiError::PermissionNotFound { .. } => 12,
+            ApiError::AlreadyAnswered { .. } => 13,
+            ApiError::MethodNotAllowed { .. } => 14,
+            ApiError::JobExists { .. } => 15,
+            ApiError::StoreUnavailable { .. } => 16,
+            ApiError::Internal => 17,
         };
         let seen: Vec<usize> = samples.iter().map(variant).collect();
-        assert_eq!(seen, (0..17).collect::<Vec<_>>());
+        assert_eq!(seen, (0..18).collect::<Vec<_>>());
     }
 }

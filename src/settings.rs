@@ -45,6 +45,13 @@ pub struct Settings {
     pub retry_after_seconds: u64,
     pub keepalive: Duration,
     pub max_body_bytes: usize,
+    /// `BODY_TIMEOUT_SECONDS`: the whole request body must arrive within this of its head, and the head within
+    /// this of the connection opening; a client that trickles or stalls gets `408` and its connection closed.
+    pub body_timeout: Duration,
+    /// `KEEP_ALIVE_SECONDS`: how long an idle connection is kept between requests; zero closes it after each one.
+    pub keep_alive: Duration,
+    /// `MAX_CONNECTIONS`: connections this process serves at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
     pub event_log_max_bytes: usize,
     pub tool_output_max_bytes: usize,
     pub max_line_bytes: usize,
@@ -108,6 +115,12 @@ impl Settings {
             retry_after_seconds: env.parse("RETRY_AFTER_SECONDS", 5)?,
             keepalive: env.seconds("SSE_KEEPALIVE_SECONDS", 15)?,
             max_body_bytes: env.positive("MAX_BODY_BYTES", 2 * 1024 * 1024)?,
+            body_timeout: match env.seconds("BODY_TIMEOUT_SECONDS", 10)? {
+                d if d.is_zero() => return Err(invalid("BODY_TIMEOUT_SECONDS", "must be greater than 0")),
+                d => d,
+            },
+            keep_alive: env.seconds("KEEP_ALIVE_SECONDS", 75)?,
+            max_connections: env.positive("MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
             event_log_max_bytes: env.positive("EVENT_LOG_MAX_BYTES", 64 * 1024 * 1024)?,
             tool_output_max_bytes: env.positive("TOOL_OUTPUT_MAX_BYTES", 64 * 1024)?,
             max_line_bytes: env.positive("MAX_LINE_BYTES", 32 * 1024 * 1024)?,
@@ -185,6 +198,21 @@ impl Settings {
             .get(&provider)
             .map(PathBuf::as_path)
             .unwrap_or_else(|| Path::new(provider.provider().binary().default))
+    }
+}
+
+/// Above the gateway's default line (`GATEWAY_QUEUE_MAX` 1000) plus the running streams and followers, and below
+/// the 256 MB the stack gives a gateway with room to spare: 4096 connections that trickle their bodies took a
+/// gateway to 183 MiB (`bench/run.sh abuse`), 2048 to about half of that.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// Both servers run this many HTTP threads; actix counts `max_connections` per thread.
+pub const HTTP_THREADS: usize = 2;
+
+impl Settings {
+    /// `MAX_CONNECTIONS` split over the HTTP threads (rounded up, so the process never serves fewer than asked).
+    pub fn max_connections_per_thread(&self) -> usize {
+        self.max_connections.div_ceil(HTTP_THREADS).max(1)
     }
 }
 
@@ -331,6 +359,31 @@ mod tests {
         assert_eq!(s.event_log_max_bytes, 67_108_864);
         assert_eq!(s.git_allowed_hosts, vec!["github.com".to_string()]);
         assert!(s.exit_after_job);
+        assert_eq!(s.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.keep_alive, Duration::from_secs(75));
+        assert_eq!(s.max_connections, 2048);
+        assert_eq!(s.max_connections_per_thread(), 1024);
+    }
+
+    #[test]
+    fn front_door_limits_are_checked() {
+        assert_eq!(
+            settings(&[("BODY_TIMEOUT_SECONDS", "0")]).unwrap_err().var,
+            "BODY_TIMEOUT_SECONDS"
+        );
+        assert_eq!(
+            settings(&[("MAX_CONNECTIONS", "0")]).unwrap_err().var,
+            "MAX_CONNECTIONS"
+        );
+        let s = settings(&[
+            ("MAX_CONNECTIONS", "3"),
+            ("KEEP_ALIVE_SECONDS", "0"),
+            ("BODY_TIMEOUT_SECONDS", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(s.max_connections_per_thread(), 2);
+        assert!(s.keep_alive.is_zero());
+        assert_eq!(s.body_timeout, Duration::from_millis(500));
     }
 
     #[test]

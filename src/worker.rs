@@ -5,6 +5,7 @@ use std::{
     time::SystemTime,
 };
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -80,6 +81,9 @@ pub struct Worker {
     pub availability: Availability,
     pub metrics: WorkerMetrics,
     state: Mutex<State>,
+    /// The phase as it moves, for `GET /status?wait=`: a waiting request costs one receiver, no polling. Written
+    /// under the state lock, so it never disagrees with `phase()` for long.
+    phase_watch: watch::Sender<Phase>,
     exit: CancellationToken,
     shutdown: CancellationToken,
     /// Jobs run on the main runtime, not on the HTTP worker threads that happened to accept them.
@@ -96,6 +100,7 @@ impl Worker {
                 phase: Phase::Idle,
                 job: None,
             }),
+            phase_watch: watch::Sender::new(Phase::Idle),
             exit: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             runtime,
@@ -104,6 +109,17 @@ impl Worker {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every phase change goes through here, with the lock held.
+    fn set_phase(&self, state: &mut State, phase: Phase) {
+        state.phase = phase;
+        self.phase_watch.send_replace(phase);
+    }
+
+    /// Follows the phase: `GET /status?wait=` answers when it moves.
+    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.phase_watch.subscribe()
     }
 
     pub fn runtime(&self) -> &tokio::runtime::Handle {
@@ -128,7 +144,7 @@ impl Worker {
         if state.phase != Phase::Idle {
             return Err(busy(state.phase));
         }
-        state.phase = Phase::Busy;
+        self.set_phase(&mut state, Phase::Busy);
         state.job = Some(job);
         Ok(())
     }
@@ -157,7 +173,8 @@ impl Worker {
     }
 
     pub fn enter_draining(&self) {
-        self.lock().phase = Phase::Draining;
+        let mut state = self.lock();
+        self.set_phase(&mut state, Phase::Draining);
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -172,12 +189,12 @@ impl Worker {
     pub fn finish_job(&self) {
         let mut state = self.lock();
         if self.settings.exit_after_job || self.shutdown.is_cancelled() {
-            state.phase = Phase::Draining;
+            self.set_phase(&mut state, Phase::Draining);
             drop(state);
             tracing::info!("job finished; exiting so that a fresh replica takes this one's place");
             self.exit.cancel();
         } else {
-            state.phase = Phase::Idle;
+            self.set_phase(&mut state, Phase::Idle);
         }
     }
 
@@ -190,7 +207,7 @@ impl Worker {
         self.shutdown.cancel();
         match state.phase {
             Phase::Idle => {
-                state.phase = Phase::Draining;
+                self.set_phase(&mut state, Phase::Draining);
                 drop(state);
                 self.exit.cancel();
             }

@@ -1,6 +1,7 @@
 //! `bench/run.sh`: measures the worker core side by side in one run and prints a table (issue: throughput, added
 //! latency, big-output memory, start-up, the 429 path). Each figure is the median of several runs.
 
+mod abuse;
 mod compare;
 mod gateway;
 mod proc_stats;
@@ -72,6 +73,10 @@ async fn main() {
     }
     if want("gateway-store") {
         store::store(&mut rows).await;
+    }
+    // Not part of the default run: it opens thousands of connections and takes a minute or more.
+    if only.as_deref() == Some("abuse") {
+        abuse::abuse(&mut rows).await;
     }
     println!("\n| figure | value | target |\n|---|---|---|");
     for row in rows {

@@ -7,8 +7,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Binaries built next to this one (`target/release`).
+/// Binaries built next to this one (`target/release`); `BENCH_UNIFIED_WORKER` names another build of the worker
+/// (a revision's, to measure before and after a change with the same benchmark).
 pub fn bin_path(name: &str) -> PathBuf {
+    if name == "unified-worker"
+        && let Some(bin) = std::env::var_os("BENCH_UNIFIED_WORKER")
+    {
+        return bin.into();
+    }
     let exe = std::env::current_exe().expect("current exe");
     exe.parent().expect("target dir").join(name)
 }

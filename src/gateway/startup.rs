@@ -1,7 +1,9 @@
 //! Builds the gateway's HTTP server on a bound listener (port 0 in tests), follows discovery, and runs until
 //! SIGTERM or SIGINT.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use crate::settings::HTTP_THREADS;
 
 use actix_web::{App, HttpServer, dev::Server, web};
 use tokio_util::sync::CancellationToken;
@@ -45,14 +47,27 @@ impl GatewayApp {
             settings,
         });
         let data = web::Data::new(gateway.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes::configure))
-            .on_connect(crate::http::no_delay)
-            .listen(listener)?
-            .workers(2)
-            .disable_signals()
-            // Streams in flight get this long to finish on SIGTERM; their jobs go on on the workers regardless.
-            .shutdown_timeout(10)
-            .run();
+        let common = &gateway.settings.common;
+        let body_timeout = common.body_timeout;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap_fn(move |req, srv| crate::http::deadline::guard(req, srv, body_timeout))
+                .configure(routes::configure)
+        })
+        .on_connect(crate::http::no_delay)
+        // The same bounds as the worker's (`startup.rs`): the gateway is the published door, the first to meet a
+        // client that trickles its request or opens connections and sends nothing.
+        .client_request_timeout(common.body_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(common.keep_alive)
+        .max_connections(common.max_connections_per_thread())
+        .listen(listener)?
+        .workers(HTTP_THREADS)
+        .disable_signals()
+        // Streams in flight get this long to finish on SIGTERM; their jobs go on on the workers regardless.
+        .shutdown_timeout(10)
+        .run();
         Ok(GatewayApp { port, server, gateway })
     }
 

@@ -1,5 +1,5 @@
-//! The request body rules of both the worker's and the gateway's `POST /execute`: JSON only, and never more
-//! than `MAX_BODY_BYTES` buffered.
+//! The request body rules of both the worker's and the gateway's `POST /execute`: JSON only, never more than
+//! `MAX_BODY_BYTES` buffered, and all of it within `BODY_TIMEOUT_SECONDS` (the deadline is `http::deadline`'s).
 
 use actix_web::{
     HttpRequest,
@@ -34,9 +34,15 @@ pub async fn read(req: &HttpRequest, mut payload: web::Payload, limit: usize) ->
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidJson {
-            message: format!("could not read the body: {e}"),
-            field: None,
+        let chunk = chunk.map_err(|e| {
+            if super::deadline::is_deadline(&e) {
+                ApiError::BodyTimeout
+            } else {
+                ApiError::InvalidJson {
+                    message: format!("could not read the body: {e}"),
+                    field: None,
+                }
+            }
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });

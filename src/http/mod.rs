@@ -1,8 +1,9 @@
 //! What the worker's and the gateway's HTTP servers both use: one method per path, query errors as JSON,
-//! `TCP_NODELAY`, request bodies, `Last-Event-ID`, the permission answer's body and the OpenAPI helpers. Both
+//! `TCP_NODELAY`, request bodies and their deadline, `Last-Event-ID`, the permission answer's body and the OpenAPI helpers. Both
 //! servers sit above this module; it names neither.
 
 pub mod body;
+pub mod deadline;
 pub mod jobs;
 pub mod last_event_id;
 pub mod openapi;

@@ -31,6 +31,7 @@ const OUT_FRAMES: usize = 64;
         (status = 400, description = "Not JSON, or a wrong JSON type (`invalid_json`)", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
         (status = 413, description = "Body larger than MAX_BODY_BYTES", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_SECONDS (`body_timeout`)", body = crate::error::ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = crate::error::ErrorBody),
         (status = 422, description = "A field is missing, unknown or invalid, or the jobId is already waiting or running; `field` names it", body = crate::error::ErrorBody),
         (status = 429, description = "The line is full (GATEWAY_QUEUE_MAX); retry after Retry-After", body = crate::error::ErrorBody,

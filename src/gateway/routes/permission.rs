@@ -23,6 +23,7 @@ use crate::{
         (status = 404, description = "No such job (`job_not_found`) or request (`permission_not_found`)", body = crate::error::ErrorBody),
         (status = 409, description = "Already answered, timed out or withdrawn (`already_answered`), or the job is not running (`not_running`)", body = crate::error::ErrorBody),
         (status = 413, description = "Body too large", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive within BODY_TIMEOUT_SECONDS (`body_timeout`)", body = crate::error::ErrorBody),
         (status = 415, description = "Not `application/json`", body = crate::error::ErrorBody),
         (status = 422, description = "`optionId` missing or not one of the request's options", body = crate::error::ErrorBody),
     ),
