@@ -45,7 +45,7 @@ impl Availability {
         for (kind, bin) in &self.binaries {
             // An operator's ACP agent need not know `--version` (its program may be an interpreter).
             let status = match kind.provider().acp() {
-                crate::provider::AcpSupport::Only => match resolve(bin) {
+                crate::provider::AcpSupport::Only => match crate::process::resolve(bin) {
                     Some(_) => ProviderStatus {
                         available: true,
                         version: None,
@@ -67,14 +67,17 @@ impl Availability {
         self.binaries
             .iter()
             .map(|(kind, bin)| {
-                let status = probed.get(kind).cloned().unwrap_or_else(|| match resolve(bin) {
-                    Some(_) => ProviderStatus {
-                        available: true,
-                        version: None,
-                        reason: None,
-                    },
-                    None => unavailable(bin),
-                });
+                let status = probed
+                    .get(kind)
+                    .cloned()
+                    .unwrap_or_else(|| match crate::process::resolve(bin) {
+                        Some(_) => ProviderStatus {
+                            available: true,
+                            version: None,
+                            reason: None,
+                        },
+                        None => unavailable(bin),
+                    });
                 (*kind, status)
             })
             .collect()
@@ -90,7 +93,7 @@ fn unavailable(bin: &Path) -> ProviderStatus {
 }
 
 async fn probe_one(bin: &Path) -> ProviderStatus {
-    let Some(path) = resolve(bin) else {
+    let Some(path) = crate::process::resolve(bin) else {
         return unavailable(bin);
     };
     let mut command = tokio::process::Command::new(&path);
@@ -129,21 +132,4 @@ async fn probe_one(bin: &Path) -> ProviderStatus {
             reason: Some("--version timed out".into()),
         },
     }
-}
-
-/// Finds the executable the way `execvp` would.
-pub fn resolve(bin: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if bin.components().count() > 1 {
-        return executable(bin).then(|| bin.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(bin))
-        .find(|p| executable(p))
 }

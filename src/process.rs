@@ -5,7 +5,11 @@
 mod child;
 mod lines;
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 pub use child::signal_group;
 pub(crate) use child::{CliProcess, Next, OutputLine, sleep_until_opt};
@@ -264,6 +268,23 @@ pub(crate) fn truncate_tool_output(event: EventKind, max: usize) -> EventKind {
 
 fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
+}
+
+/// Finds the executable the way `execvp` would.
+pub fn resolve(bin: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if bin.components().count() > 1 {
+        return executable(bin).then(|| bin.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(bin))
+        .find(|p| executable(p))
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ impl ProviderRun for ClaudeRun {
     /// (`CLAUDE_CODE_EXECUTABLE`) with the same variables and credentials, and asks before tools run.
     async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
         let (mut env, cleanup) = self.env().await?;
-        let cli = crate::availability::resolve(ctx.binary).unwrap_or_else(|| ctx.binary.to_path_buf());
+        let cli = crate::process::resolve(ctx.binary).unwrap_or_else(|| ctx.binary.to_path_buf());
         set_env(&mut env, "CLAUDE_CODE_EXECUTABLE", cli.to_string_lossy());
         if let Some(model) = &self.options.model {
             set_env(&mut env, "ANTHROPIC_MODEL", model.as_str());
