@@ -290,7 +290,16 @@ impl Store for Metered {
     }
 
     async fn read(&self, job_id: &str, after: Option<u64>, wait: Duration) -> Result<Read, StoreError> {
-        self.timed(self.inner.read(job_id, after, wait)).await
+        if wait.is_zero() {
+            return self.timed(self.inner.read(job_id, after, wait)).await;
+        }
+        // A blocking read lasts as long as nothing happens: counted when it fails, not timed.
+        let result = self.inner.read(job_id, after, wait).await;
+        if result.is_err() {
+            self.errors.inc();
+        }
+        self.up.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        result
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -27,6 +27,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Events per read; a reader far behind catches up in several.
 const READ_COUNT: usize = 1000;
+/// Idle connections kept for blocking reads; more followers at once open more, which close when done.
+const IDLE_READERS: usize = 16;
 const JOB_INDEX: &str = "uw:jobs";
 
 /// Appends a batch in order, skipping ids the stream already has (a batch retried after a lost answer), trims the
@@ -288,6 +290,8 @@ impl Store for RedisStore {
             None => "+inf".to_string(),
         };
         let mut out = Vec::new();
+        // Jobs created meanwhile shift the pages; an id already taken is not listed twice.
+        let mut seen = std::collections::HashSet::new();
         let mut offset = 0usize;
         // Pages of ids, newest first, until the filter has its fill or the index ends.
         while out.len() < filter.limit {
@@ -317,7 +321,11 @@ impl Store for RedisStore {
             let mut expired = Vec::new();
             for (id, json) in ids.iter().zip(records) {
                 match parse_record(json) {
-                    Some(record) if filter.admits(&record) && out.len() < filter.limit => out.push(record),
+                    Some(record) if filter.admits(&record) && out.len() < filter.limit => {
+                        if seen.insert(record.job_id.clone()) {
+                            out.push(record);
+                        }
+                    }
                     Some(_) => {}
                     None => expired.push(id.clone()),
                 }
@@ -389,7 +397,10 @@ impl Store for RedisStore {
             let mut conn = self.reader().await?;
             conn.set_response_timeout(wait + RESPONSE_TIMEOUT);
             let reply = cmd.query_async(&mut conn).await.map_err(store_error)?;
-            self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
             reply
         } else {
             cmd.query_async(&mut self.conn()).await.map_err(store_error)?
