@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 /// Retries of a failed write start here and grow to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The most one append carries.
+const MAX_BATCH_EVENTS: usize = 1000;
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// A relay's lease lapses this long after its last renewal; it is renewed every `LEASE_RENEW`.
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 const LEASE_RENEW: Duration = Duration::from_secs(1);
@@ -216,11 +219,21 @@ impl Writer {
 
     /// The events first, then the record, so that a reader who sees the job finished finds its last event.
     async fn flush(&mut self) -> Result<(), super::store::StoreError> {
-        if !self.pending.is_empty() {
-            let batch: Vec<StoredEvent> = self.pending.iter().cloned().collect();
+        // In bounded batches: what piled up during an outage goes in several calls, each well within the store's
+        // response timeout, and each one written is off the buffer at once.
+        while !self.pending.is_empty() {
+            let (mut count, mut bytes) = (0, 0);
+            for event in &self.pending {
+                if count > 0 && (count == MAX_BATCH_EVENTS || bytes + event.frame.len() > MAX_BATCH_BYTES) {
+                    break;
+                }
+                count += 1;
+                bytes += event.frame.len();
+            }
+            let batch: Vec<StoredEvent> = self.pending.iter().take(count).cloned().collect();
             self.store.append(&self.job_id, &batch).await?;
-            self.pending.clear();
-            self.pending_bytes = 0;
+            self.pending.drain(..count);
+            self.pending_bytes -= bytes;
         }
         if let Some(record) = &self.record {
             self.store.update(record).await?;
@@ -268,5 +281,33 @@ mod tests {
             panic!("evicted")
         };
         assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_long_backlog_is_written_in_bounded_batches_without_a_gap() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(Duration::from_secs(60), 1 << 30));
+        let mut record = JobRecord::queued("j", "cursor");
+        store.create(&record).await.unwrap().unwrap();
+        let journal = Journal::start(store.clone(), "j".into(), 1 << 30);
+        let n = 2 * MAX_BATCH_EVENTS as u64 + 7;
+        for id in 0..n {
+            journal.event(StoredEvent {
+                id,
+                frame: Bytes::from(format!("id: {id}\n\n")),
+            });
+        }
+        record.state = JobPhase::Finished;
+        journal.record(record.clone());
+        drop(journal);
+        while store.get("j").await.unwrap().as_ref() != Some(&record) {
+            tokio::task::yield_now().await;
+        }
+        let Read::Events(events) = store.read("j", None, Duration::ZERO).await.unwrap() else {
+            panic!("evicted")
+        };
+        assert_eq!(
+            events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            (0..n).collect::<Vec<_>>()
+        );
     }
 }
