@@ -1,15 +1,10 @@
 //! Builds the HTTP server on a bound listener (port 0 in tests) and runs it until the worker decides to exit.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 
-use crate::{
-    http::{deadline, no_delay},
-    routes,
-    settings::{HTTP_THREADS, Settings},
-    worker::Worker,
-};
+use crate::{http::deadline, routes, settings::Settings, worker::Worker};
 
 pub struct Application {
     port: u16,
@@ -36,22 +31,12 @@ impl Application {
                 .app_data(data.clone())
                 .wrap_fn(move |req, srv| deadline::guard(req, srv, body_timeout))
                 .configure(routes::configure)
-        })
-        .on_connect(no_delay)
-        // The front door's bounds (docs/configuration.md): a head within BODY_TIMEOUT_SECONDS of the connection,
-        // the body within it of the head (`http::deadline`), an idle connection no longer than KEEP_ALIVE_SECONDS,
-        // at most MAX_CONNECTIONS at once, and a closing connection's leftovers read for at most a second.
-        .client_request_timeout(settings.body_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(settings.keep_alive)
-        .max_connections(settings.max_connections_per_thread())
-        .listen(listener)?
-        // One job per process needs few threads; more would only cost idle memory on hosts with many cores.
-        .workers(HTTP_THREADS)
+        });
         // Signals are the worker's to handle: SIGTERM must cancel the job and drain, not just stop accepting.
-        .disable_signals()
-        .shutdown_timeout(settings.shutdown_bound().as_secs().max(1))
-        .run();
+        let server = crate::http::front_door!(server, settings)
+            .listen(listener)?
+            .shutdown_timeout(settings.shutdown_bound().as_secs().max(1))
+            .run();
         Ok(Application { port, server, worker })
     }
 

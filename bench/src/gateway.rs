@@ -586,7 +586,7 @@ pub async fn fleet(rows: &mut Vec<Row>) {
 }
 
 /// p50 / p90 / p99 of one stamped job (10,000 lines at 5,000 lines/s) on `port`, in µs.
-async fn stamped(port: u16) -> [f64; 3] {
+pub async fn stamped(port: u16) -> [f64; 3] {
     let mut delays = sse_client::run_job(port, "lines=10000 rate=5000 stamp=1")
         .await
         .delays_us;

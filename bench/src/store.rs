@@ -55,13 +55,8 @@ impl Drop for Redis {
 
 /// p50 / p99 of one stamped job (10,000 lines at 5,000 lines/s), in µs.
 async fn stamped(port: u16) -> [f64; 2] {
-    let mut delays = sse_client::run_job(port, "lines=10000 rate=5000 stamp=1")
-        .await
-        .delays_us;
-    assert!(!delays.is_empty(), "no stamped events arrived");
-    delays.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: usize| delays[delays.len() * q / 100];
-    [at(50), at(99)]
+    let [p50, _, p99] = crate::gateway::stamped(port).await;
+    [p50, p99]
 }
 
 async fn events_per_second(port: u16) -> f64 {

@@ -130,21 +130,13 @@ impl Jobs {
     }
 }
 
-/// The terminal event of a finished job, as the store holds it.
-async fn stored_terminal(store: &dyn Store, job_id: &str, id: u64) -> Option<Terminal> {
+/// The event `id` of a job as the store holds it, when it is a terminal one.
+pub async fn stored_terminal(store: &dyn Store, job_id: &str, id: u64) -> Option<Terminal> {
     let Ok(Read::Events(events)) = store.read(job_id, id.checked_sub(1), Duration::ZERO).await else {
         return None;
     };
     let event = events.into_iter().find(|e| e.id == id)?;
-    let json = crate::sse_wire::fields(&event.frame)
-        .data
-        .map(|d| bytes::Bytes::copy_from_slice(&d))
-        .unwrap_or_default();
-    Some(Terminal {
-        id,
-        frame: event.frame,
-        json,
-    })
+    Terminal::of_frame(id, event.frame)
 }
 
 /// Where a job is, as far as the fleet can tell.

@@ -24,6 +24,57 @@ pub struct Terminal {
     pub json: Bytes,
 }
 
+impl Terminal {
+    /// The frame as a terminal event, when it is one (`completed` or `error`): the one test every reader of a
+    /// relayed or stored stream applies.
+    pub fn of_frame(id: u64, frame: Bytes) -> Option<Terminal> {
+        let fields = sse_wire::fields(&frame);
+        Self::of_fields(id, &frame, &fields)
+    }
+
+    /// `of_frame` for a frame whose fields are read already (the relay's hot path reads them once).
+    fn of_fields(id: u64, frame: &Bytes, fields: &sse_wire::Fields<'_>) -> Option<Terminal> {
+        if !matches!(fields.event, Some(b"completed" | b"error")) {
+            return None;
+        }
+        let json = fields
+            .data
+            .as_ref()
+            .map(|d| Bytes::copy_from_slice(d))
+            .unwrap_or_default();
+        Some(Terminal {
+            id,
+            frame: frame.clone(),
+            json,
+        })
+    }
+
+    /// `completed`, or the terminal error's code.
+    pub fn code(&self) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(&self.json).ok()?;
+        match value["type"].as_str()? {
+            "completed" => Some("completed".into()),
+            _ => value["code"].as_str().map(String::from),
+        }
+    }
+
+    /// The event as the store keeps it.
+    pub fn stored(&self) -> super::store::StoredEvent {
+        super::store::StoredEvent {
+            id: self.id,
+            frame: self.frame.clone(),
+        }
+    }
+
+    /// `record` as it ends with this event: the one way every path that ends a job records it.
+    pub fn finish(&self, record: &mut super::store::JobRecord) {
+        record.state = super::store::JobPhase::Finished;
+        record.ended_at = Some(super::store::now_ms());
+        record.terminal_id = Some(self.id);
+        record.terminal_code = self.code();
+    }
+}
+
 /// After the gateway learned that a worker is gone, its stream still gets this long to deliver what is already
 /// on the way (the terminal event of a worker that exited normally is often still in the socket).
 const LOST_GRACE: Duration = Duration::from_secs(2);
@@ -186,12 +237,8 @@ pub async fn relay(
                     frame: frames.slice_ref(frame),
                 });
             }
-            if matches!(fields.event, Some(b"completed" | b"error")) {
-                terminal = Some(Terminal {
-                    id,
-                    frame: frames.slice_ref(frame),
-                    json: fields.data.map(|d| Bytes::copy_from_slice(&d)).unwrap_or_default(),
-                });
+            if let Some(end) = Terminal::of_fields(id, &frames.slice_ref(frame), &fields) {
+                terminal = Some(end);
             }
         }
         if !client_gone && out.send(frames).await.is_err() {
@@ -254,15 +301,6 @@ pub fn worker_lost(job_id: &str, last_id: Option<u64>) -> Terminal {
         "the worker's stream ended before the job's terminal event (the worker was lost)",
         true,
     )
-}
-
-/// `completed`, or the terminal error's code.
-pub fn terminal_code(json: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
-    match value["type"].as_str()? {
-        "completed" => Some("completed".into()),
-        _ => value["code"].as_str().map(String::from),
-    }
 }
 
 /// A `queued` event: no `id:` line, so it never moves a client's `Last-Event-ID`.

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{
-    relay,
+    relay::{self, Terminal},
     state::Gateway,
     store::{JobPhase, JobRecord, Read, StoredEvent},
 };
-use crate::{error::ApiError, sse_wire};
+use crate::error::ApiError;
 
 /// Frames buffered towards a slow client before the reader waits for it.
 const OUT_FRAMES: usize = 64;
@@ -62,7 +62,7 @@ async fn follow(
     let mut pending = first;
     loop {
         for event in pending.drain(..) {
-            let terminal = is_terminal(&event.frame);
+            let terminal = Terminal::of_frame(event.id, event.frame.clone()).is_some();
             last = Some(event.id);
             if out.send(event.frame).await.is_err() || terminal {
                 return;
@@ -103,8 +103,4 @@ async fn follow(
             }
         }
     }
-}
-
-fn is_terminal(frame: &[u8]) -> bool {
-    matches!(sse_wire::fields(frame).event, Some(b"completed" | b"error"))
 }

@@ -1,9 +1,7 @@
 //! Builds the gateway's HTTP server on a bound listener (port 0 in tests), follows discovery, and runs until
 //! SIGTERM or SIGINT.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
-
-use crate::settings::HTTP_THREADS;
+use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{App, HttpServer, dev::Server, web};
 use tokio_util::sync::CancellationToken;
@@ -54,20 +52,14 @@ impl GatewayApp {
                 .app_data(data.clone())
                 .wrap_fn(move |req, srv| crate::http::deadline::guard(req, srv, body_timeout))
                 .configure(routes::configure)
-        })
-        .on_connect(crate::http::no_delay)
-        // The same bounds as the worker's (`startup.rs`): the gateway is the published door, the first to meet a
-        // client that trickles its request or opens connections and sends nothing.
-        .client_request_timeout(common.body_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(common.keep_alive)
-        .max_connections(common.max_connections_per_thread())
-        .listen(listener)?
-        .workers(HTTP_THREADS)
-        .disable_signals()
-        // Streams in flight get this long to finish on SIGTERM; their jobs go on on the workers regardless.
-        .shutdown_timeout(10)
-        .run();
+        });
+        // The same bounds as the worker's: the gateway is the published door, the first to meet a client that
+        // trickles its request or opens connections and sends nothing.
+        let server = crate::http::front_door!(server, common)
+            .listen(listener)?
+            // Streams in flight get this long to finish on SIGTERM; their jobs go on on the workers regardless.
+            .shutdown_timeout(10)
+            .run();
         Ok(GatewayApp { port, server, gateway })
     }
 

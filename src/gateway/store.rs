@@ -244,9 +244,19 @@ impl Metered {
     }
 
     async fn timed<T>(&self, call: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.observed(true, call).await
+    }
+
+    async fn observed<T>(
+        &self,
+        timed: bool,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
         let result = call.await;
-        self.seconds.observe(started.elapsed().as_secs_f64());
+        if timed {
+            self.seconds.observe(started.elapsed().as_secs_f64());
+        }
         if result.is_err() {
             self.errors.inc();
         }
@@ -290,16 +300,9 @@ impl Store for Metered {
     }
 
     async fn read(&self, job_id: &str, after: Option<u64>, wait: Duration) -> Result<Read, StoreError> {
-        if wait.is_zero() {
-            return self.timed(self.inner.read(job_id, after, wait)).await;
-        }
         // A blocking read lasts as long as nothing happens: counted when it fails, not timed.
-        let result = self.inner.read(job_id, after, wait).await;
-        if result.is_err() {
-            self.errors.inc();
-        }
-        self.up.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
-        result
+        self.observed(wait.is_zero(), self.inner.read(job_id, after, wait))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use super::{
     journal::{Journal, LEASE_TTL},
     relay::{self, Terminal},
     state::Gateway,
-    store::{JobPhase, JobRecord, Read, now_ms},
+    store::{JobPhase, JobRecord, now_ms},
 };
 
 /// How often the store is asked for orphaned relays.
@@ -38,53 +38,63 @@ pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
         };
         for record in orphans {
             // This gateway's own jobs are never orphans: a lease that lapsed while the store was slow is renewed
-            // by their journal, not taken over a second time beside the relay that runs.
+            // by their journal, not taken over a second time beside the relay that runs. A job admitted a moment
+            // ago may not hold its lease yet.
             if gw.jobs.get(&record.job_id).is_some()
-                || !gw
-                    .taking_over
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(record.job_id.clone())
+                || now_ms().saturating_sub(record.created_at) < 2 * LEASE_TTL.as_millis() as u64
             {
                 continue;
             }
-            // A job admitted a moment ago may not hold its lease yet.
-            if now_ms().saturating_sub(record.created_at) < 2 * LEASE_TTL.as_millis() as u64 {
-                gw.taking_over
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&record.job_id);
+            let Some(claim) = Claim::take(&gw, &record.job_id) else {
                 continue;
-            }
+            };
             match gw.store.lease(&record.job_id, &gw.owner, LEASE_TTL).await {
                 Ok(true) => {
                     tracing::info!(job_id = %record.job_id, worker = ?record.worker, "taking over a job of a lost gateway");
                     gw.metrics.relay_takeovers.inc();
-                    gw.runtime.spawn(take_over(gw.clone(), record));
+                    gw.runtime.spawn(take_over(claim, record));
                 }
                 // Another gateway was quicker.
-                Ok(false) => {
-                    gw.taking_over
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&record.job_id);
-                }
-                Err(e) => {
-                    gw.taking_over
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&record.job_id);
-                    tracing::debug!(job_id = %record.job_id, error = %e, "could not take a relay lease");
-                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(job_id = %record.job_id, error = %e, "could not take a relay lease"),
             }
         }
     }
 }
 
-async fn take_over(gw: Arc<Gateway>, record: JobRecord) {
-    let job_id = record.job_id.clone();
-    take_over_job(&gw, record).await;
-    gw.taking_over.lock().unwrap_or_else(|e| e.into_inner()).remove(&job_id);
+/// A job this gateway is taking over, marked so that the next look does not start a second takeover of it; the
+/// mark goes with the takeover.
+struct Claim {
+    gw: Arc<Gateway>,
+    job_id: String,
+}
+
+impl Claim {
+    fn take(gw: &Arc<Gateway>, job_id: &str) -> Option<Claim> {
+        let fresh = gw
+            .taking_over
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id.to_string());
+        fresh.then(|| Claim {
+            gw: gw.clone(),
+            job_id: job_id.to_string(),
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.gw
+            .taking_over
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.job_id);
+    }
+}
+
+async fn take_over(claim: Claim, record: JobRecord) {
+    take_over_job(&claim.gw, record).await;
 }
 
 async fn take_over_job(gw: &Arc<Gateway>, mut record: JobRecord) {
@@ -120,14 +130,8 @@ async fn end_lost_in_line(gw: &Gateway, mut record: JobRecord) {
         "the gateway that held this job in its line was lost before a worker took it; send the request again",
         code.retryable(),
     );
-    journal.event(super::store::StoredEvent {
-        id,
-        frame: terminal.frame.clone(),
-    });
-    record.state = JobPhase::Finished;
-    record.ended_at = Some(now_ms());
-    record.terminal_id = Some(id);
-    record.terminal_code = Some(code.as_str().to_string());
+    journal.event(terminal.stored());
+    terminal.finish(&mut record);
     journal.record(record);
 }
 
@@ -165,7 +169,7 @@ async fn resume(gw: Arc<Gateway>, mut record: JobRecord) {
             }
         }
         // The worker says the client (the store) already has the terminal event: only the record was missing.
-        Ok(resp) if resp.status() == 204 => match stored_terminal(&gw, &job_id, last).await {
+        Ok(resp) if resp.status() == 204 => match stored_terminal_after(&gw, &job_id, last).await {
             Some(terminal) => terminal,
             None => lost(&gw, &journal, &job_id, last),
         },
@@ -182,36 +186,17 @@ async fn resume(gw: Arc<Gateway>, mut record: JobRecord) {
             return;
         }
     };
-    record.state = JobPhase::Finished;
-    record.ended_at = Some(now_ms());
-    record.terminal_id = Some(terminal.id);
-    record.terminal_code = relay::terminal_code(&terminal.json);
+    terminal.finish(&mut record);
     journal.record(record);
 }
 
 fn lost(gw: &Gateway, journal: &Journal, job_id: &str, last: Option<u64>) -> Terminal {
     gw.metrics.worker_lost.inc();
     let terminal = relay::worker_lost(job_id, last);
-    journal.event(super::store::StoredEvent {
-        id: terminal.id,
-        frame: terminal.frame.clone(),
-    });
+    journal.event(terminal.stored());
     terminal
 }
 
-async fn stored_terminal(gw: &Gateway, job_id: &str, last: Option<u64>) -> Option<Terminal> {
-    let last = last?;
-    let Ok(Read::Events(events)) = gw.store.read(job_id, last.checked_sub(1), Duration::ZERO).await else {
-        return None;
-    };
-    let event = events.into_iter().find(|e| e.id == last)?;
-    let fields = crate::sse_wire::fields(&event.frame);
-    matches!(fields.event, Some(b"completed" | b"error")).then(|| Terminal {
-        id: last,
-        json: fields
-            .data
-            .map(|d| bytes::Bytes::copy_from_slice(&d))
-            .unwrap_or_default(),
-        frame: event.frame.clone(),
-    })
+async fn stored_terminal_after(gw: &Gateway, job_id: &str, last: Option<u64>) -> Option<Terminal> {
+    super::jobs::stored_terminal(&*gw.store, job_id, last?).await
 }

@@ -10,6 +10,26 @@ pub mod openapi;
 
 use actix_web::{http::Method, web};
 
+/// What both servers are built with: `TCP_NODELAY`, the front door's bounds (docs/configuration.md: a head within
+/// BODY_TIMEOUT_SECONDS of the connection, the body within it of the head — `http::deadline`, which each app wraps —
+/// an idle connection no longer than KEEP_ALIVE_SECONDS, at most MAX_CONNECTIONS at once, a closing connection's
+/// leftovers read for at most a second), few threads (more would only cost idle memory on hosts with many cores),
+/// and no signal handling of actix's own: each server drains its own way on SIGTERM. A macro, because
+/// `HttpServer`'s builder is generic over types that actix-web does not name for its users.
+macro_rules! front_door {
+    ($server:expr, $settings:expr) => {
+        $server
+            .on_connect($crate::http::no_delay)
+            .client_request_timeout($settings.body_timeout)
+            .client_disconnect_timeout(std::time::Duration::from_secs(1))
+            .keep_alive($settings.keep_alive)
+            .max_connections($settings.max_connections_per_thread())
+            .workers($crate::settings::HTTP_THREADS)
+            .disable_signals()
+    };
+}
+pub(crate) use front_door;
+
 /// Small SSE frames go out at once: with Nagle's algorithm a frame written while the previous one is unacknowledged
 /// waits for the client's delayed ACK (up to 40 ms), which showed as the p99 of the event latency.
 pub fn no_delay(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {

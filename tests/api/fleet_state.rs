@@ -46,6 +46,14 @@ async fn start_job(gw: &TestWorker, prompt: &str) -> SseStream {
     SseStream::new(resp)
 }
 
+/// A job held on its worker, its first event (`connected`) read.
+async fn running_job(fleet: &LocalFleet, gw: &TestWorker, prompt: &str) -> SseStream {
+    let mut stream = start_job(gw, prompt).await;
+    fleet.wait_started(prompt).await;
+    assert_eq!(stream.next_event().await.unwrap().kind(), "connected");
+    stream
+}
+
 /// The job's events as its first client got them, `queued` ones left out (they carry no id).
 async fn whole_job(fleet: &LocalFleet, gw: &TestWorker, prompt: &str) -> Vec<SseEvent> {
     let mut stream = start_job(gw, prompt).await;
@@ -219,10 +227,7 @@ async fn a_live_job_is_followed_through_the_other_gateway_and_its_id_is_taken_fl
         return;
     };
 
-    let mut first = start_job(&a, "live").await;
-    fleet.wait_started("live").await;
-    let connected = first.next_event().await.unwrap();
-    assert_eq!(connected.kind(), "connected");
+    let mut first = running_job(&fleet, &a, "live").await;
 
     // The same id through the other gateway: 409, with where the job stands.
     let again = client()
@@ -314,20 +319,7 @@ async fn a_store_outage_mid_job_refuses_new_jobs_and_loses_no_event() {
     wait_finished(&b, "outage").await;
     fleet.workers.clear();
     every_reconnect_gets_exactly_the_rest(&b, "outage", &whole).await;
-    let metrics = client()
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let errors = metrics
-        .lines()
-        .find(|l| l.starts_with("unified_worker_gateway_store_errors_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse::<f64>().ok())
-        .expect("the store error counter");
+    let errors = counter(&a, "unified_worker_gateway_store_errors_total").await;
     assert!(errors >= 1.0, "the outage was counted: {errors}");
 }
 
@@ -413,9 +405,7 @@ async fn a_relay_is_taken_over_after_its_gateway_is_killed_with_no_gap_and_no_du
         return;
     };
 
-    let mut first = start_job(&a, "orphan").await;
-    fleet.wait_started("orphan").await;
-    assert_eq!(first.next_event().await.unwrap().kind(), "connected");
+    let first = running_job(&fleet, &a, "orphan").await;
     // The relaying gateway dies (SIGKILL) with its client's connection; the job goes on on the worker.
     drop(first);
     drop(a);
@@ -442,9 +432,7 @@ async fn a_job_whose_gateway_and_worker_both_died_ends_with_exactly_one_worker_l
         return;
     };
 
-    let mut first = start_job(&a, "gone").await;
-    fleet.wait_started("gone").await;
-    assert_eq!(first.next_event().await.unwrap().kind(), "connected");
+    let first = running_job(&fleet, &a, "gone").await;
     drop(first);
     drop(a);
     fleet.workers.clear();

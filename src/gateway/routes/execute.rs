@@ -16,7 +16,7 @@ use crate::gateway::{
     journal::{Journal, LEASE_TTL},
     relay::{self, Dispatch, Rejection, Terminal},
     state::Gateway,
-    store::{JobPhase, JobRecord, StoredEvent, now_ms},
+    store::{JobPhase, JobRecord, now_ms},
 };
 use crate::{auth, error::ApiError, event::ErrorCode, http::body, request};
 
@@ -71,8 +71,16 @@ pub async fn execute(
             });
         }
     }
+    // From here the job is this gateway's: its journal writes it to the store, and holds its lease so that another
+    // gateway sees it if this one dies. A job that goes no further is forgotten through the journal too.
+    let journal = Journal::start(gw.store.clone(), job.id.clone(), gw.settings.log_max_bytes);
+    if let Err(e) = gw.store.lease(&job.id, &gw.owner, LEASE_TTL).await {
+        tracing::warn!(job_id = %job.id, error = %e, "could not take the job's lease yet");
+    }
+    journal.hold_lease(&gw.owner);
     let Ok(cancel) = gw.jobs.open(&job.id) else {
         // Only a store that lost the record while this gateway still runs the job gets here.
+        journal.forget();
         return Err(ApiError::JobExists {
             job_id: job.id,
             state: "running",
@@ -82,7 +90,7 @@ pub async fn execute(
         Ok(t) => t,
         Err(_) => {
             gw.jobs.forget(&job.id);
-            forget_in_store(&gw, &job.id);
+            journal.forget();
             gw.metrics.queue_full.inc();
             return Err(ApiError::Busy {
                 phase: crate::error::Phase::Busy,
@@ -90,15 +98,9 @@ pub async fn execute(
             });
         }
     };
+    journal.watch_cancel(cancel.clone());
     let (head_tx, head_rx) = oneshot::channel();
     let (out, body) = mpsc::channel(OUT_FRAMES);
-    let journal = Journal::start(gw.store.clone(), job.id.clone(), gw.settings.log_max_bytes);
-    // This gateway answers for the job from now on; if it dies, another one sees the lease lapse.
-    if let Err(e) = gw.store.lease(&job.id, &gw.owner, LEASE_TTL).await {
-        tracing::warn!(job_id = %job.id, error = %e, "could not take the job's lease yet");
-    }
-    journal.hold_lease(&gw.owner);
-    journal.watch_cancel(cancel.clone());
     let driver = Driver {
         gw: gw.get_ref().clone(),
         job,
@@ -115,17 +117,6 @@ pub async fn execute(
         Ok(Head::Refused(rejection)) => Ok(rejection.into_response()),
         Err(_) => Err(ApiError::Internal),
     }
-}
-
-/// A job that never started leaves no trace: the client that sent it is gone or was refused.
-fn forget_in_store(gw: &Gateway, job_id: &str) {
-    let store = gw.store.clone();
-    let job_id = job_id.to_string();
-    gw.runtime.spawn(async move {
-        if let Err(e) = store.forget(&job_id).await {
-            tracing::warn!(job_id, error = %e, "could not remove a job that never started from the store");
-        }
-    });
 }
 
 /// The gateway names every job before it waits, so that it can be followed and cancelled while in line: a body
@@ -350,10 +341,7 @@ impl Driver {
     /// Sends the gateway's own terminal event and remembers it.
     async fn end(mut self, terminal: Terminal) {
         self.start_stream();
-        self.journal.event(StoredEvent {
-            id: terminal.id,
-            frame: terminal.frame.clone(),
-        });
+        self.journal.event(terminal.stored());
         let _ = self.out.send(terminal.frame.clone()).await;
         self.finished(terminal);
     }
@@ -361,10 +349,7 @@ impl Driver {
     /// The job's end, whoever wrote its terminal event: kept for `GET /jobs/{jobId}…` and counted for the chart.
     fn finished(mut self, terminal: Terminal) {
         self.gw.history.finished(Outcome::of_terminal(&terminal.json));
-        self.record.state = JobPhase::Finished;
-        self.record.ended_at = Some(now_ms());
-        self.record.terminal_id = Some(terminal.id);
-        self.record.terminal_code = relay::terminal_code(&terminal.json);
+        terminal.finish(&mut self.record);
         self.journal.record(self.record.clone());
         self.gw.jobs.move_to(&self.job.id, JobState::Finished { terminal });
     }

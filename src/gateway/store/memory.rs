@@ -13,6 +13,14 @@ use tokio::sync::watch;
 
 use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, after_id};
 
+/// The events from the first one past `after`, found by their ids (held in order): a follower reads only what is
+/// new, not the whole log again on every read.
+fn held_after(events: &VecDeque<StoredEvent>, after: Option<u64>) -> Read {
+    let next = after.map_or(0, |a| a + 1);
+    let start = events.partition_point(|e| e.id < next);
+    after_id(events.range(start..).cloned(), after)
+}
+
 #[derive(Debug)]
 struct Entry {
     record: JobRecord,
@@ -136,7 +144,7 @@ impl Store for MemoryStore {
             let Some(entry) = jobs.get(job_id) else {
                 return Ok(Read::Events(Vec::new()));
             };
-            let read = after_id(entry.events.iter().cloned(), after);
+            let read = held_after(&entry.events, after);
             if !matches!(&read, Read::Events(events) if events.is_empty()) || entry.finished_at.is_some() {
                 return Ok(read);
             }
@@ -146,7 +154,7 @@ impl Store for MemoryStore {
         let _ = tokio::time::timeout(wait, appended.changed()).await;
         let jobs = self.lock();
         Ok(match jobs.get(job_id) {
-            Some(entry) => after_id(entry.events.iter().cloned(), after),
+            Some(entry) => held_after(&entry.events, after),
             None => Read::Events(Vec::new()),
         })
     }
