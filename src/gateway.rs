@@ -4,10 +4,12 @@
 
 // Public for the fleet tests, which run Docker discovery against a real engine.
 pub mod discovery;
+mod driver;
 mod fleet;
 mod history;
 mod jobs;
 mod journal;
+mod line;
 mod metrics;
 mod poller;
 mod relay;

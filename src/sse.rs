@@ -58,9 +58,16 @@ struct StreamState {
     ended: bool,
     /// The terminal event was handed to the connection and a trailing comment is on its way.
     confirming: bool,
+    /// The client confirms the terminal event itself: writing it here does not count as delivered.
+    confirms_itself: bool,
 }
 
-pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGuard>) -> HttpResponse {
+pub fn response(
+    reader: Reader,
+    keepalive: Duration,
+    guard: Option<DisconnectGuard>,
+    confirms_itself: bool,
+) -> HttpResponse {
     let state = StreamState {
         reader,
         keepalive,
@@ -68,6 +75,7 @@ pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGua
         _guard: guard,
         ended: false,
         confirming: false,
+        confirms_itself,
     };
     let events = futures_util::stream::unfold(state, |mut st| async move {
         if let Some(frame) = st.batch.next() {
@@ -94,7 +102,7 @@ pub fn response(reader: Reader, keepalive: Duration, guard: Option<DisconnectGua
                 Some((comment("end"), st))
             }
             Ok(Ok(_)) => {
-                if st.confirming {
+                if st.confirming && !st.confirms_itself {
                     tokio::task::yield_now().await;
                     st.reader.log().mark_terminal_delivered();
                 }

@@ -195,7 +195,7 @@ class JobView {
     const text = await errorText(response);
     let hint = "";
     if (response.status === 404 && this.startedAt === null && this.lastId === null) {
-      hint = " — a job whose connection drops while it waits in line leaves the line; run it again.";
+      hint = " — it left the line before a worker took it (cancelled on disconnect, or its gateway lost it); run it again.";
     }
     this.endedAt = Date.now();
     this.setState("refused");

@@ -1,11 +1,14 @@
-//! The gateway's picture of the fleet and its line, under one lock: which worker is idle, busy or gone, who waits
-//! in what order, and the hand-over of a freed worker to the head of the line (FIFO).
+//! The gateway's picture of the fleet and its line, under one lock: which worker is idle, busy or gone, the
+//! fleet's line as the store last showed it (every gateway's waiting jobs, in order), and the hand-over of a freed
+//! worker to this gateway's waiters whose turn it is (FIFO across the fleet).
 
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
+
+use super::store::{Waiting, now_ms};
 
 use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -63,7 +66,6 @@ struct Entry {
 struct Waiter {
     ticket: u64,
     job_id: String,
-    since: Instant,
     /// `None` while a worker handed to it is being asked: the waiter keeps its place until that worker takes the
     /// job, so nobody behind it moves up and back down when the worker says 429.
     assign: Option<oneshot::Sender<String>>,
@@ -72,7 +74,13 @@ struct Waiter {
 #[derive(Default)]
 struct State {
     workers: BTreeMap<String, Entry>,
+    /// This gateway's waiters.
     line: VecDeque<Waiter>,
+    /// The fleet's line, head first: what the store last answered, with this gateway's own changes since.
+    fleet_line: Vec<Waiting>,
+    /// Bumped by each change this gateway makes to the line, so that a store answer read before it is not taken
+    /// for newer.
+    line_version: u64,
     next_ticket: u64,
 }
 
@@ -93,25 +101,22 @@ pub struct LinePosition {
     pub busy: usize,
 }
 
-/// The line is full (or there is no line at all, `GATEWAY_QUEUE_MAX=0`).
-#[derive(Debug)]
-pub struct Full;
-
 /// Missed probes in a row after which a worker's streams are given up.
 const GONE_AFTER: u32 = 3;
 
 pub struct Fleet {
     state: Mutex<State>,
-    queue_max: usize,
+    /// Wakes the task that reads the fleet's line from the store (docs/fleet.md).
+    line_changed: Notify,
     /// Bumped whenever the line or the workers change, so waiters recompute their place.
     changed: watch::Sender<u64>,
 }
 
 impl Fleet {
-    pub fn new(queue_max: usize) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Fleet {
             state: Mutex::new(State::default()),
-            queue_max,
+            line_changed: Notify::new(),
             changed: watch::Sender::new(0),
         })
     }
@@ -129,48 +134,142 @@ impl Fleet {
         self.changed.subscribe()
     }
 
-    /// A place at the end of the line; an idle worker, if there is one for it, is handed over at once.
-    pub fn admit(self: &Arc<Self>, job_id: &str) -> Result<Ticket, Full> {
+    /// Idle workers nobody was handed yet: that many new jobs do not wait, whatever the line's bound.
+    pub fn idle(&self) -> usize {
+        let st = self.lock();
+        st.workers
+            .values()
+            .filter(|e| e.state == WorkerState::Idle && !e.reserved)
+            .count()
+    }
+
+    /// A job the store just put in the fleet's line (`line`, as the store answered then) waits here; a worker is
+    /// handed over at once if it is its turn.
+    pub fn admit(self: &Arc<Self>, job_id: &str, line: Vec<Waiting>) -> Ticket {
         let mut st = self.lock();
-        if st.line.len() >= self.queue_max && !(st.line.is_empty() && has_idle(&st)) {
-            return Err(Full);
-        }
         let (assign, assigned) = oneshot::channel();
         st.next_ticket += 1;
         let ticket = st.next_ticket;
         st.line.push_back(Waiter {
             ticket,
             job_id: job_id.to_string(),
-            since: Instant::now(),
             assign: Some(assign),
         });
+        st.fleet_line = line;
+        if !st.fleet_line.iter().any(|w| w.job_id == job_id) {
+            st.fleet_line.push(Waiting {
+                job_id: job_id.to_string(),
+                since: now_ms(),
+            });
+        }
+        st.line_version += 1;
         drop(st);
         self.pump();
         self.bump();
-        Ok(Ticket {
+        self.line_changed.notify_one();
+        Ticket {
             id: ticket,
             fleet: self.clone(),
             assigned,
-        })
+        }
     }
 
-    /// Hands idle workers to the waiters nearest the head that have none in hand, in order.
+    /// The fleet's line as the store holds it, read when the version was `version`: taken unless this gateway
+    /// changed the line since.
+    pub fn set_line(&self, line: Vec<Waiting>, version: u64) {
+        let mut st = self.lock();
+        if st.line_version != version || st.fleet_line == line {
+            return;
+        }
+        st.fleet_line = line;
+        drop(st);
+        self.bump();
+        self.pump();
+    }
+
+    /// The version a read of the line starts from, and whether anything waits (then the line is read often).
+    pub fn line_version(&self) -> (u64, bool) {
+        let st = self.lock();
+        (st.line_version, !st.fleet_line.is_empty() || !st.line.is_empty())
+    }
+
+    /// Resolves when this gateway changed the line.
+    pub async fn line_changed(&self) {
+        self.line_changed.notified().await
+    }
+
+    /// The job left the fleet's line (taken for a worker, or ended): others move up now, not at the next read.
+    pub fn left_line(&self, job_id: &str) {
+        let mut st = self.lock();
+        st.fleet_line.retain(|w| w.job_id != job_id);
+        st.line_version += 1;
+        drop(st);
+        self.bump();
+        self.line_changed.notify_one();
+    }
+
+    /// The job is back at the head of the fleet's line (its worker refused it).
+    fn back_to_head(&self, st: &mut State, job_id: &str) {
+        let since = st
+            .fleet_line
+            .iter()
+            .position(|w| w.job_id == job_id)
+            .map(|i| st.fleet_line.remove(i).since)
+            .unwrap_or_else(now_ms);
+        st.fleet_line.insert(
+            0,
+            Waiting {
+                job_id: job_id.to_string(),
+                since,
+            },
+        );
+        st.line_version += 1;
+        self.line_changed.notify_one();
+    }
+
+    /// Hands idle workers to this gateway's waiters whose turn it is. The fleet's line is served in order: the
+    /// n-th job of the line not yet handed a worker gets the n-th idle worker (by address), whichever gateway
+    /// holds it, so that gateways with the same picture never reach for the same worker; a job of another
+    /// gateway is that gateway's to dispatch.
     pub fn pump(&self) {
         let mut st = self.lock();
-        let State { workers, line, .. } = &mut *st;
-        for waiter in line.iter_mut().filter(|w| w.assign.is_some()) {
-            let Some((address, entry)) = workers
-                .iter_mut()
-                .find(|(_, e)| e.state == WorkerState::Idle && !e.reserved)
-            else {
+        let State {
+            workers,
+            line,
+            fleet_line,
+            ..
+        } = &mut *st;
+        let idle: Vec<&String> = workers
+            .iter()
+            .filter(|(_, e)| e.state == WorkerState::Idle && !e.reserved)
+            .map(|(a, _)| a)
+            .collect();
+        let mut handed = Vec::new();
+        let mut slot = 0;
+        for waiting in fleet_line.iter() {
+            if slot >= idle.len() {
                 break;
-            };
-            // A waiter whose client left between our look and now simply does not take the worker.
-            if let Some(assign) = waiter.assign.take()
-                && assign.send(address.clone()).is_ok()
-            {
+            }
+            match line.iter_mut().find(|w| w.job_id == waiting.job_id) {
+                // Already handed a worker here: its dispatch is in flight and holds no idle one.
+                Some(waiter) if waiter.assign.is_none() => continue,
+                Some(waiter) => {
+                    let address = idle[slot];
+                    // A waiter whose driver ended between our look and now simply does not take the worker.
+                    if let Some(assign) = waiter.assign.take()
+                        && assign.send(address.clone()).is_ok()
+                    {
+                        handed.push((address.clone(), waiter.job_id.clone()));
+                    }
+                }
+                None => {}
+            }
+            slot += 1;
+        }
+        for (address, job_id) in handed {
+            if let Some(entry) = workers.get_mut(&address) {
                 entry.reserved = true;
-                entry.job_id = Some(waiter.job_id.clone());
+                entry.job_id = Some(job_id);
                 entry.provider = None;
             }
         }
@@ -178,28 +277,13 @@ impl Fleet {
 
     pub fn place(&self, ticket: u64) -> Option<LinePosition> {
         let st = self.lock();
-        let position = st.line.iter().position(|w| w.ticket == ticket)? + 1;
-        let (workers, busy) = counts(&st);
-        Some(LinePosition {
-            position,
-            length: st.line.len(),
-            workers,
-            busy,
-        })
+        let job_id = &st.line.iter().find(|w| w.ticket == ticket)?.job_id;
+        place_in(&st, job_id).map(|(place, _)| place)
     }
 
-    /// The place of a queued job by its id (for `GET /jobs/{jobId}`).
-    pub fn place_of(&self, job_id: &str) -> Option<(LinePosition, Instant)> {
-        let st = self.lock();
-        let index = st.line.iter().position(|w| w.job_id == job_id)?;
-        let (workers, busy) = counts(&st);
-        let place = LinePosition {
-            position: index + 1,
-            length: st.line.len(),
-            workers,
-            busy,
-        };
-        Some((place, st.line[index].since))
+    /// The place of a queued job by its id, and how long it waits (for `GET /jobs/{jobId}`).
+    pub fn place_of(&self, job_id: &str) -> Option<(LinePosition, Duration)> {
+        place_in(&self.lock(), job_id)
     }
 
     fn leave(&self, ticket: u64) {
@@ -419,14 +503,31 @@ impl Fleet {
             .map(|(a, _)| a.clone())
     }
 
-    /// Each waiting job with its wait so far, head first.
-    pub fn line(&self) -> Vec<(String, Instant)> {
-        self.lock().line.iter().map(|w| (w.job_id.clone(), w.since)).collect()
+    /// The fleet's waiting jobs with their wait so far, head first.
+    pub fn line(&self) -> Vec<(String, Duration)> {
+        let now = now_ms();
+        self.lock()
+            .fleet_line
+            .iter()
+            .map(|w| (w.job_id.clone(), waited(now, w.since)))
+            .collect()
     }
 }
 
-fn has_idle(st: &State) -> bool {
-    st.workers.values().any(|e| e.state == WorkerState::Idle && !e.reserved)
+fn waited(now: u64, since: u64) -> Duration {
+    Duration::from_millis(now.saturating_sub(since))
+}
+
+fn place_in(st: &State, job_id: &str) -> Option<(LinePosition, Duration)> {
+    let index = st.fleet_line.iter().position(|w| w.job_id == job_id)?;
+    let (workers, busy) = counts(st);
+    let place = LinePosition {
+        position: index + 1,
+        length: st.fleet_line.len(),
+        workers,
+        busy,
+    };
+    Some((place, waited(now_ms(), st.fleet_line[index].since)))
 }
 
 /// (workers that answer, of those the ones not free)
@@ -460,13 +561,15 @@ impl Ticket {
         self.assigned.try_recv().ok()
     }
 
-    /// The worker it was handed did not take the job: wait for the next one, in the same place.
+    /// The worker it was handed did not take the job: wait for the next one, back at the head of the line.
     pub fn retry(&mut self) {
         let (assign, assigned) = oneshot::channel();
         self.assigned = assigned;
         let mut st = self.fleet.lock();
         if let Some(w) = st.line.iter_mut().find(|w| w.ticket == self.id) {
             w.assign = Some(assign);
+            let job_id = w.job_id.clone();
+            self.fleet.back_to_head(&mut st, &job_id);
         }
         drop(st);
         self.fleet.pump();
@@ -486,8 +589,8 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
-    fn fleet_with(idle: &[&str], busy: &[&str], queue_max: usize) -> Arc<Fleet> {
-        let fleet = Fleet::new(queue_max);
+    fn fleet_with(idle: &[&str], busy: &[&str]) -> Arc<Fleet> {
+        let fleet = Fleet::new();
         let all: Vec<String> = idle.iter().chain(busy).map(|s| s.to_string()).collect();
         fleet.sync(&all);
         for a in idle {
@@ -503,21 +606,41 @@ mod tests {
         fleet
     }
 
-    fn queued(a: Result<Ticket, Full>) -> Ticket {
-        let mut t = a.expect("a place in the line");
+    /// At the end of the line, as the store would put it.
+    fn admit(fleet: &Arc<Fleet>, job_id: &str) -> Ticket {
+        let mut line: Vec<Waiting> = fleet
+            .line()
+            .into_iter()
+            .map(|(job_id, _)| Waiting { job_id, since: 0 })
+            .collect();
+        line.push(Waiting {
+            job_id: job_id.into(),
+            since: 0,
+        });
+        fleet.admit(job_id, line)
+    }
+
+    fn queued(fleet: &Arc<Fleet>, job_id: &str) -> Ticket {
+        let mut t = admit(fleet, job_id);
         assert_eq!(t.try_assigned(), None, "expected to wait");
         t
     }
 
+    /// The worker took the job: out of the fleet's line, as the driver does.
+    fn took(fleet: &Arc<Fleet>, address: &str, job_id: &str, ticket: Ticket) {
+        fleet.left_line(job_id);
+        fleet.started(address, job_id, "cursor");
+        drop(ticket);
+    }
+
     #[tokio::test]
     async fn a_free_worker_is_taken_at_once_and_only_once() {
-        let fleet = fleet_with(&["w1"], &[], 10);
-        let mut t1 = fleet.admit("j1").unwrap();
+        let fleet = fleet_with(&["w1"], &[]);
+        let mut t1 = admit(&fleet, "j1");
         assert_eq!(t1.try_assigned().as_deref(), Some("w1"));
         // The worker took it: out of the line.
-        fleet.started("w1", "j1", "cursor");
-        drop(t1);
-        let t = queued(fleet.admit("j2"));
+        took(&fleet, "w1", "j1", t1);
+        let t = queued(&fleet, "j2");
         assert_eq!(
             fleet.place(t.id).map(|p| (p.position, p.workers, p.busy)),
             Some((1, 1, 1))
@@ -526,56 +649,47 @@ mod tests {
 
     #[tokio::test]
     async fn freed_workers_go_to_the_line_in_order() {
-        let fleet = fleet_with(&[], &["w1", "w2"], 10);
-        let mut t1 = queued(fleet.admit("j1"));
-        let mut t2 = queued(fleet.admit("j2"));
-        let t3 = queued(fleet.admit("j3"));
+        let fleet = fleet_with(&[], &["w1", "w2"]);
+        let mut t1 = queued(&fleet, "j1");
+        let mut t2 = queued(&fleet, "j2");
+        let t3 = queued(&fleet, "j3");
         fleet.polled("w2", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t1.assigned().await.as_deref(), Some("w2"));
-        fleet.started("w2", "j1", "cursor");
-        drop(t1);
+        took(&fleet, "w2", "j1", t1);
         assert_eq!(fleet.place(t2.id).map(|p| p.position), Some(1));
         fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t2.assigned().await.as_deref(), Some("w1"));
-        fleet.started("w1", "j2", "cursor");
-        drop(t2);
+        took(&fleet, "w1", "j2", t2);
         assert_eq!(fleet.place(t3.id).map(|p| (p.position, p.length)), Some((1, 1)));
     }
 
     #[tokio::test]
-    async fn a_full_line_refuses_and_a_zero_line_never_queues() {
-        let fleet = fleet_with(&[], &["w1"], 1);
-        let _t = queued(fleet.admit("j1"));
-        assert!(fleet.admit("j2").is_err());
-        let fleet = fleet_with(&[], &["w1"], 0);
-        assert!(fleet.admit("j1").is_err());
-    }
-
-    #[tokio::test]
     async fn leaving_the_line_moves_everyone_behind_up() {
-        let fleet = fleet_with(&[], &["w1"], 10);
-        let t1 = queued(fleet.admit("j1"));
-        let t2 = queued(fleet.admit("j2"));
+        let fleet = fleet_with(&[], &["w1"]);
+        let t1 = queued(&fleet, "j1");
+        let t2 = queued(&fleet, "j2");
+        fleet.left_line("j1");
         drop(t1);
         assert_eq!(fleet.place(t2.id).map(|p| (p.position, p.length)), Some((1, 1)));
     }
 
     #[tokio::test]
     async fn a_worker_handed_to_a_client_that_left_goes_to_the_next() {
-        let fleet = fleet_with(&[], &["w1"], 10);
-        let t1 = queued(fleet.admit("j1"));
-        let mut t2 = queued(fleet.admit("j2"));
+        let fleet = fleet_with(&[], &["w1"]);
+        let t1 = queued(&fleet, "j1");
+        let mut t2 = queued(&fleet, "j2");
         fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
         // t1 was handed w1 but never took it.
+        fleet.left_line("j1");
         drop(t1);
         assert_eq!(t2.assigned().await.as_deref(), Some("w1"));
     }
 
     #[tokio::test]
     async fn a_request_whose_worker_said_429_keeps_its_place_and_nobody_moves() {
-        let fleet = fleet_with(&[], &["w1", "w2"], 10);
-        let mut t1 = queued(fleet.admit("j1"));
-        let t2 = queued(fleet.admit("j2"));
+        let fleet = fleet_with(&[], &["w1", "w2"]);
+        let mut t1 = queued(&fleet, "j1");
+        let t2 = queued(&fleet, "j2");
         fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
         assert_eq!(t1.assigned().await.as_deref(), Some("w1"));
         // While j1's dispatch is in flight, j2 is still second.
@@ -589,10 +703,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_head_of_the_fleet_line_is_another_gateways_and_waits_for_it() {
+        let fleet = fleet_with(&[], &["w1", "w2"]);
+        let mut mine = queued(&fleet, "mine");
+        // Another gateway's job came first: the fleet's line as the store shows it.
+        let (version, _) = fleet.line_version();
+        let line = ["theirs", "mine"].map(|id| Waiting {
+            job_id: id.into(),
+            since: 0,
+        });
+        fleet.set_line(line.to_vec(), version);
+        assert_eq!(fleet.place(mine.id).map(|p| p.position), Some(2));
+        // One worker frees up: it is the other gateway's head's.
+        fleet.polled("w1", Instant::now(), WorkerState::Idle, None);
+        assert_eq!(mine.try_assigned(), None);
+        // A second one: the second of the line takes the second idle worker.
+        fleet.polled("w2", Instant::now(), WorkerState::Idle, None);
+        assert_eq!(mine.assigned().await.as_deref(), Some("w2"));
+    }
+
+    #[tokio::test]
+    async fn a_line_read_before_a_change_here_is_not_taken_for_newer() {
+        let fleet = fleet_with(&[], &["w1"]);
+        let (version, _) = fleet.line_version();
+        let t = queued(&fleet, "j1");
+        fleet.set_line(Vec::new(), version);
+        assert_eq!(fleet.place(t.id).map(|p| p.position), Some(1));
+    }
+
+    #[tokio::test]
     async fn a_status_answer_older_than_a_dispatch_is_ignored() {
-        let fleet = fleet_with(&["w1"], &[], 10);
+        let fleet = fleet_with(&["w1"], &[]);
         let asked = Instant::now();
-        let a = fleet.admit("j1").unwrap().try_assigned().unwrap();
+        let a = admit(&fleet, "j1").try_assigned().unwrap();
         fleet.started(&a, "j1", "claude-code");
         fleet.polled(&a, asked, WorkerState::Idle, None);
         assert_eq!(fleet.state_of(&a), Some(WorkerState::Busy));

@@ -27,6 +27,8 @@ enum Entry {
     Lease(String),
     /// While the job waits in this gateway's line, a cancel asked through another gateway trips this.
     WatchCancel(tokio_util::sync::CancellationToken),
+    /// Resolved once everything sent before it is in the store (dropped unresolved if this journal was fenced).
+    Written(tokio::sync::oneshot::Sender<()>),
     /// The job leaves no trace (its client left before it started, or it was refused): whatever is pending is
     /// dropped, the job is removed from the store, and then the lease is given up, in that order, so that no
     /// write of this journal brings it back and no other gateway ends it meanwhile.
@@ -54,6 +56,7 @@ impl Journal {
             cancel: None,
             fenced: false,
             forget: false,
+            marks: Vec::new(),
         };
         tokio::spawn(writer.run(rx));
         Journal { tx }
@@ -78,6 +81,14 @@ impl Journal {
     pub fn forget(&self) {
         let _ = self.tx.send(Entry::Forget);
     }
+
+    /// Resolves once everything journaled so far is in the store; fails if it never will be from here (another
+    /// gateway took the job over).
+    pub fn written(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = self.tx.send(Entry::Written(tx));
+        rx
+    }
 }
 
 struct Writer {
@@ -96,6 +107,8 @@ struct Writer {
     fenced: bool,
     /// The job is to be removed from the store once the writer gets to it.
     forget: bool,
+    /// Waiting for what came before them to be written.
+    marks: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Writer {
@@ -105,6 +118,11 @@ impl Writer {
         let mut renew = tokio::time::interval(LEASE_RENEW);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.pending.is_empty() && self.record.is_none() {
+                for mark in self.marks.drain(..) {
+                    let _ = mark.send(());
+                }
+            }
             if open && self.pending.is_empty() && self.record.is_none() {
                 tokio::select! {
                     entry = rx.recv() => match entry {
@@ -137,6 +155,9 @@ impl Writer {
             if self.pending.is_empty() && self.record.is_none() {
                 if open {
                     continue;
+                }
+                for mark in self.marks.drain(..) {
+                    let _ = mark.send(());
                 }
                 // The relay ended without a final record (its client left before the job started): let go.
                 if let Some(owner) = self.lease.take() {
@@ -180,6 +201,7 @@ impl Writer {
             }
             Entry::Lease(owner) => self.lease = Some(owner),
             Entry::WatchCancel(cancel) => self.cancel = Some(cancel),
+            Entry::Written(mark) => self.marks.push(mark),
             Entry::Forget => {
                 self.fence();
                 self.forget = true;
@@ -215,6 +237,7 @@ impl Writer {
         self.pending_bytes = 0;
         self.record = None;
         self.cancel = None;
+        self.marks.clear();
     }
 
     /// The events first, then the record, so that a reader who sees the job finished finds its last event.

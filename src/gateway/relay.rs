@@ -159,6 +159,7 @@ pub async fn dispatch(up: &Upstream, address: &str, body: Bytes) -> Dispatch {
     let req = up
         .authorized(up.client.post(format!("{address}/execute")))
         .header("Content-Type", "application/json")
+        .header(crate::http::CONFIRMS_TERMINAL, "1")
         .body(body);
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Dispatch::Stream(resp),
@@ -166,6 +167,30 @@ pub async fn dispatch(up: &Upstream, address: &str, body: Bytes) -> Dispatch {
         Ok(resp) => Dispatch::Refused(rejection(resp).await),
         Err(e) => Dispatch::Unreachable(e.to_string()),
     }
+}
+
+/// Tells the worker that the job's terminal event is kept, once the journal has written it to the store: a one-job
+/// worker waits for this before it exits (`http::CONFIRMS_TERMINAL`), so that a gateway killed mid-stream, whose
+/// connection swallowed the last events, leaves a worker that another gateway can still read them from.
+pub fn confirm_terminal(
+    up: &Upstream,
+    runtime: &tokio::runtime::Handle,
+    address: &str,
+    job_id: &str,
+    terminal: u64,
+    journal: &super::journal::Journal,
+) {
+    let written = journal.written();
+    let req = up
+        .authorized(up.client.get(format!("{address}/jobs/{job_id}/events")))
+        .header("Last-Event-ID", terminal.to_string());
+    runtime.spawn(async move {
+        if written.await.is_ok()
+            && let Err(e) = req.send().await
+        {
+            tracing::debug!(error = %e, "could not confirm the terminal event to the worker");
+        }
+    });
 }
 
 pub async fn rejection(resp: reqwest::Response) -> Rejection {

@@ -17,6 +17,8 @@ use crate::error::ApiError;
 
 /// Frames buffered towards a slow client before the reader waits for it.
 const OUT_FRAMES: usize = 64;
+/// How often a follower of a waiting job looks whether its place changed.
+const QUEUED_LOOK: Duration = Duration::from_millis(500);
 /// A store that failed is asked again after this long; the client gets a keep-alive meanwhile.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -40,18 +42,12 @@ pub async fn serve(gw: Arc<Gateway>, record: JobRecord, after: Option<u64>) -> R
         }
     };
     let (out, body) = mpsc::channel(OUT_FRAMES);
-    // A job still in line says so first, as its own stream did (on the gateway where it waits).
-    if record.state == JobPhase::Queued
-        && let Some((place, _)) = gw.fleet.place_of(&record.job_id)
-    {
-        let _ = out.try_send(relay::queued(&record.job_id, place));
-    }
     let runtime = gw.runtime.clone();
     runtime.spawn(follow(gw, record.job_id, after, first, out));
     Ok(relay::sse_response(body))
 }
 
-async fn follow(
+pub(crate) async fn follow(
     gw: Arc<Gateway>,
     job_id: String,
     mut last: Option<u64>,
@@ -60,7 +56,28 @@ async fn follow(
 ) {
     let keepalive = gw.settings.common.keepalive;
     let mut pending = first;
+    // A job still in the fleet's line says where it stands, as its own stream does, whenever that changes.
+    let mut told = None;
+    let mut last_write = tokio::time::Instant::now();
     loop {
+        let place = if last.is_none() && pending.is_empty() {
+            gw.fleet.place_of(&job_id)
+        } else {
+            None
+        };
+        if place.is_none() {
+            told = None;
+        }
+        if let Some((place, _)) = place {
+            let shown = (place.position, place.length);
+            if told != Some(shown) {
+                told = Some(shown);
+                if out.send(relay::queued(&job_id, place)).await.is_err() {
+                    return;
+                }
+                last_write = tokio::time::Instant::now();
+            }
+        }
         for event in pending.drain(..) {
             let terminal = Terminal::of_frame(event.id, event.frame.clone()).is_some();
             last = Some(event.id);
@@ -68,7 +85,8 @@ async fn follow(
                 return;
             }
         }
-        match gw.store.read(&job_id, last, keepalive).await {
+        let wait = if told.is_some() { QUEUED_LOOK } else { keepalive };
+        match gw.store.read(&job_id, last, wait).await {
             Ok(Read::Events(events)) if !events.is_empty() => pending = events,
             Ok(Read::Events(_)) => {
                 // A quiet keep-alive interval: is there still something to wait for?
@@ -88,8 +106,11 @@ async fn follow(
                     }
                     _ => {}
                 }
-                if out.send(relay::KEEP_ALIVE).await.is_err() {
-                    return;
+                if last_write.elapsed() >= keepalive {
+                    if out.send(relay::KEEP_ALIVE).await.is_err() {
+                        return;
+                    }
+                    last_write = tokio::time::Instant::now();
                 }
             }
             // The client fell behind the store's bound: end, so that its reconnect is answered 410.

@@ -7,8 +7,8 @@ use actix_web::{App, HttpServer, dev::Server, web};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    discovery, fleet::Fleet, history::History, jobs::Jobs, metrics::GatewayMetrics, poller, relay::Upstream, routes,
-    settings::GatewaySettings, state::Gateway, store, takeover,
+    discovery, fleet::Fleet, history::History, jobs::Jobs, line, metrics::GatewayMetrics, poller, relay::Upstream,
+    routes, settings::GatewaySettings, state::Gateway, store, takeover,
 };
 
 pub struct GatewayApp {
@@ -35,7 +35,7 @@ impl GatewayApp {
             store,
             owner: uuid::Uuid::new_v4().to_string(),
             taking_over: Default::default(),
-            fleet: Fleet::new(settings.queue_max),
+            fleet: Fleet::new(),
             jobs: Jobs::new(settings.job_memory),
             upstream: Upstream::new(settings.common.api_token.clone())?,
             metrics,
@@ -74,9 +74,10 @@ impl GatewayApp {
         let mut int = signal(SignalKind::interrupt())?;
         let stop = CancellationToken::new();
         tokio::spawn(keep_fleet(gateway.clone(), stop.clone()));
-        // Only a store that other gateways write can hold a relay that another gateway lost.
+        // Only a store that other gateways write can hold a relay, or a line, that another gateway changes.
         if gateway.store.kind() != "memory" {
             tokio::spawn(takeover::watch(gateway.clone(), stop.clone()));
+            tokio::spawn(line::watch(gateway.clone(), stop.clone()));
         }
         tracing::info!(port, workers = ?gateway.settings.workers, "listening");
         let handle = server.handle();

@@ -1,5 +1,5 @@
 //! The fleet's memory that outlives a gateway (docs/fleet.md): each job's record and its events as they were
-//! relayed, behind one trait. In memory for one gateway (the default), or in Redis common to every gateway
+//! relayed, and the fleet's one line of waiting jobs with their requests, behind one trait. In memory for one gateway (the default), or in Redis common to every gateway
 //! (`GATEWAY_STORE=redis://…`). The code that relays or replays never knows which it has.
 
 mod memory;
@@ -120,6 +120,13 @@ impl ListFilter {
     }
 }
 
+/// A job in the fleet's line, and since when (ms since the epoch) it waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub job_id: String,
+    pub since: u64,
+}
+
 /// The store cannot be reached or answered wrongly; the message says why (never a credential).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the store is unavailable: {0}")]
@@ -168,6 +175,34 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The id of the last event stored for the job.
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Puts a job at the end of the fleet's line with the request that runs it, unless `max` wait already:
+    /// `Ok(None)` then. Otherwise the line as it is now, this job last. The request is kept until the job leaves the line for good
+    /// (it starts, or ends while waiting), at most `ttl`: a gateway that adopts the job of a dead one sends it.
+    async fn enqueue(
+        &self,
+        job_id: &str,
+        request: &Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Option<Vec<Waiting>>, StoreError>;
+
+    /// The fleet's line, head first.
+    async fn line(&self) -> Result<Vec<Waiting>, StoreError>;
+
+    /// Takes the job out of the line to hand it to a worker; false when it is not in the line (cancelled, or
+    /// taken by another gateway). Its request stays until it starts, so that a refusal can put it back.
+    async fn claim(&self, job_id: &str) -> Result<bool, StoreError>;
+
+    /// A job claimed a moment ago goes back to the head of the line: the worker answered 429, or could not be
+    /// reached.
+    async fn requeue(&self, job_id: &str) -> Result<(), StoreError>;
+
+    /// The job leaves the line for good (it started, or ended while waiting): its request is dropped.
+    async fn leave(&self, job_id: &str) -> Result<(), StoreError>;
+
+    /// The request of a job still waiting (or being handed to a worker).
+    async fn request(&self, job_id: &str) -> Result<Option<Bytes>, StoreError>;
 
     /// Asks the gateway that holds a waiting job to cancel it (a cancel that reached another gateway).
     async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError>;
@@ -323,6 +358,36 @@ impl Store for Metered {
 
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
         self.timed(self.inner.last_id(job_id)).await
+    }
+
+    async fn enqueue(
+        &self,
+        job_id: &str,
+        request: &Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Option<Vec<Waiting>>, StoreError> {
+        self.timed(self.inner.enqueue(job_id, request, max, ttl)).await
+    }
+
+    async fn line(&self) -> Result<Vec<Waiting>, StoreError> {
+        self.timed(self.inner.line()).await
+    }
+
+    async fn claim(&self, job_id: &str) -> Result<bool, StoreError> {
+        self.timed(self.inner.claim(job_id)).await
+    }
+
+    async fn requeue(&self, job_id: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.requeue(job_id)).await
+    }
+
+    async fn leave(&self, job_id: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.leave(job_id)).await
+    }
+
+    async fn request(&self, job_id: &str) -> Result<Option<Bytes>, StoreError> {
+        self.timed(self.inner.request(job_id)).await
     }
 
     async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError> {

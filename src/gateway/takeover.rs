@@ -1,9 +1,9 @@
 //! Jobs outlive their gateway: every second each gateway looks in the store for unfinished jobs whose lease lapsed
 //! (their gateway died) and takes the lease of one it finds. A job that runs on a worker is resumed from the last
 //! event stored — no gap, no duplicate — until the terminal event; a worker gone too gets exactly one
-//! `worker_lost`, written by the one gateway that holds the lease. A job that was still waiting in the dead
-//! gateway's line ends with `gateway_lost` (its request lived in that gateway), so that its client, following it
-//! through another gateway, gets its one terminal event and sends it again.
+//! `worker_lost`, written by the one gateway that holds the lease. A job that was still waiting in the fleet's
+//! line is adopted: it keeps its place and runs from here, its request read from the store. Only a waiting job
+//! whose request the store no longer has ends with `gateway_lost`, so that its client gets its one terminal event.
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,6 +24,10 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
     let mut every = tokio::time::interval(LOOK_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After the store was out of reach every lease has lapsed, those of gateways that live too: they renew theirs
+    // within a second of its return, so nothing is taken over until a lease's time has passed since.
+    let mut quiet_until: Option<tokio::time::Instant> = None;
+    let mut reached = true;
     loop {
         tokio::select! {
             _ = every.tick() => {}
@@ -33,9 +37,16 @@ pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
             Ok(orphans) => orphans,
             Err(e) => {
                 tracing::debug!(error = %e, "could not look for orphaned relays");
+                reached = false;
                 continue;
             }
         };
+        if !std::mem::replace(&mut reached, true) {
+            quiet_until = Some(tokio::time::Instant::now() + 2 * LEASE_TTL);
+        }
+        if quiet_until.is_some_and(|until| tokio::time::Instant::now() < until) {
+            continue;
+        }
         for record in orphans {
             // This gateway's own jobs are never orphans: a lease that lapsed while the store was slow is renewed
             // by their journal, not taken over a second time beside the relay that runs. A job admitted a moment
@@ -106,7 +117,16 @@ async fn take_over_job(gw: &Arc<Gateway>, mut record: JobRecord) {
                 record.worker = Some(worker);
                 record.started_at = Some(now_ms());
             }
-            None => return end_lost_in_line(gw, record).await,
+            None => match gw.store.request(&record.job_id).await {
+                Ok(Some(body)) => return super::driver::Driver::adopt(gw.clone(), record, body).await,
+                Ok(None) => return end_lost_in_line(gw, record).await,
+                Err(e) => {
+                    // The next look tries again.
+                    tracing::warn!(job_id = %record.job_id, error = %e, "store unavailable; the adoption waits");
+                    let _ = gw.store.release(&record.job_id, &gw.owner).await;
+                    return;
+                }
+            },
         }
     }
     resume(gw.clone(), record).await
@@ -127,7 +147,7 @@ async fn end_lost_in_line(gw: &Gateway, mut record: JobRecord) {
         &record.job_id,
         id,
         code.as_str(),
-        "the gateway that held this job in its line was lost before a worker took it; send the request again",
+        "the gateway that held this job was lost before a worker took it, and the store no longer has its request; send the request again",
         code.retryable(),
     );
     journal.event(terminal.stored());
@@ -153,7 +173,8 @@ async fn resume(gw: Arc<Gateway>, mut record: JobRecord) {
     let worker = record.worker.clone().unwrap_or_default();
     let mut upstream = gw
         .upstream
-        .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}/events")));
+        .authorized(gw.upstream.client.get(format!("{worker}/jobs/{job_id}/events")))
+        .header(crate::http::CONFIRMS_TERMINAL, "1");
     if let Some(last) = last {
         upstream = upstream.header("Last-Event-ID", last.to_string());
     }
@@ -164,7 +185,10 @@ async fn resume(gw: Arc<Gateway>, mut record: JobRecord) {
             let gone = gw.fleet.gone_signal(&worker);
             let end = relay::relay(resp, &out, gone, false, last, Some(&journal)).await;
             match end.terminal {
-                Some(terminal) => terminal,
+                Some(terminal) => {
+                    relay::confirm_terminal(&gw.upstream, &gw.runtime, &worker, &job_id, terminal.id, &journal);
+                    terminal
+                }
                 None => lost(&gw, &journal, &job_id, end.last_id),
             }
         }

@@ -10,6 +10,18 @@ pub mod openapi;
 
 use actix_web::{http::Method, web};
 
+/// A client that sends this header on `POST /execute` or `GET /jobs/{jobId}/events` (the gateway does) confirms the
+/// terminal event itself, with `GET /jobs/{jobId}/events` and `Last-Event-ID: <terminal id>` once it has kept it;
+/// writing the terminal event to its connection does not count as delivered. A peer that vanished without closing
+/// its connection (a killed container) swallows writes without an error, and a one-job worker that took that for
+/// delivery would exit with events nobody kept (docs/fleet.md).
+pub const CONFIRMS_TERMINAL: &str = "x-confirms-terminal";
+
+/// Whether the request's client confirms the terminal event itself.
+pub fn confirms_terminal(req: &actix_web::HttpRequest) -> bool {
+    req.headers().contains_key(CONFIRMS_TERMINAL)
+}
+
 /// What both servers are built with: `TCP_NODELAY`, the front door's bounds (docs/configuration.md: a head within
 /// BODY_TIMEOUT_SECONDS of the connection, the body within it of the head — `http::deadline`, which each app wraps —
 /// an idle connection no longer than KEEP_ALIVE_SECONDS, at most MAX_CONNECTIONS at once, a closing connection's

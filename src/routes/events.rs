@@ -67,9 +67,16 @@ fn attach(req: &HttpRequest, query: &Query, job: &Arc<JobHandle>, worker: &Worke
     if let (Some(after), Some(terminal)) = (after, job.log.terminal())
         && after >= terminal.seq
     {
+        // The client has the terminal event: a worker waiting to hand it over may exit.
+        job.log.mark_terminal_delivered();
         return Ok(HttpResponse::NoContent().finish());
     }
     let from = after.map_or(0, |id| id.saturating_add(1));
     let reader = job.log.reader(from)?;
-    Ok(sse::response(reader, worker.settings.keepalive, None))
+    Ok(sse::response(
+        reader,
+        worker.settings.keepalive,
+        None,
+        crate::http::confirms_terminal(req),
+    ))
 }

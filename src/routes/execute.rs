@@ -61,5 +61,6 @@ pub async fn execute(
         reader,
         settings.keepalive,
         sse::DisconnectGuard::new(job),
+        crate::http::confirms_terminal(&req),
     ))
 }

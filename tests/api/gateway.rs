@@ -156,13 +156,15 @@ async fn a_request_that_waits_too_long_ends_with_queue_timeout() {
 }
 
 #[tokio::test]
-async fn a_waiting_client_that_leaves_frees_its_place() {
+async fn a_waiting_client_that_leaves_with_cancel_on_disconnect_frees_its_place() {
     let fleet = LocalFleet::start(1, &[]);
     let gw = fleet.gateway(&[]);
     wait_idle_workers(&gw, 1).await;
     let mut running = stream(&gw, &named_job("a")).await;
     assert_eq!(running.next_event().await.unwrap().kind(), "connected");
-    let mut first = stream(&gw, &named_job("b")).await;
+    let mut leaving = named_job("b");
+    leaving["cancelOnDisconnect"] = serde_json::json!(true);
+    let mut first = stream(&gw, &leaving).await;
     assert_eq!(first.next_event().await.unwrap().data["position"], 1);
     let mut second = stream(&gw, &named_job("c")).await;
     assert_eq!(second.next_event().await.unwrap().data["position"], 2);
@@ -180,6 +182,40 @@ async fn a_waiting_client_that_leaves_frees_its_place() {
         !fleet.cli.file("started-b").exists(),
         "the job of a client that left was run"
     );
+    fleet.release("c");
+    assert_eq!(second.collect().await.last().unwrap().kind(), "completed");
+}
+
+#[tokio::test]
+async fn a_waiting_client_that_leaves_keeps_its_place_and_follows_its_job_again() {
+    let fleet = LocalFleet::start(1, &[]);
+    let gw = fleet.gateway(&[]);
+    wait_idle_workers(&gw, 1).await;
+    let mut running = stream(&gw, &named_job("a")).await;
+    assert_eq!(running.next_event().await.unwrap().kind(), "connected");
+    let mut first = stream(&gw, &named_job("b")).await;
+    assert_eq!(first.next_event().await.unwrap().data["position"], 1);
+    drop(first);
+    let mut second = stream(&gw, &named_job("c")).await;
+    assert_eq!(
+        second.next_event().await.unwrap().data["position"],
+        2,
+        "b keeps its place"
+    );
+
+    // Its client comes back by id: still first in line, then the whole job.
+    let again = client().get(gw.url("/jobs/b/events")).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    let mut again = SseStream::new(again);
+    let queued = again.next_event().await.unwrap();
+    assert_eq!((queued.kind(), queued.data["position"].as_u64()), ("queued", Some(1)));
+    fleet.release("a");
+    fleet.wait_started("b").await;
+    fleet.release("b");
+    let events: Vec<SseEvent> = again.collect().await.into_iter().filter(|e| e.id.is_some()).collect();
+    assert_eq!(events.first().map(SseEvent::kind), Some("connected"));
+    assert_eq!(events.last().map(SseEvent::kind), Some("completed"));
+    fleet.wait_started("c").await;
     fleet.release("c");
     assert_eq!(second.collect().await.last().unwrap().kind(), "completed");
 }

@@ -51,12 +51,21 @@ pub async fn events(
     let after = after(&req, query.after.as_deref())?;
     // The store has every event a gateway relayed: served from there, whoever relayed it and whether or not its
     // worker still lives.
-    if let Ok(Some(record)) = gw.store.get(&job_id).await {
+    let stored = gw.store.get(&job_id).await;
+    if let Ok(Some(record)) = stored {
         return replay::serve(gw.get_ref().clone(), record, after).await;
     }
     // Not in the store (a gateway that keeps its own store in memory did not relay it, or the store is down):
-    // the worker that runs it still has its events.
-    let mut found = gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await?;
+    // the worker that runs it still has its events. A store that did not answer may well have it: that is a 503
+    // to retry, not a 404 that tells the client to give up.
+    let mut found = match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await {
+        Err(ApiError::JobNotFound { .. }) if stored.is_err() => {
+            return Err(ApiError::StoreUnavailable {
+                retry_after_seconds: gw.settings.common.retry_after_seconds,
+            });
+        }
+        found => found?,
+    };
     // A waiting job: follow it until a worker has it. The client may also just reconnect later.
     if let Found::Queued = found {
         let mut moved = gw

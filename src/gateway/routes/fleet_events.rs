@@ -41,7 +41,7 @@ pub fn snapshot(gw: &Gateway) -> Value {
     let waiting: Vec<Value> = line
         .iter()
         .enumerate()
-        .map(|(i, (job_id, since))| json!({ "jobId": job_id, "position": i + 1, "waitMs": since.elapsed().as_millis() as u64 }))
+        .map(|(i, (job_id, waited))| json!({ "jobId": job_id, "position": i + 1, "waitMs": waited.as_millis() as u64 }))
         .collect();
     let m = &gw.metrics;
     json!({
@@ -49,7 +49,7 @@ pub fn snapshot(gw: &Gateway) -> Value {
         "workers": workers,
         "queue": {
             "length": line.len(),
-            "oldestWaitMs": line.first().map(|(_, since)| since.elapsed().as_millis() as u64),
+            "oldestWaitMs": line.first().map(|(_, waited)| waited.as_millis() as u64),
             "jobs": waiting,
         },
         "counters": {

@@ -29,9 +29,9 @@ pub async fn job(
     Ok(
         match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await? {
             Found::Queued => match gw.fleet.place_of(&job_id) {
-                Some((place, since)) => HttpResponse::Ok().json(json!({
+                Some((place, waited)) => HttpResponse::Ok().json(json!({
                     "jobId": job_id, "state": "queued", "position": place.position, "queueLength": place.length,
-                    "waitMs": since.elapsed().as_millis() as u64,
+                    "waitMs": waited.as_millis() as u64,
                 })),
                 // Waiting in another gateway's line: the store's record is what this gateway knows.
                 None => HttpResponse::Ok().json(json!({ "jobId": job_id, "state": "queued" })),

@@ -11,7 +11,9 @@ use std::{
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, after_id};
+use bytes::Bytes;
+
+use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, Waiting, after_id, now_ms};
 
 /// The events from the first one past `after`, found by their ids (held in order): a follower reads only what is
 /// new, not the whole log again on every read.
@@ -31,9 +33,26 @@ struct Entry {
     appended: watch::Sender<u64>,
 }
 
+/// The line and the requests of the jobs in it (or being handed to a worker).
+#[derive(Debug, Default)]
+struct Line {
+    order: VecDeque<Waiting>,
+    /// Each request with when it was queued (kept while claimed, so that a job put back keeps its wait) and when
+    /// it is dropped at the latest.
+    requests: HashMap<String, (Bytes, u64, Instant)>,
+}
+
+impl Line {
+    fn leave(&mut self, job_id: &str) {
+        self.order.retain(|w| w.job_id != job_id);
+        self.requests.remove(job_id);
+    }
+}
+
 #[derive(Debug)]
 pub struct MemoryStore {
     jobs: Mutex<HashMap<String, Entry>>,
+    line: Mutex<Line>,
     memory: Duration,
     log_max_bytes: usize,
 }
@@ -42,6 +61,7 @@ impl MemoryStore {
     pub fn new(memory: Duration, log_max_bytes: usize) -> Self {
         MemoryStore {
             jobs: Mutex::new(HashMap::new()),
+            line: Mutex::new(Line::default()),
             memory,
             log_max_bytes,
         }
@@ -53,6 +73,13 @@ impl MemoryStore {
         let memory = self.memory;
         jobs.retain(|_, e| e.finished_at.is_none_or(|at| at.elapsed() < memory));
         jobs
+    }
+
+    fn line_lock(&self) -> MutexGuard<'_, Line> {
+        let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        line.requests.retain(|_, (_, _, until)| *until > now);
+        line
     }
 }
 
@@ -81,6 +108,9 @@ impl Store for MemoryStore {
     }
 
     async fn update(&self, record: &JobRecord) -> Result<(), StoreError> {
+        if record.state != JobPhase::Queued {
+            self.line_lock().leave(&record.job_id);
+        }
         let mut jobs = self.lock();
         if let Some(entry) = jobs.get_mut(&record.job_id) {
             if record.state == JobPhase::Finished && entry.finished_at.is_none() {
@@ -111,6 +141,7 @@ impl Store for MemoryStore {
     }
 
     async fn forget(&self, job_id: &str) -> Result<(), StoreError> {
+        self.line_lock().leave(job_id);
         self.lock().remove(job_id);
         Ok(())
     }
@@ -175,6 +206,60 @@ impl Store for MemoryStore {
 
     async fn orphans(&self) -> Result<Vec<JobRecord>, StoreError> {
         Ok(Vec::new())
+    }
+
+    async fn enqueue(
+        &self,
+        job_id: &str,
+        request: &Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Option<Vec<Waiting>>, StoreError> {
+        let mut line = self.line_lock();
+        if line.order.len() >= max {
+            return Ok(None);
+        }
+        let since = now_ms();
+        line.order.push_back(Waiting {
+            job_id: job_id.to_string(),
+            since,
+        });
+        line.requests
+            .insert(job_id.to_string(), (request.clone(), since, Instant::now() + ttl));
+        Ok(Some(line.order.iter().cloned().collect()))
+    }
+
+    async fn line(&self) -> Result<Vec<Waiting>, StoreError> {
+        Ok(self.line_lock().order.iter().cloned().collect())
+    }
+
+    async fn claim(&self, job_id: &str) -> Result<bool, StoreError> {
+        let mut line = self.line_lock();
+        let before = line.order.len();
+        line.order.retain(|w| w.job_id != job_id);
+        Ok(line.order.len() != before)
+    }
+
+    async fn requeue(&self, job_id: &str) -> Result<(), StoreError> {
+        let mut line = self.line_lock();
+        if line.order.iter().any(|w| w.job_id == job_id) {
+            return Ok(());
+        }
+        let since = line.requests.get(job_id).map_or_else(now_ms, |(_, since, _)| *since);
+        line.order.push_front(Waiting {
+            job_id: job_id.to_string(),
+            since,
+        });
+        Ok(())
+    }
+
+    async fn leave(&self, job_id: &str) -> Result<(), StoreError> {
+        self.line_lock().leave(job_id);
+        Ok(())
+    }
+
+    async fn request(&self, job_id: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.line_lock().requests.get(job_id).map(|(r, _, _)| r.clone()))
     }
 
     /// One gateway: a waiting job is always in its own line, where a cancel takes it out directly.
@@ -261,6 +346,30 @@ mod tests {
         tokio::task::yield_now().await;
         store.append("j", &[event(0, 1)]).await.unwrap();
         assert_eq!(reader.await.unwrap().unwrap(), Read::Events(vec![event(0, 1)]));
+    }
+
+    #[tokio::test]
+    async fn the_line_is_first_come_first_served_and_a_refused_job_goes_back_to_the_head() {
+        let store = MemoryStore::new(Duration::from_secs(60), 1 << 20);
+        let ttl = Duration::from_secs(60);
+        let body = Bytes::from_static(b"{}");
+        let ids = |line: Vec<Waiting>| line.into_iter().map(|w| w.job_id).collect::<Vec<_>>();
+        assert_eq!(
+            store.enqueue("a", &body, 2, ttl).await.unwrap().map(ids),
+            Some(vec!["a".to_string()])
+        );
+        let line = store.enqueue("b", &body, 2, ttl).await.unwrap().map(ids);
+        assert_eq!(line, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(store.enqueue("c", &body, 2, ttl).await.unwrap(), None);
+        assert!(store.claim("a").await.unwrap());
+        assert!(!store.claim("a").await.unwrap(), "taken once only");
+        assert_eq!(ids(store.line().await.unwrap()), ["b"]);
+        store.requeue("a").await.unwrap();
+        assert_eq!(ids(store.line().await.unwrap()), ["a", "b"]);
+        assert_eq!(store.request("a").await.unwrap(), Some(body.clone()));
+        store.leave("a").await.unwrap();
+        assert_eq!(ids(store.line().await.unwrap()), ["b"]);
+        assert_eq!(store.request("a").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The store in Redis (≥ 7, or Valkey), one for every gateway of the fleet. A job's record is one JSON string
 //! (`SET NX` makes its id unique fleet-wide), its events one stream whose entry ids are the events' ids
 //! (`<id>-1`), and `uw:jobs` a sorted set by creation time for the job list. Finished jobs expire after
-//! `GATEWAY_JOB_MEMORY_SECONDS`; a job that never finishes (its gateway and worker both lost) after a day.
+//! `GATEWAY_JOB_MEMORY_SECONDS`; a job that never finishes (its gateway and worker both lost) after a day. The
+//! fleet's line is one list (`uw:line`); a waiting job's request (credentials included, which is why the store
+//! needs a password and is never published) is kept until the job starts.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -17,7 +19,7 @@ use redis::{
     streams::StreamReadReply,
 };
 
-use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, after_id};
+use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, Waiting, after_id, now_ms};
 use crate::secret::Secret;
 
 /// A job that never reaches its end is still forgotten eventually.
@@ -72,6 +74,44 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
+/// The fleet's line (a list of job ids, head first) and when each job in it (or claimed from it) was queued.
+const LINE: &str = "uw:line";
+const LINE_SINCE: &str = "uw:line:since";
+
+/// The line with each job's time in it, as id, since, id, since, … (KEYS: line, since).
+const READ_LINE: &str = r#"
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
+end
+return out
+"#;
+
+/// Queues a job unless the line is full, and answers the line as READ_LINE does; `false` when full. KEYS: line,
+/// since, the job's request. ARGV: id, max, now, request, ttl in ms.
+const ENQUEUE: &str = r#"
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return false end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
+end
+return out
+"#;
+
+/// Back at the head, once. KEYS: line. ARGV: id.
+const REQUEUE: &str = r#"
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+return 1
+"#;
+
 /// The jobs not finished yet (queued or running), for a gateway looking for jobs whose gateway died.
 const LIVE: &str = "uw:live";
 
@@ -83,6 +123,9 @@ pub struct RedisStore {
     append: Script,
     lease: Script,
     release: Script,
+    enqueue: Script,
+    read_line: Script,
+    requeue: Script,
     memory: Duration,
     log_max_bytes: usize,
     /// What this gateway appended per job (id and size), to trim a stream past `GATEWAY_LOG_MAX_BYTES`: the
@@ -117,6 +160,26 @@ fn cancel_key(job_id: &str) -> String {
     format!("uw:job:{job_id}:cancel")
 }
 
+fn request_key(job_id: &str) -> String {
+    format!("uw:job:{job_id}:request")
+}
+
+/// Out of the line, and its request gone, in one round trip with whatever else `pipe` holds.
+fn leave_line(pipe: &mut redis::Pipeline, job_id: &str) {
+    pipe.cmd("LREM")
+        .arg(LINE)
+        .arg(0)
+        .arg(job_id)
+        .ignore()
+        .cmd("HDEL")
+        .arg(LINE_SINCE)
+        .arg(job_id)
+        .ignore()
+        .cmd("DEL")
+        .arg(request_key(job_id))
+        .ignore();
+}
+
 impl RedisStore {
     pub fn new(
         url: &str,
@@ -143,6 +206,9 @@ impl RedisStore {
             append: Script::new(APPEND),
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),
+            enqueue: Script::new(ENQUEUE),
+            read_line: Script::new(READ_LINE),
+            requeue: Script::new(REQUEUE),
             memory,
             log_max_bytes,
             sizes: Mutex::new(HashMap::new()),
@@ -190,6 +256,16 @@ impl RedisStore {
         }
         held.front().map_or(0, |(id, _)| *id)
     }
+}
+
+/// The line from the scripts' flat answer.
+fn waiting(flat: &[String]) -> Vec<Waiting> {
+    flat.chunks_exact(2)
+        .map(|pair| Waiting {
+            job_id: pair[0].clone(),
+            since: pair[1].parse().unwrap_or(0),
+        })
+        .collect()
 }
 
 fn parse_record(json: Option<String>) -> Option<JobRecord> {
@@ -254,6 +330,9 @@ impl Store for RedisStore {
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
             .ignore();
+        if record.state != JobPhase::Queued {
+            leave_line(&mut pipe, &record.job_id);
+        }
         match record.state {
             JobPhase::Queued | JobPhase::Running => {}
             JobPhase::Finished => {
@@ -346,8 +425,9 @@ impl Store for RedisStore {
 
     async fn forget(&self, job_id: &str) -> Result<(), StoreError> {
         self.sizes.lock().unwrap_or_else(|e| e.into_inner()).remove(job_id);
-        redis::pipe()
-            .cmd("DEL")
+        let mut pipe = redis::pipe();
+        leave_line(&mut pipe, job_id);
+        pipe.cmd("DEL")
             .arg(record_key(job_id))
             .arg(events_key(job_id))
             .arg(cancel_key(job_id))
@@ -492,6 +572,67 @@ impl Store for RedisStore {
             }
         }
         Ok(orphans)
+    }
+
+    async fn enqueue(
+        &self,
+        job_id: &str,
+        request: &Bytes,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Option<Vec<Waiting>>, StoreError> {
+        let mut call = self.enqueue.key(LINE);
+        call.key(LINE_SINCE).key(request_key(job_id));
+        // Lua numbers are doubles: an unbounded line is any bound above what a list can hold.
+        call.arg(job_id)
+            .arg(max.min(1 << 50) as u64)
+            .arg(now_ms())
+            .arg(request.as_ref())
+            .arg(ttl.as_millis().max(1) as u64);
+        let flat: Option<Vec<String>> = call.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        Ok(flat.map(|flat| waiting(&flat)))
+    }
+
+    async fn line(&self) -> Result<Vec<Waiting>, StoreError> {
+        let mut call = self.read_line.key(LINE);
+        call.key(LINE_SINCE);
+        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(store_error)?;
+        Ok(waiting(&flat))
+    }
+
+    async fn claim(&self, job_id: &str) -> Result<bool, StoreError> {
+        redis::cmd("LREM")
+            .arg(LINE)
+            .arg(1)
+            .arg(job_id)
+            .query_async::<i64>(&mut self.conn())
+            .await
+            .map(|n| n > 0)
+            .map_err(store_error)
+    }
+
+    async fn requeue(&self, job_id: &str) -> Result<(), StoreError> {
+        let mut call = self.requeue.key(LINE);
+        call.arg(job_id);
+        call.invoke_async::<i64>(&mut self.conn())
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    async fn leave(&self, job_id: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        leave_line(&mut pipe, job_id);
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(store_error)
+    }
+
+    async fn request(&self, job_id: &str) -> Result<Option<Bytes>, StoreError> {
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(request_key(job_id))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_error)?;
+        Ok(raw.map(Bytes::from))
     }
 
     async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError> {
