@@ -29,6 +29,13 @@ pub struct Sse {
     deadline: tokio::time::Instant,
 }
 
+/// One event as it was sent: its `id:` (a `queued` event has none), its name and its data.
+pub struct Frame {
+    pub id: Option<u64>,
+    pub name: String,
+    pub data: Value,
+}
+
 impl Sse {
     pub fn new(response: reqwest::Response) -> Sse {
         Sse {
@@ -41,27 +48,54 @@ impl Sse {
     /// The next event as (name, data), or `None` when the stream ended.
     pub async fn next_event(&mut self) -> Option<(String, Value)> {
         loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut name = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = v.trim().to_string();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if name.is_empty() {
-                    continue; // keep-alive comment
-                }
-                return Some((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            if let Some(frame) = self.take_frame() {
+                return Some((frame.name, frame.data));
             }
             let chunk = tokio::time::timeout_at(self.deadline, self.body.next())
                 .await
                 .expect("the stream stalled")?;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk.ok()?));
         }
+    }
+
+    /// The next event, or `None` when the stream ended, broke, or sent nothing at all (not even a keep-alive) for
+    /// `silence` or until `until`: for clients that reconnect instead of failing.
+    pub async fn next_frame(&mut self, silence: Duration, until: tokio::time::Instant) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self.take_frame() {
+                return Some(frame);
+            }
+            let quiet = (tokio::time::Instant::now() + silence).min(until);
+            let chunk = tokio::time::timeout_at(quiet, self.body.next()).await.ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+        }
+    }
+
+    /// The first whole event in the buffer, skipping keep-alive comments.
+    fn take_frame(&mut self) -> Option<Frame> {
+        while let Some(end) = self.buffer.find("\n\n") {
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let mut frame = Frame {
+                id: None,
+                name: String::new(),
+                data: Value::Null,
+            };
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    frame.id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    frame.name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if !frame.name.is_empty() {
+                frame.data = serde_json::from_str(&data).unwrap_or(Value::Null);
+                return Some(frame);
+            }
+        }
+        None
     }
 
     /// Reads up to the terminal event (`completed` or `error`) and returns it.
@@ -92,11 +126,16 @@ pub async fn wait_healthy(url: &str) {
 
 /// Waits until a gateway's `GET /fleet` satisfies `done` and returns it.
 pub async fn wait_fleet(gateway: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_json(&format!("{gateway}/fleet"), done).await
+}
+
+/// Waits until `url` answers 200 with JSON that satisfies `done` and returns it.
+pub async fn wait_json(url: &str, done: impl Fn(&Value) -> bool) -> Value {
     let client = client();
     let deadline = Instant::now() + PATIENCE;
     let mut last = Value::Null;
     loop {
-        if let Ok(r) = client.get(format!("{gateway}/fleet")).send().await
+        if let Ok(r) = client.get(url).send().await
             && r.status() == 200
         {
             last = r.json().await.unwrap_or(Value::Null);
@@ -104,10 +143,7 @@ pub async fn wait_fleet(gateway: &str, done: impl Fn(&Value) -> bool) -> Value {
                 return last;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "{gateway}/fleet never got there; last: {last}"
-        );
+        assert!(Instant::now() < deadline, "{url} never got there; last: {last}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

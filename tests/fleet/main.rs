@@ -4,6 +4,7 @@
 //! Traffic goes to 127.0.0.1 only.
 
 mod bench;
+mod chaos;
 mod compose;
 mod container;
 mod discovery;

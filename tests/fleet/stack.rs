@@ -177,6 +177,16 @@ impl Stack {
         urls
     }
 
+    /// The running gateways as (container, base URL), those that have an address yet: a gateway that Swarm
+    /// restarted is a new container, whose address shows once it is attached to the bridge.
+    pub async fn gateways(&self, fleet: &Fleet) -> Vec<(String, String)> {
+        gateway_endpoints(fleet, &self.name)
+            .await
+            .into_iter()
+            .filter_map(|(id, base)| Some((id, base?)))
+            .collect()
+    }
+
     /// The container whose id a fake CLI reported, if it is one of this service's running containers.
     pub async fn container_of(&self, fleet: &Fleet, reported: &str) -> String {
         let reported = reported.trim();
@@ -236,6 +246,16 @@ fn read_swarm_yml() -> String {
 /// Base URLs of the stack's running gateways at their addresses on `docker_gwbridge`, the engine's bridge that gives
 /// every container on an overlay network its way out; the host is on that bridge too.
 async fn gateway_bases(fleet: &Fleet, stack: &str) -> Vec<String> {
+    gateway_endpoints(fleet, stack)
+        .await
+        .into_iter()
+        .map(|(id, base)| base.unwrap_or_else(|| panic!("gateway {id} has no address on docker_gwbridge")))
+        .collect()
+}
+
+/// Each running gateway container with its base URL on `docker_gwbridge`, or `None` while it has no address there
+/// yet (a container that is starting).
+async fn gateway_endpoints(fleet: &Fleet, stack: &str) -> Vec<(String, Option<String>)> {
     let gateways = fleet
         .containers(&format!("com.docker.swarm.service.name={stack}_gateway"))
         .await;
@@ -246,14 +266,16 @@ async fn gateway_bases(fleet: &Fleet, stack: &str) -> Vec<String> {
         .expect("the engine's gateway bridge");
     let endpoints = bridge.containers.unwrap_or_default();
     gateways
-        .iter()
+        .into_iter()
         .map(|id| {
-            let address = endpoints
-                .get(id)
+            let base = endpoints
+                .get(&id)
                 .and_then(|e| e.ipv4_address.as_deref())
-                .unwrap_or_else(|| panic!("gateway {id} has no address on docker_gwbridge"));
-            let ip = address.split('/').next().unwrap_or(address);
-            format!("http://{ip}:5000")
+                .map(|address| {
+                    let ip = address.split('/').next().unwrap_or(address);
+                    format!("http://{ip}:5000")
+                });
+            (id, base)
         })
         .collect()
 }
