@@ -70,6 +70,12 @@ fn gateway_poll_ms() -> Option<String> {
     std::env::var("BENCH_GATEWAY_POLL_MS").ok()
 }
 
+/// `BENCH_GATEWAY_STORE`: the gateway's `GATEWAY_STORE` (a Redis URL, to time the fleet's line in the store); the
+/// default is the gateway's own memory.
+fn gateway_store() -> Option<String> {
+    std::env::var("BENCH_GATEWAY_STORE").ok()
+}
+
 async fn spawn_gateway(workers: &str) -> Worker {
     let mut env = vec![
         ("GATEWAY_WORKERS", workers.to_string()),
@@ -77,6 +83,9 @@ async fn spawn_gateway(workers: &str) -> Worker {
     ];
     if let Some(ms) = gateway_poll_ms() {
         env.push(("GATEWAY_POLL_MS", ms));
+    }
+    if let Some(store) = gateway_store() {
+        env.push(("GATEWAY_STORE", store));
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Worker::spawn_with(&["gateway"], &env).await
@@ -475,6 +484,13 @@ pub async fn fleet(rows: &mut Vec<Row>) {
         rows.push(Row {
             name: "fleet: the gateway's GATEWAY_POLL_MS (BENCH_GATEWAY_POLL_MS; default 500)",
             value: ms,
+            target: "",
+        });
+    }
+    if gateway_store().is_some() {
+        rows.push(Row {
+            name: "fleet: the gateway's store (BENCH_GATEWAY_STORE)",
+            value: "redis".to_string(),
             target: "",
         });
     }
