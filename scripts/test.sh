@@ -42,5 +42,8 @@ nothing_left() {
 trap nothing_left EXIT
 
 cargo test --locked --all-targets "$@"
+# The gateway's tests once more with the fleet's state in a real redis-server (each test fleet starts its own and
+# shares it between its gateways): the line, replay and dispatch must behave the same with either store.
+TEST_GATEWAY_STORE=redis cargo test --locked --test api -- gateway:: dashboard:: exec:: front_door::
 # The published contract, checked from outside against the worker that cargo test just built.
 scripts/contract-check.sh target/debug/unified-worker 40

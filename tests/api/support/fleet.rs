@@ -22,6 +22,10 @@ pub fn holding_cli() -> FakeCli {
 pub struct LocalFleet {
     pub workers: Vec<TestWorker>,
     pub cli: FakeCli,
+    /// With `TEST_GATEWAY_STORE=redis` (scripts/test.sh runs the gateway tests a second time so), a real
+    /// `redis-server` of this fleet's own, which every gateway of the fleet shares: the same tests prove the same
+    /// behaviour with the fleet's state in Redis.
+    pub store: Option<super::redis::RedisServer>,
 }
 
 impl LocalFleet {
@@ -45,7 +49,11 @@ impl LocalFleet {
                 TestWorker::spawn(&vars)
             })
             .collect();
-        LocalFleet { workers, cli }
+        let store = match std::env::var("TEST_GATEWAY_STORE").as_deref() {
+            Ok("redis") => super::redis::RedisServer::start(),
+            _ => None,
+        };
+        LocalFleet { workers, cli, store }
     }
 
     pub fn addresses(&self) -> String {
@@ -57,7 +65,14 @@ impl LocalFleet {
     }
 
     pub fn gateway(&self, env: &[(&str, &str)]) -> TestWorker {
-        gateway(&self.addresses(), env)
+        let url = self.store.as_ref().map(|s| s.url());
+        let mut env = env.to_vec();
+        if let Some(url) = &url
+            && !env.iter().any(|(k, _)| *k == "GATEWAY_STORE")
+        {
+            env.push(("GATEWAY_STORE", url));
+        }
+        gateway(&self.addresses(), &env)
     }
 
     pub async fn wait_started(&self, prompt: &str) {
