@@ -165,6 +165,11 @@ impl Writer {
                 }
                 return;
             }
+            // A relay that never runs dry (a burst longer than a renewal period, or a store that fails every
+            // write) renews here too: its lease must not lapse while it lives.
+            if self.lease.is_some() && futures_util::FutureExt::now_or_never(renew.tick()).is_some() {
+                self.renew().await;
+            }
             match self.flush().await {
                 Ok(()) => backoff = MIN_BACKOFF,
                 Err(e) => {
