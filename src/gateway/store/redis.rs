@@ -89,20 +89,13 @@ end
 return out
 "#;
 
-/// Queues a job unless the line is full, and answers the line as READ_LINE does; `false` when full. KEYS: line,
+/// Queues a job unless the line is full (`false` then), and goes on as READ_LINE to answer the line. KEYS: line,
 /// since, the job's request. ARGV: id, max, now, request, ttl in ms.
 const ENQUEUE: &str = r#"
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return false end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-local out = {}
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
-end
-return out
 "#;
 
 /// Back at the head, once. KEYS: line. ARGV: id.
@@ -206,7 +199,7 @@ impl RedisStore {
             append: Script::new(APPEND),
             lease: Script::new(LEASE),
             release: Script::new(RELEASE),
-            enqueue: Script::new(ENQUEUE),
+            enqueue: Script::new(&format!("{ENQUEUE}{READ_LINE}")),
             read_line: Script::new(READ_LINE),
             requeue: Script::new(REQUEUE),
             memory,
