@@ -44,7 +44,9 @@ pub async fn serve(gw: Arc<Gateway>, record: JobRecord, after: Option<u64>) -> R
     // The record may not say finished yet while the store already has the terminal event the client names.
     if first.is_empty()
         && let Some(after) = after
-        && super::jobs::stored_terminal(&*gw.store, &record.job_id, after).await.is_some()
+        && super::jobs::stored_terminal(&*gw.store, &record.job_id, after)
+            .await
+            .is_some()
     {
         return Ok(HttpResponse::NoContent().finish());
     }

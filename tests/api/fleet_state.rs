@@ -605,3 +605,47 @@ async fn a_job_waiting_in_one_gateway_is_cancelled_through_the_other() {
     let record = wait_finished(&b, "second").await;
     assert_eq!(record["terminal"]["code"], "cancelled", "{record}");
 }
+
+#[tokio::test]
+async fn a_gateway_stopped_with_sigterm_leaves_its_waiting_jobs_in_the_line_for_the_other() {
+    let Some(TwoGateways {
+        redis: _redis,
+        fleet,
+        a,
+        b,
+    }) = TwoGateways::start(1).await
+    else {
+        return;
+    };
+
+    let mut running = start_job(&b, "first").await;
+    fleet.wait_started("first").await;
+    let mut waiting = start_job(&a, "second").await;
+    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+    a.signal(libc::SIGTERM);
+    // Its stream closes without a terminal event: the job is not over, it changes hands.
+    let rest = waiting.collect().await;
+    assert!(
+        rest.iter().all(|e| e.kind() == "queued"),
+        "{:?}",
+        rest.iter().map(SseEvent::kind).collect::<Vec<_>>()
+    );
+    let mut follower = SseStream::new(reconnect(&b, "second", None).await);
+    fleet.release("first");
+    assert_eq!(running.collect().await.last().map(SseEvent::kind), Some("completed"));
+    fleet.wait_started("second").await;
+    fleet.release("second");
+    let events: Vec<SseEvent> = follower
+        .collect()
+        .await
+        .into_iter()
+        .filter(|e| e.id.is_some())
+        .collect();
+    assert_eq!(events.first().map(SseEvent::kind), Some("connected"));
+    assert_eq!(
+        events.last().map(SseEvent::kind),
+        Some("completed"),
+        "{:?}",
+        ids(&events)
+    );
+}
