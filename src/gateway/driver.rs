@@ -278,7 +278,10 @@ impl Driver {
     /// was out of reach) and runs it. A store that cannot answer does not hold the job back.
     async fn claim(&self) -> bool {
         self.gw.fleet.left_line(&self.job.id);
-        match self.gw.store.claim(&self.job.id).await {
+        let claimed = self.gw.store.claim(&self.job.id).await;
+        // Once more now that the store has it: a read of the line sent before the claim landed is older news.
+        self.gw.fleet.left_line(&self.job.id);
+        match claimed {
             Ok(true) => true,
             Ok(false) => !matches!(
                 self.gw.store.lease(&self.job.id, &self.gw.owner, LEASE_TTL).await,
@@ -297,6 +300,7 @@ impl Driver {
         if let Err(e) = self.gw.store.leave(&self.job.id).await {
             tracing::warn!(job_id = %self.job.id, error = %e, "could not take the job out of the store's line");
         }
+        self.gw.fleet.left_line(&self.job.id);
     }
 
     /// Another gateway runs the job: this one stops writing it, and its client follows it in the store.
