@@ -95,7 +95,34 @@ fn completed(name: &str, events: &[SseEvent]) -> Value {
     done
 }
 
+/// Another commit on `main` of the server's `app`, as a teammate's push between the two jobs.
+fn move_main_on(git: &GitServer) {
+    let work = TempDir::new().unwrap();
+    let bare = git.bare("app");
+    let run = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(work.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    run(&["clone", "-q", bare.to_str().unwrap(), "."]);
+    std::fs::write(work.path().join("later.txt"), "later\n").unwrap();
+    run(&["add", "-A"]);
+    run(&["commit", "-q", "-m", "later"]);
+    run(&["push", "-q", "origin", "main"]);
+    // What GitHub allows: fetching a commit by its id.
+    git.git("app", &["config", "uploadpack.allowReachableSHA1InWant", "true"]);
+}
+
 async fn a_resumed_job_on_another_worker_starts_from_the_work_tree_the_first_left(case: &ProviderCase) {
+    resumed_from_the_work_tree(case, false).await;
+}
+
+async fn resumed_from_the_work_tree(case: &ProviderCase, branch_moves_on: bool) {
     let name = case.name;
     let git = repository();
     let store = TempDir::new().unwrap();
@@ -125,6 +152,10 @@ async fn a_resumed_job_on_another_worker_starts_from_the_work_tree_the_first_lef
     expected.retain(|path, _| !path.starts_with("ignored/") && path != "debug.log");
     assert!(a.exit_status().await.success(), "{name}: worker A did not exit cleanly");
 
+    let base = git.git("app", &["rev-parse", "main"]);
+    if branch_moves_on {
+        move_main_on(&git);
+    }
     let mock_b = (case.mock)(Reply::Text("Noted.".into()));
     let b = (case.worker)(mock_b.as_ref(), &env);
     assert_ne!((&a.home, &a.workspace_dir), (&b.home, &b.workspace_dir));
@@ -152,7 +183,6 @@ async fn a_resumed_job_on_another_worker_starts_from_the_work_tree_the_first_lef
     );
     let job2 = b.workspace_dir.join("job2");
     assert_eq!(manifest(&job2), expected, "{name}: job 2's work tree is job 1's");
-    let base = git.git("app", &["rev-parse", "main"]);
     assert_eq!(
         git_in(&job2, &["rev-parse", "HEAD"]).1,
         base,
@@ -181,6 +211,11 @@ async fn claude_code_resumed_on_another_worker_starts_from_the_work_tree_the_fir
 #[tokio::test]
 async fn codex_resumed_on_another_worker_starts_from_the_work_tree_the_first_job_left() {
     a_resumed_job_on_another_worker_starts_from_the_work_tree_the_first_left(&CODEX).await;
+}
+
+#[tokio::test]
+async fn a_resume_after_the_branch_moved_on_starts_from_the_snapshots_base_commit() {
+    resumed_from_the_work_tree(&CLAUDE_CODE, true).await;
 }
 
 #[tokio::test]
