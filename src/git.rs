@@ -8,6 +8,7 @@ mod credentials;
 pub mod progress;
 pub mod pull_request;
 pub mod push;
+pub mod snapshot;
 
 use crate::{
     event::{ErrorCode, Failure},

@@ -3,10 +3,12 @@
 
 mod private_dir;
 mod repo;
+mod snapshot;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use private_dir::PrivateDir;
+pub use snapshot::{Carried, carried_work_tree};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -22,7 +24,8 @@ use crate::{
     worker::{CancelReason, JobHandle, Worker},
 };
 
-pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest) {
+/// `carried`: what the store holds for a `resumeSessionId`, looked up before the slot was taken.
+pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest, carried: Carried) {
     let workdir = worker.settings.workspace_dir.join(&request.workspace);
     let delivery = Delivery::start(&worker.settings, &request, &job.log);
     let terminal = Pipeline {
@@ -31,7 +34,7 @@ pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest) 
         request: &request,
         workdir: workdir.clone(),
     }
-    .run()
+    .run(carried)
     .await;
     let code = match &terminal {
         EventKind::Error(f) => Some(f.code),
@@ -85,7 +88,7 @@ impl Pipeline<'_> {
         process::timed_out(self.request.timeout)
     }
 
-    async fn run(&self) -> EventKind {
+    async fn run(&self, carried: Carried) -> EventKind {
         let settings = &self.worker.settings;
         self.emit(EventKind::Connected {
             worker_id: settings.worker_id.clone(),
@@ -96,14 +99,40 @@ impl Pipeline<'_> {
         if let Err(e) = tokio::fs::create_dir_all(&self.workdir).await {
             return Failure::new(ErrorCode::Internal, format!("could not create the workspace: {e}")).into();
         }
-        let cloned = match &self.request.github {
+        let stored = match carried {
+            Carried::Nothing => None,
+            Carried::WorkTree(stored) => Some(stored),
+            Carried::Unreadable(e) => {
+                return Failure::new(
+                    ErrorCode::Internal,
+                    format!("could not read the session's work tree from the session store: {e}"),
+                )
+                .into();
+            }
+        };
+        let mut cloned = match &self.request.github {
             Some(github) => match self.clone_repo(github, deadline).await {
                 Ok(cloned) => Some((github, cloned)),
                 Err(failure) => return failure.into(),
             },
             None => None,
         };
+        if let Some(stored) = stored {
+            match self
+                .restore_work_tree(stored, cloned.as_ref().map(|(_, c)| c), deadline)
+                .await
+            {
+                // What changed is counted from the snapshot's base, so the earlier job's work counts too.
+                Ok(base) => {
+                    if let Some((_, cloned)) = &mut cloned {
+                        cloned.head = base;
+                    }
+                }
+                Err(failure) => return failure.into(),
+            }
+        }
         let outcome = self.run_provider(deadline).await;
+        self.save_work_tree(&outcome, cloned.as_ref().map(|(_, c)| c)).await;
         let run = match outcome {
             Outcome::Completed(run) => run,
             Outcome::Failed(failure) => return failure.into(),

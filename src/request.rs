@@ -178,6 +178,25 @@ impl JobRequest {
     }
 }
 
+/// The `github` part of a resume that left it out, from the session's work tree: checked like a request's, so a
+/// repository the worker no longer allows is refused the same way.
+pub fn github_from_snapshot(url: &str, branch: Option<&str>, settings: &Settings) -> Result<GithubSpec, ApiError> {
+    let branch = branch
+        .map(|b| BranchName::try_from(b.to_string()))
+        .transpose()
+        .map_err(|_| ApiError::invalid("github.branch", "the session's work tree names an invalid branch"))?;
+    github::validate_github(
+        GithubSpec {
+            repo_url: url.to_string(),
+            branch,
+            access_token: None,
+            depth: None,
+            push: None,
+        },
+        settings,
+    )
+}
+
 pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
     validate(crate::error::json_object(body)?, settings)
 }

@@ -8,6 +8,10 @@ use std::{
 
 use crate::provider::{ProviderKind, SessionFiles};
 
+mod work_tree;
+
+pub use work_tree::{Staging, StoredWorkTree, WorkTreeManifest};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("session id {0:?} cannot name a stored session")]
@@ -34,16 +38,7 @@ impl SessionStore {
     }
 
     fn entry(&self, kind: ProviderKind, session_id: &str) -> Result<PathBuf, StoreError> {
-        // request.rs already restricts ids; checked again here because this is where the id becomes a path.
-        let safe = !session_id.is_empty()
-            && session_id != "."
-            && session_id != ".."
-            && session_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !safe {
-            return Err(StoreError::InvalidId(session_id.to_string()));
-        }
+        check_id(session_id)?;
         Ok(self.root.join(kind.as_str()).join(session_id))
     }
 
@@ -72,6 +67,20 @@ impl SessionStore {
     }
 }
 
+/// request.rs already restricts ids; checked again here because this is where the id becomes a path.
+fn check_id(session_id: &str) -> Result<(), StoreError> {
+    let safe = !session_id.is_empty()
+        && session_id != "."
+        && session_id != ".."
+        && session_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !safe {
+        return Err(StoreError::InvalidId(session_id.to_string()));
+    }
+    Ok(())
+}
+
 fn io_err(action: &'static str, path: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
         action,
@@ -95,6 +104,13 @@ fn save_blocking(local: &Path, entry: &Path) -> Result<bool, StoreError> {
     ));
     remove_any(&staging).map_err(|e| io_err("clear", &staging, e))?;
     copy_tree(local, &staging).map_err(|e| io_err("copy", local, e))?;
+    replace(&staging, entry)?;
+    Ok(true)
+}
+
+/// Puts `staging` in the place of `entry`, whatever was there.
+fn replace(staging: &Path, entry: &Path) -> Result<(), StoreError> {
+    let parent = entry.parent().unwrap_or(entry);
     let previous = parent.join(format!(
         ".{}.{}.old",
         entry.file_name().and_then(|n| n.to_str()).unwrap_or("session"),
@@ -103,9 +119,9 @@ fn save_blocking(local: &Path, entry: &Path) -> Result<bool, StoreError> {
     if std::fs::symlink_metadata(entry).is_ok() {
         std::fs::rename(entry, &previous).map_err(|e| io_err("replace", entry, e))?;
     }
-    std::fs::rename(&staging, entry).map_err(|e| io_err("store", entry, e))?;
+    std::fs::rename(staging, entry).map_err(|e| io_err("store", entry, e))?;
     remove_any(&previous).map_err(|e| io_err("clear", &previous, e))?;
-    Ok(true)
+    Ok(())
 }
 
 fn restore_blocking(entry: &Path, local: &Path) -> Result<bool, StoreError> {

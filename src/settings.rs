@@ -74,6 +74,9 @@ pub struct Settings {
     /// case-sensitive); None: any.
     pub mcp_allowed_commands: Option<Vec<String>>,
     pub session_store_dir: Option<PathBuf>,
+    /// `SESSION_SNAPSHOT_MAX_BYTES`: the most file content a work tree snapshot may add to its base commit;
+    /// above it the session is saved without its work tree.
+    pub session_snapshot_max_bytes: u64,
     /// Each provider's CLI: its binary variable (`CLAUDE_BIN`, …) or the provider's default program name.
     pub binaries: HashMap<ProviderKind, PathBuf>,
     pub log_format: LogFormat,
@@ -156,6 +159,7 @@ impl Settings {
                     .collect()
             }),
             session_store_dir: env.string("SESSION_STORE_DIR").map(PathBuf::from),
+            session_snapshot_max_bytes: env.positive("SESSION_SNAPSHOT_MAX_BYTES", 256 * 1024 * 1024)? as u64,
             binaries: ProviderKind::all()
                 .map(|kind| {
                     let binary = kind.provider().binary();

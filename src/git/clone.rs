@@ -202,3 +202,38 @@ fn checkout(repo: &Repository, branch: &str, reporter: &Reporter<'_>) -> Result<
     reporter.check()?;
     Ok(commit.id())
 }
+
+/// Fetches the one commit `oid` into the clone in `dir` (shallow like the clone) when its branch no longer has it:
+/// the base of a session's work tree after the branch moved on. The server must allow fetching a commit by id
+/// (GitHub does; `git http-backend` with `uploadpack.allowReachableSHA1InWant`).
+pub fn fetch_commit(dir: &Path, spec: &RepoSpec, oid: git2::Oid, abort: &AtomicBool) -> Result<(), GitError> {
+    let missing = |m: &str| GitError::Checkout(format!("could not fetch the session's base commit {oid}: {m}"));
+    let repo = Repository::open(dir).map_err(|e| missing(e.message()))?;
+    if repo.find_commit(oid).is_ok() {
+        return Ok(());
+    }
+    let mut remote = repo.remote_anonymous(&spec.url).map_err(|e| missing(e.message()))?;
+    let auth = Auth::new(spec.token.as_ref());
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|_, _, allowed| auth.answer(allowed));
+    callbacks.transfer_progress(|_| !abort.load(Ordering::SeqCst));
+    let mut options = FetchOptions::new();
+    options
+        .remote_callbacks(callbacks)
+        .proxy_options(proxy())
+        .follow_redirects(RemoteRedirect::None)
+        .download_tags(AutotagOption::None);
+    if spec.depth > 0 {
+        options.depth(spec.depth.min(i32::MAX as u32) as i32);
+    }
+    let fetched = remote.fetch(&[oid.to_string()], Some(&mut options), None);
+    if abort.load(Ordering::SeqCst) {
+        return Err(GitError::Aborted);
+    }
+    fetched.map_err(|e| match auth.classify(&e, GitError::Checkout) {
+        GitError::Checkout(m) => missing(&m),
+        other => other,
+    })?;
+    drop(options);
+    repo.find_commit(oid).map(|_| ()).map_err(|e| missing(e.message()))
+}

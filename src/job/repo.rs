@@ -21,12 +21,7 @@ impl Pipeline<'_> {
     pub(super) async fn clone_repo(&self, github: &GithubSpec, deadline: Instant) -> Result<Cloned, Failure> {
         let settings = &self.worker.settings;
         git::set_server_timeouts(settings.clone_timeout);
-        let spec = RepoSpec {
-            url: github.repo_url.clone(),
-            branch: github.branch.clone().map(String::from),
-            depth: github.depth.unwrap_or(1),
-            token: github.access_token.clone().map(Secret::new),
-        };
+        let spec = self.repo_spec(github);
         let dir = self.workdir.clone();
         let log = self.job.log.clone();
         let limit = Failure::new(
@@ -50,6 +45,15 @@ impl Pipeline<'_> {
             .await?;
         tracing::info!(job_id = %self.job.id, branch = ?cloned.branch, ms = started.elapsed().as_millis() as u64, "repository cloned");
         Ok(cloned)
+    }
+
+    pub(super) fn repo_spec(&self, github: &GithubSpec) -> RepoSpec {
+        RepoSpec {
+            url: github.repo_url.clone(),
+            branch: github.branch.clone().map(String::from),
+            depth: github.depth.unwrap_or(1),
+            token: github.access_token.clone().map(Secret::new),
+        }
     }
 
     /// After a successful run: `git_changes`, then the push and the pull request if the request asked for them.
@@ -154,7 +158,7 @@ impl Pipeline<'_> {
     }
 
     /// Runs one blocking git step until it ends or the job is cancelled, times out, or the step's own limit passes.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         deadline: Instant,
         limit: Option<(Instant, Failure)>,

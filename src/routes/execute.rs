@@ -39,7 +39,9 @@ pub async fn execute(
     auth::require_token(&req, settings)?;
     body::require_json(&req)?;
     let body = body::read(&req, payload, settings.max_body_bytes).await?;
-    let request = request::parse(&body, settings)?;
+    let mut request = request::parse(&body, settings)?;
+    // Before the slot: a resume that contradicts the session's stored work tree is refused without taking it.
+    let carried = job::carried_work_tree(&mut request, settings).await?;
 
     let redactor = Redactor::new(request.secrets().into_iter().chain(settings.worker_secrets()));
     let log = EventLog::new(&request.job_id, redactor, settings.event_log_max_bytes);
@@ -56,7 +58,7 @@ pub async fn execute(
     let reader = log.reader(0)?;
     worker
         .runtime()
-        .spawn(job::run(worker.get_ref().clone(), job.clone(), request));
+        .spawn(job::run(worker.get_ref().clone(), job.clone(), request, carried));
     Ok(sse::response(
         reader,
         settings.keepalive,

@@ -30,3 +30,4 @@ mod sse_clients;
 mod support;
 mod validation;
 mod webhook;
+mod work_tree;

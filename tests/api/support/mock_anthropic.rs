@@ -117,9 +117,20 @@ async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         Reply::Status(code) => {
             return error_response(code, &format!("mock: scripted status {code}"));
         }
-        unscripted @ Reply::RunCommand { .. } => return error_response(500, &unscripted.unscripted()),
         Reply::Text(text) => (vec![Block::Text(text)], "end_turn"),
         _ if !is_main => (vec![Block::Text(AUX_TEXT.to_string())], "end_turn"),
+        Reply::RunCommand { final_text, .. } if last_message_has_tool_result(&request) => {
+            (vec![Block::Text(final_text)], "end_turn")
+        }
+        // Claude Code's shell tool, run in its working directory.
+        Reply::RunCommand { cmd, .. } => (
+            vec![Block::ToolUse {
+                id: format!("toolu_mock_{n}"),
+                name: "Bash".into(),
+                input: json!({ "command": cmd, "description": "Run the scripted command" }),
+            }],
+            "tool_use",
+        ),
         Reply::ThinkingThenText { thinking, text } => (vec![Block::Thinking(thinking), Block::Text(text)], "end_turn"),
         Reply::WriteFile {
             file_name,
