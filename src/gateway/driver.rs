@@ -22,6 +22,19 @@ use crate::event::ErrorCode;
 
 /// Frames buffered towards a slow client before the relay waits for it (and the worker's stream with it).
 const OUT_FRAMES: usize = 64;
+/// A waiting job's request stays in the store this long past the line's timeout, for a gateway that adopts it.
+pub const REQUEST_KEPT_AFTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A claim the store could not make is tried again after this long.
+const CLAIM_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What a claim in the fleet's line came to.
+enum Claim {
+    Taken,
+    /// Another gateway holds the job now.
+    Elsewhere,
+    /// Not now (the store is out of reach, or had lost the job and has it back): wait again.
+    NotNow,
+}
 
 pub struct JobSpec {
     pub id: String,
@@ -104,17 +117,20 @@ impl Driver {
         let journal = Journal::start(gw.store.clone(), job_id.clone(), gw.settings.log_max_bytes);
         journal.hold_lease(&gw.owner);
         journal.watch_cancel(cancel.clone());
-        let mut line = gw.store.line().await.unwrap_or_default();
-        if !line.iter().any(|w| w.job_id == job_id) {
-            // Taken out of the line for a worker that never got it: back at the head, where it was.
-            if let Err(e) = gw.store.requeue(&job_id).await {
+        // Claimed by the lost gateway for a worker that never took it: it waits again, in its place (or at the end,
+        // should the store have lost it).
+        let _ = gw.store.unclaim(&job_id).await;
+        let kept = gw.settings.queue_timeout + REQUEST_KEPT_AFTER_TIMEOUT;
+        let line = match gw.store.enqueue(&job_id, &body, usize::MAX, kept).await {
+            Ok(line) => line.unwrap_or_default(),
+            Err(e) => {
                 tracing::warn!(%job_id, error = %e, "could not put an adopted job back in the line");
+                Vec::new()
             }
-            line = gw.store.line().await.unwrap_or_default();
-        }
+        };
         let waited = std::time::Duration::from_millis(now_ms().saturating_sub(record.created_at));
         let admitted = Instant::now().checked_sub(waited).unwrap_or_else(Instant::now);
-        let ticket = gw.fleet.admit(&job_id, line);
+        let ticket = gw.fleet.admit(&job_id, body.clone(), line);
         let (out, _) = mpsc::channel(1);
         let driver = Driver {
             job: JobSpec {
@@ -162,10 +178,19 @@ impl Driver {
                     }
                 },
             };
-            // Out of the fleet's line for this worker; a job that is no longer there went elsewhere.
-            if !self.claim().await {
-                self.gw.fleet.release(&address);
-                return self.follow_elsewhere().await;
+            // Marked as handed to this worker in the fleet's line, so that no other gateway hands it out too.
+            match self.claim().await {
+                Claim::Taken => {}
+                Claim::Elsewhere => {
+                    self.gw.fleet.release(&address);
+                    return self.follow_elsewhere().await;
+                }
+                Claim::NotNow => {
+                    self.gw.fleet.release(&address);
+                    tokio::time::sleep(CLAIM_RETRY).await;
+                    ticket.retry();
+                    continue;
+                }
             }
             if !waited {
                 waited = true;
@@ -175,7 +200,9 @@ impl Driver {
             }
             match relay::dispatch(&self.gw.upstream, &address, self.job.body.clone()).await {
                 Dispatch::Stream(resp) => {
-                    // Out of the line only now: until a worker took the job, it kept its place.
+                    // Out of the line only now (the record's update to running takes it out of the store's):
+                    // until a worker took the job, it kept its place.
+                    self.gw.fleet.left_line(&self.job.id);
                     drop(ticket);
                     return self.relay(&address, resp).await;
                 }
@@ -195,9 +222,9 @@ impl Driver {
                     return self.refused(rejection).await;
                 }
             }
-            // Back at the head of the fleet's line, where it was.
-            if let Err(e) = self.gw.store.requeue(&self.job.id).await {
-                tracing::warn!(job_id = %self.job.id, error = %e, "could not put the job back in the store's line");
+            // It waits again, in its place.
+            if let Err(e) = self.gw.store.unclaim(&self.job.id).await {
+                tracing::warn!(job_id = %self.job.id, error = %e, "could not release the job's claim in the store");
             }
             ticket.retry();
         }
@@ -273,23 +300,34 @@ impl Driver {
         None
     }
 
-    /// Takes the job out of the fleet's line for the worker handed to it. False when it was no longer there and
-    /// this gateway no longer holds its lease: another gateway adopted it (this one's lease lapsed while the store
-    /// was out of reach) and runs it. A store that cannot answer does not hold the job back.
-    async fn claim(&self) -> bool {
-        self.gw.fleet.left_line(&self.job.id);
-        let claimed = self.gw.store.claim(&self.job.id).await;
+    /// Claims the job in the fleet's line for the worker handed to it. Never dispatched without a claim: a job
+    /// whose lease another gateway took (this one's lapsed while the store was out of reach) is that gateway's
+    /// now, and a job the store's line lost is put back and waits again.
+    async fn claim(&self) -> Claim {
+        self.gw.fleet.mark_claimed(&self.job.id, true);
+        let claimed = self.gw.store.claim(&self.job.id, &self.gw.owner).await;
         // Once more now that the store has it: a read of the line sent before the claim landed is older news.
-        self.gw.fleet.left_line(&self.job.id);
+        self.gw.fleet.mark_claimed(&self.job.id, true);
         match claimed {
-            Ok(true) => true,
-            Ok(false) => !matches!(
-                self.gw.store.lease(&self.job.id, &self.gw.owner, LEASE_TTL).await,
-                Ok(false)
-            ),
+            Ok(true) => Claim::Taken,
+            Ok(false) => match self.gw.store.lease(&self.job.id, &self.gw.owner, LEASE_TTL).await {
+                Ok(false) => Claim::Elsewhere,
+                _ => {
+                    let kept = self.gw.settings.queue_timeout + REQUEST_KEPT_AFTER_TIMEOUT;
+                    if let Err(e) = self
+                        .gw
+                        .store
+                        .enqueue(&self.job.id, &self.job.body, usize::MAX, kept)
+                        .await
+                    {
+                        tracing::warn!(job_id = %self.job.id, error = %e, "could not put the job back in the store's line");
+                    }
+                    Claim::NotNow
+                }
+            },
             Err(e) => {
-                tracing::warn!(job_id = %self.job.id, error = %e, "store unavailable; dispatching without the fleet's line");
-                true
+                tracing::warn!(job_id = %self.job.id, error = %e, "store unavailable; the job waits for it");
+                Claim::NotNow
             }
         }
     }

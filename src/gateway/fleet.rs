@@ -66,6 +66,11 @@ struct Entry {
 struct Waiter {
     ticket: u64,
     job_id: String,
+    /// Its request, to put it back in the store's line should the store lose it (a restart that lost the last
+    /// writes).
+    request: bytes::Bytes,
+    /// Reads of the store's line in a row that did not have it.
+    missing: u8,
     /// `None` while a worker handed to it is being asked: the waiter keeps its place until that worker takes the
     /// job, so nobody behind it moves up and back down when the worker says 429.
     assign: Option<oneshot::Sender<String>>,
@@ -145,7 +150,7 @@ impl Fleet {
 
     /// A job the store just put in the fleet's line (`line`, as the store answered then) waits here; a worker is
     /// handed over at once if it is its turn.
-    pub fn admit(self: &Arc<Self>, job_id: &str, line: Vec<Waiting>) -> Ticket {
+    pub fn admit(self: &Arc<Self>, job_id: &str, request: bytes::Bytes, line: Vec<Waiting>) -> Ticket {
         let mut st = self.lock();
         let (assign, assigned) = oneshot::channel();
         st.next_ticket += 1;
@@ -153,6 +158,8 @@ impl Fleet {
         st.line.push_back(Waiter {
             ticket,
             job_id: job_id.to_string(),
+            request,
+            missing: 0,
             assign: Some(assign),
         });
         st.fleet_line = line;
@@ -160,6 +167,7 @@ impl Fleet {
             st.fleet_line.push(Waiting {
                 job_id: job_id.to_string(),
                 since: now_ms(),
+                claimed: false,
             });
         }
         st.line_version += 1;
@@ -176,15 +184,32 @@ impl Fleet {
 
     /// The fleet's line as the store holds it, read when the version was `version`: taken unless this gateway
     /// changed the line since.
-    pub fn set_line(&self, line: Vec<Waiting>, version: u64) {
+    /// Answers this gateway's waiting jobs that the store's line has lost (missing from two reads in a row), with
+    /// their requests, to be put back.
+    pub fn set_line(&self, line: Vec<Waiting>, version: u64) -> Vec<(String, bytes::Bytes)> {
         let mut st = self.lock();
-        if st.line_version != version || st.fleet_line == line {
-            return;
+        if st.line_version != version {
+            return Vec::new();
+        }
+        let mut lost = Vec::new();
+        for waiter in st.line.iter_mut().filter(|w| w.assign.is_some()) {
+            if line.iter().any(|w| w.job_id == waiter.job_id) {
+                waiter.missing = 0;
+            } else {
+                waiter.missing = waiter.missing.saturating_add(1);
+                if waiter.missing >= 2 {
+                    lost.push((waiter.job_id.clone(), waiter.request.clone()));
+                }
+            }
+        }
+        if st.fleet_line == line {
+            return lost;
         }
         st.fleet_line = line;
         drop(st);
         self.bump();
         self.pump();
+        lost
     }
 
     /// The version a read of the line starts from, and whether anything waits (then the line is read often).
@@ -198,32 +223,26 @@ impl Fleet {
         self.line_changed.notified().await
     }
 
-    /// The job left the fleet's line (taken for a worker, or ended): others move up now, not at the next read.
+    /// The job left the fleet's line (it started, or ended): others move up now, not at the next read, and its
+    /// waiter here is no longer one (nothing puts it back in the store's line).
     pub fn left_line(&self, job_id: &str) {
         let mut st = self.lock();
         st.fleet_line.retain(|w| w.job_id != job_id);
+        st.line.retain(|w| w.job_id != job_id);
         st.line_version += 1;
         drop(st);
         self.bump();
         self.line_changed.notify_one();
     }
 
-    /// The job is back at the head of the fleet's line (its worker refused it).
-    fn back_to_head(&self, st: &mut State, job_id: &str) {
-        let since = st
-            .fleet_line
-            .iter()
-            .position(|w| w.job_id == job_id)
-            .map(|i| st.fleet_line.remove(i).since)
-            .unwrap_or_else(now_ms);
-        st.fleet_line.insert(
-            0,
-            Waiting {
-                job_id: job_id.to_string(),
-                since,
-            },
-        );
+    /// The job is being handed to a worker (`true`), or waits again after a refusal: it keeps its place.
+    pub fn mark_claimed(&self, job_id: &str, claimed: bool) {
+        let mut st = self.lock();
+        if let Some(w) = st.fleet_line.iter_mut().find(|w| w.job_id == job_id) {
+            w.claimed = claimed;
+        }
         st.line_version += 1;
+        drop(st);
         self.line_changed.notify_one();
     }
 
@@ -249,6 +268,10 @@ impl Fleet {
         for waiting in fleet_line.iter() {
             if slot >= idle.len() {
                 break;
+            }
+            // Being handed to a worker, here or by another gateway: it holds that worker, not an idle one.
+            if waiting.claimed {
+                continue;
             }
             match line.iter_mut().find(|w| w.job_id == waiting.job_id) {
                 // Already handed a worker here: its dispatch is in flight and holds no idle one.
@@ -561,7 +584,7 @@ impl Ticket {
         self.assigned.try_recv().ok()
     }
 
-    /// The worker it was handed did not take the job: wait for the next one, back at the head of the line.
+    /// The worker it was handed did not take the job: wait for the next one, in the same place.
     pub fn retry(&mut self) {
         let (assign, assigned) = oneshot::channel();
         self.assigned = assigned;
@@ -569,7 +592,10 @@ impl Ticket {
         if let Some(w) = st.line.iter_mut().find(|w| w.ticket == self.id) {
             w.assign = Some(assign);
             let job_id = w.job_id.clone();
-            self.fleet.back_to_head(&mut st, &job_id);
+            if let Some(w) = st.fleet_line.iter_mut().find(|w| w.job_id == job_id) {
+                w.claimed = false;
+            }
+            st.line_version += 1;
         }
         drop(st);
         self.fleet.pump();
@@ -608,16 +634,17 @@ mod tests {
 
     /// At the end of the line, as the store would put it.
     fn admit(fleet: &Arc<Fleet>, job_id: &str) -> Ticket {
-        let mut line: Vec<Waiting> = fleet
-            .line()
-            .into_iter()
-            .map(|(job_id, _)| Waiting { job_id, since: 0 })
-            .collect();
-        line.push(Waiting {
+        let mut line: Vec<Waiting> = fleet.line().into_iter().map(|(job_id, _)| waiting(&job_id)).collect();
+        line.push(waiting(job_id));
+        fleet.admit(job_id, bytes::Bytes::new(), line)
+    }
+
+    fn waiting(job_id: &str) -> Waiting {
+        Waiting {
             job_id: job_id.into(),
             since: 0,
-        });
-        fleet.admit(job_id, line)
+            claimed: false,
+        }
     }
 
     fn queued(fleet: &Arc<Fleet>, job_id: &str) -> Ticket {
@@ -708,11 +735,7 @@ mod tests {
         let mut mine = queued(&fleet, "mine");
         // Another gateway's job came first: the fleet's line as the store shows it.
         let (version, _) = fleet.line_version();
-        let line = ["theirs", "mine"].map(|id| Waiting {
-            job_id: id.into(),
-            since: 0,
-        });
-        fleet.set_line(line.to_vec(), version);
+        fleet.set_line(vec![waiting("theirs"), waiting("mine")], version);
         assert_eq!(fleet.place(mine.id).map(|p| p.position), Some(2));
         // One worker frees up: it is the other gateway's head's.
         fleet.polled("w1", Instant::now(), WorkerState::Idle, None);

@@ -17,7 +17,17 @@ pub async fn watch(gw: Arc<Gateway>, stop: CancellationToken) {
     loop {
         let (version, waiting) = gw.fleet.line_version();
         match gw.store.line().await {
-            Ok(line) => gw.fleet.set_line(line, version),
+            Ok(line) => {
+                // Waiting here, yet gone from the store's line (a store restarted without its last writes): put
+                // back, at the end.
+                let kept = gw.settings.queue_timeout + super::driver::REQUEST_KEPT_AFTER_TIMEOUT;
+                for (job_id, request) in gw.fleet.set_line(line, version) {
+                    tracing::warn!(%job_id, "the store's line lost a waiting job; putting it back");
+                    if let Err(e) = gw.store.enqueue(&job_id, &request, usize::MAX, kept).await {
+                        tracing::debug!(%job_id, error = %e, "could not put a job back in the line");
+                    }
+                }
+            }
             Err(e) => tracing::debug!(error = %e, "could not read the fleet's line"),
         }
         let pause = if waiting { WHILE_WAITING } else { WHILE_EMPTY };

@@ -125,6 +125,9 @@ impl ListFilter {
 pub struct Waiting {
     pub job_id: String,
     pub since: u64,
+    /// A gateway is handing it to a worker: it keeps its place (nobody behind it moves up and back down if the
+    /// worker refuses) but holds that worker, not an idle one.
+    pub claimed: bool,
 }
 
 /// The store cannot be reached or answered wrongly; the message says why (never a credential).
@@ -177,8 +180,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn last_id(&self, job_id: &str) -> Result<Option<u64>, StoreError>;
 
     /// Puts a job at the end of the fleet's line with the request that runs it, unless `max` wait already:
-    /// `Ok(None)` then. Otherwise the line as it is now, this job last. The request is kept until the job leaves the line for good
-    /// (it starts, or ends while waiting), at most `ttl`: a gateway that adopts the job of a dead one sends it.
+    /// `Ok(None)` then. Otherwise the line as it is now, this job in it. A job already in the line stays where it is
+    /// (a gateway putting back a job the store lost is not a second place). The request is kept until the job
+    /// leaves the line for good (it starts, or ends while waiting), at most `ttl`: a gateway that adopts the job of
+    /// a dead one sends it.
     async fn enqueue(
         &self,
         job_id: &str,
@@ -187,16 +192,16 @@ pub trait Store: Send + Sync + fmt::Debug {
         ttl: Duration,
     ) -> Result<Option<Vec<Waiting>>, StoreError>;
 
-    /// The fleet's line, head first.
+    /// The fleet's line, head first. A job whose request is gone (expired) is no longer waited for: it leaves.
     async fn line(&self) -> Result<Vec<Waiting>, StoreError>;
 
-    /// Takes the job out of the line to hand it to a worker; false when it is not in the line (cancelled, or
-    /// taken by another gateway). Its request stays until it starts, so that a refusal can put it back.
-    async fn claim(&self, job_id: &str) -> Result<bool, StoreError>;
+    /// Marks the job as being handed to a worker by `owner`, which must hold its lease (or nobody does): false when
+    /// it is not in the line, another gateway claimed it, or another gateway holds the job now. The job keeps its
+    /// place until it starts (`update` to running takes it out) or is unclaimed.
+    async fn claim(&self, job_id: &str, owner: &str) -> Result<bool, StoreError>;
 
-    /// A job claimed a moment ago goes back to the head of the line: the worker answered 429, or could not be
-    /// reached.
-    async fn requeue(&self, job_id: &str) -> Result<(), StoreError>;
+    /// The worker refused (429) or could not be reached: the job waits again, in its place.
+    async fn unclaim(&self, job_id: &str) -> Result<(), StoreError>;
 
     /// The job leaves the line for good (it started, or ended while waiting): its request is dropped.
     async fn leave(&self, job_id: &str) -> Result<(), StoreError>;
@@ -374,12 +379,12 @@ impl Store for Metered {
         self.timed(self.inner.line()).await
     }
 
-    async fn claim(&self, job_id: &str) -> Result<bool, StoreError> {
-        self.timed(self.inner.claim(job_id)).await
+    async fn claim(&self, job_id: &str, owner: &str) -> Result<bool, StoreError> {
+        self.timed(self.inner.claim(job_id, owner)).await
     }
 
-    async fn requeue(&self, job_id: &str) -> Result<(), StoreError> {
-        self.timed(self.inner.requeue(job_id)).await
+    async fn unclaim(&self, job_id: &str) -> Result<(), StoreError> {
+        self.timed(self.inner.unclaim(job_id)).await
     }
 
     async fn leave(&self, job_id: &str) -> Result<(), StoreError> {

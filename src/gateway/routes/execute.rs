@@ -9,16 +9,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 
 use crate::gateway::{
-    driver::{Driver, Head, JobSpec},
+    driver::{Driver, Head, JobSpec, REQUEST_KEPT_AFTER_TIMEOUT},
     journal::{Journal, LEASE_TTL},
     relay,
     state::Gateway,
     store::JobRecord,
 };
 use crate::{auth, error::ApiError, http::body, request};
-
-/// A waiting job's request stays in the store this long past the line's timeout, for a gateway that adopts it.
-const REQUEST_KEPT_AFTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[utoipa::path(post, path = "/execute", tag = "gateway",
     request_body(content = crate::request::RawRequest, content_type = "application/json"),
@@ -104,7 +101,7 @@ pub async fn execute(
             });
         }
     };
-    let ticket = gw.fleet.admit(&job.id, line);
+    let ticket = gw.fleet.admit(&job.id, job.body.clone(), line);
     journal.watch_cancel(cancel.clone());
     let (head, body) = Driver::start(gw.get_ref().clone(), job, record, journal, cancel, ticket);
     match head.await {

@@ -79,6 +79,9 @@ impl MemoryStore {
         let mut line = self.line.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         line.requests.retain(|_, (_, _, until)| *until > now);
+        // A job whose request expired is no longer waited for.
+        let Line { order, requests } = &mut *line;
+        order.retain(|w| requests.contains_key(&w.job_id));
         line
     }
 }
@@ -216,14 +219,18 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<Option<Vec<Waiting>>, StoreError> {
         let mut line = self.line_lock();
-        if line.order.len() >= max {
+        let present = line.order.iter().any(|w| w.job_id == job_id);
+        if !present && line.order.len() >= max {
             return Ok(None);
         }
-        let since = now_ms();
-        line.order.push_back(Waiting {
-            job_id: job_id.to_string(),
-            since,
-        });
+        let since = line.requests.get(job_id).map_or_else(now_ms, |(_, since, _)| *since);
+        if !present {
+            line.order.push_back(Waiting {
+                job_id: job_id.to_string(),
+                since,
+                claimed: false,
+            });
+        }
         line.requests
             .insert(job_id.to_string(), (request.clone(), since, Instant::now() + ttl));
         Ok(Some(line.order.iter().cloned().collect()))
@@ -233,23 +240,22 @@ impl Store for MemoryStore {
         Ok(self.line_lock().order.iter().cloned().collect())
     }
 
-    async fn claim(&self, job_id: &str) -> Result<bool, StoreError> {
+    /// One gateway: it holds every lease.
+    async fn claim(&self, job_id: &str, _owner: &str) -> Result<bool, StoreError> {
         let mut line = self.line_lock();
-        let before = line.order.len();
-        line.order.retain(|w| w.job_id != job_id);
-        Ok(line.order.len() != before)
+        Ok(match line.order.iter_mut().find(|w| w.job_id == job_id) {
+            Some(w) if !w.claimed => {
+                w.claimed = true;
+                true
+            }
+            _ => false,
+        })
     }
 
-    async fn requeue(&self, job_id: &str) -> Result<(), StoreError> {
-        let mut line = self.line_lock();
-        if line.order.iter().any(|w| w.job_id == job_id) {
-            return Ok(());
+    async fn unclaim(&self, job_id: &str) -> Result<(), StoreError> {
+        if let Some(w) = self.line_lock().order.iter_mut().find(|w| w.job_id == job_id) {
+            w.claimed = false;
         }
-        let since = line.requests.get(job_id).map_or_else(now_ms, |(_, since, _)| *since);
-        line.order.push_front(Waiting {
-            job_id: job_id.to_string(),
-            since,
-        });
         Ok(())
     }
 
@@ -349,7 +355,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_line_is_first_come_first_served_and_a_refused_job_goes_back_to_the_head() {
+    async fn the_line_is_first_come_first_served_and_a_claimed_job_keeps_its_place() {
         let store = MemoryStore::new(Duration::from_secs(60), 1 << 20);
         let ttl = Duration::from_secs(60);
         let body = Bytes::from_static(b"{}");
@@ -361,11 +367,21 @@ mod tests {
         let line = store.enqueue("b", &body, 2, ttl).await.unwrap().map(ids);
         assert_eq!(line, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(store.enqueue("c", &body, 2, ttl).await.unwrap(), None);
-        assert!(store.claim("a").await.unwrap());
-        assert!(!store.claim("a").await.unwrap(), "taken once only");
-        assert_eq!(ids(store.line().await.unwrap()), ["b"]);
-        store.requeue("a").await.unwrap();
-        assert_eq!(ids(store.line().await.unwrap()), ["a", "b"]);
+        // Put back by a gateway that found it missing: it keeps its one place.
+        assert_eq!(
+            store.enqueue("a", &body, 2, ttl).await.unwrap().map(ids).unwrap().len(),
+            2
+        );
+        assert!(store.claim("a", "me").await.unwrap());
+        assert!(!store.claim("a", "me").await.unwrap(), "claimed once only");
+        let line = store.line().await.unwrap();
+        assert_eq!(
+            (line[0].job_id.as_str(), line[0].claimed),
+            ("a", true),
+            "it keeps its place"
+        );
+        store.unclaim("a").await.unwrap();
+        assert!(!store.line().await.unwrap()[0].claimed);
         assert_eq!(store.request("a").await.unwrap(), Some(body.clone()));
         store.leave("a").await.unwrap();
         assert_eq!(ids(store.line().await.unwrap()), ["b"]);

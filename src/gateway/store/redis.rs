@@ -74,36 +74,56 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// The fleet's line (a list of job ids, head first) and when each job in it (or claimed from it) was queued.
+/// The fleet's line (a list of job ids, head first), when each job in it was queued, and which are being handed
+/// to a worker (id → the gateway's owner name).
 const LINE: &str = "uw:line";
 const LINE_SINCE: &str = "uw:line:since";
+const LINE_CLAIMED: &str = "uw:line:claimed";
 
-/// The line with each job's time in it, as id, since, id, since, … (KEYS: line, since).
+/// The line as id, since, claimer ('' for none), … for each job. A job whose request is gone (it expired: nobody
+/// waits for it any more) leaves the line here. KEYS: line, since, claimed. The last two ARGV: the prefix and
+/// suffix of a job's request key (a single-instance store; the keys read are not all declared).
 const READ_LINE: &str = r#"
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local prefix, suffix = ARGV[#ARGV - 1], ARGV[#ARGV]
 local out = {}
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if redis.call('EXISTS', prefix .. id .. suffix) == 1 then
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', KEYS[2], id) or '0'
+    out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  else
+    redis.call('LREM', KEYS[1], 0, id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+  end
 end
 return out
 "#;
 
-/// Queues a job unless the line is full (`false` then), and goes on as READ_LINE to answer the line. KEYS: line,
-/// since, the job's request. ARGV: id, max, now, request, ttl in ms.
+/// Queues a job unless the line is full (`false` then), and goes on as READ_LINE to answer the line; a job already
+/// in the line keeps its place. KEYS: line, since, claimed, the job's request. ARGV: id, max, now, request, ttl in
+/// ms, then READ_LINE's.
 const ENQUEUE: &str = r#"
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return false end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then
+  if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then return false end
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3])
+end
+redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5])
 "#;
 
-/// Back at the head, once. KEYS: line. ARGV: id.
-const REQUEUE: &str = r#"
-if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-redis.call('LPUSH', KEYS[1], ARGV[1])
-return 1
+/// Marks a waiting job as being handed to a worker by ARGV[2], if it is in the line with its request, unclaimed,
+/// and its lease is the caller's or nobody's. KEYS: line, claimed, the job's request, its lease. ARGV: id, owner.
+const CLAIM: &str = r#"
+if not redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[2] then return 0 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 "#;
+
+const REQUEST_PREFIX: &str = "uw:job:";
+const REQUEST_SUFFIX: &str = ":request";
 
 /// The jobs not finished yet (queued or running), for a gateway looking for jobs whose gateway died.
 const LIVE: &str = "uw:live";
@@ -118,7 +138,7 @@ pub struct RedisStore {
     release: Script,
     enqueue: Script,
     read_line: Script,
-    requeue: Script,
+    claim: Script,
     memory: Duration,
     log_max_bytes: usize,
     /// What this gateway appended per job (id and size), to trim a stream past `GATEWAY_LOG_MAX_BYTES`: the
@@ -154,7 +174,7 @@ fn cancel_key(job_id: &str) -> String {
 }
 
 fn request_key(job_id: &str) -> String {
-    format!("uw:job:{job_id}:request")
+    format!("{REQUEST_PREFIX}{job_id}{REQUEST_SUFFIX}")
 }
 
 /// Out of the line, and its request gone, in one round trip with whatever else `pipe` holds.
@@ -166,6 +186,10 @@ fn leave_line(pipe: &mut redis::Pipeline, job_id: &str) {
         .ignore()
         .cmd("HDEL")
         .arg(LINE_SINCE)
+        .arg(job_id)
+        .ignore()
+        .cmd("HDEL")
+        .arg(LINE_CLAIMED)
         .arg(job_id)
         .ignore()
         .cmd("DEL")
@@ -201,7 +225,7 @@ impl RedisStore {
             release: Script::new(RELEASE),
             enqueue: Script::new(&format!("{ENQUEUE}{READ_LINE}")),
             read_line: Script::new(READ_LINE),
-            requeue: Script::new(REQUEUE),
+            claim: Script::new(CLAIM),
             memory,
             log_max_bytes,
             sizes: Mutex::new(HashMap::new()),
@@ -253,10 +277,11 @@ impl RedisStore {
 
 /// The line from the scripts' flat answer.
 fn waiting(flat: &[String]) -> Vec<Waiting> {
-    flat.chunks_exact(2)
-        .map(|pair| Waiting {
-            job_id: pair[0].clone(),
-            since: pair[1].parse().unwrap_or(0),
+    flat.chunks_exact(3)
+        .map(|job| Waiting {
+            job_id: job[0].clone(),
+            since: job[1].parse().unwrap_or(0),
+            claimed: !job[2].is_empty(),
         })
         .collect()
 }
@@ -575,41 +600,48 @@ impl Store for RedisStore {
         ttl: Duration,
     ) -> Result<Option<Vec<Waiting>>, StoreError> {
         let mut call = self.enqueue.key(LINE);
-        call.key(LINE_SINCE).key(request_key(job_id));
+        call.key(LINE_SINCE).key(LINE_CLAIMED).key(request_key(job_id));
         // Lua numbers are doubles: an unbounded line is any bound above what a list can hold.
         call.arg(job_id)
             .arg(max.min(1 << 50) as u64)
             .arg(now_ms())
             .arg(request.as_ref())
-            .arg(ttl.as_millis().max(1) as u64);
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(REQUEST_PREFIX)
+            .arg(REQUEST_SUFFIX);
         let flat: Option<Vec<String>> = call.invoke_async(&mut self.conn()).await.map_err(store_error)?;
         Ok(flat.map(|flat| waiting(&flat)))
     }
 
     async fn line(&self) -> Result<Vec<Waiting>, StoreError> {
         let mut call = self.read_line.key(LINE);
-        call.key(LINE_SINCE);
+        call.key(LINE_SINCE)
+            .key(LINE_CLAIMED)
+            .arg(REQUEST_PREFIX)
+            .arg(REQUEST_SUFFIX);
         let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(store_error)?;
         Ok(waiting(&flat))
     }
 
-    async fn claim(&self, job_id: &str) -> Result<bool, StoreError> {
-        redis::cmd("LREM")
-            .arg(LINE)
-            .arg(1)
+    async fn claim(&self, job_id: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut call = self.claim.key(LINE);
+        call.key(LINE_CLAIMED)
+            .key(request_key(job_id))
+            .key(lease_key(job_id))
             .arg(job_id)
-            .query_async::<i64>(&mut self.conn())
+            .arg(owner);
+        call.invoke_async::<i64>(&mut self.conn())
             .await
-            .map(|n| n > 0)
+            .map(|n| n == 1)
             .map_err(store_error)
     }
 
-    async fn requeue(&self, job_id: &str) -> Result<(), StoreError> {
-        let mut call = self.requeue.key(LINE);
-        call.arg(job_id);
-        call.invoke_async::<i64>(&mut self.conn())
+    async fn unclaim(&self, job_id: &str) -> Result<(), StoreError> {
+        redis::cmd("HDEL")
+            .arg(LINE_CLAIMED)
+            .arg(job_id)
+            .query_async::<()>(&mut self.conn())
             .await
-            .map(drop)
             .map_err(store_error)
     }
 
