@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -55,13 +54,15 @@ pub async fn events(
     if let Ok(Some(record)) = stored {
         return replay::serve(gw.get_ref().clone(), record, after).await;
     }
+    let store_failed = stored.is_err();
+    let retry_after = gw.settings.common.retry_after_seconds;
     // Not in the store (a gateway that keeps its own store in memory did not relay it, or the store is down):
     // the worker that runs it still has its events. A store that did not answer may well have it: that is a 503
     // to retry, not a 404 that tells the client to give up.
     let mut found = match gw.jobs.locate(&gw.fleet, &gw.upstream, &*gw.store, &job_id).await {
-        Err(ApiError::JobNotFound { .. }) if stored.is_err() => {
+        Err(ApiError::JobNotFound { .. }) if store_failed => {
             return Err(ApiError::StoreUnavailable {
-                retry_after_seconds: gw.settings.common.retry_after_seconds,
+                retry_after_seconds: retry_after,
             });
         }
         found => found?,
@@ -81,7 +82,7 @@ pub async fn events(
     }
     match found {
         Found::Queued => Err(ApiError::Internal),
-        Found::Finished(terminal) => Ok(remembered(&terminal, after)),
+        Found::Finished(terminal) => remembered(&terminal, after, store_failed, retry_after),
         Found::Running(worker) => {
             let mut upstream = gw
                 .upstream
@@ -111,12 +112,12 @@ pub async fn events(
                 Ok(resp) => {
                     // The worker no longer has it (or never had it): what this gateway remembers, else its answer.
                     if let Some(terminal) = gw.jobs.finished(&job_id) {
-                        return Ok(remembered(&terminal, after));
+                        return remembered(&terminal, after, store_failed, retry_after);
                     }
                     Ok(relay::rejection(resp).await.into_response())
                 }
                 Err(_) => match gw.jobs.finished(&job_id) {
-                    Some(terminal) => Ok(remembered(&terminal, after)),
+                    Some(terminal) => remembered(&terminal, after, store_failed, retry_after),
                     None => Err(ApiError::JobNotFound { job_id }),
                 },
             }
@@ -124,17 +125,26 @@ pub async fn events(
     }
 }
 
-/// The end of a job whose worker is gone: its terminal event, or 204 when the client already has it (the SSE
-/// standard's way to stop a reconnecting client).
-fn remembered(terminal: &Terminal, after: Option<u64>) -> HttpResponse {
+/// The end of a job whose worker is gone, as this gateway remembers it: its terminal event, or 204 when the client
+/// already has it (the SSE standard's way to stop a reconnecting client). Events between the client's and the
+/// terminal one are never skipped: a store that did not answer may have them (503, retry), else they are gone with
+/// the worker (410, from the terminal event on; persistence has them).
+fn remembered(
+    terminal: &Terminal,
+    after: Option<u64>,
+    store_failed: bool,
+    retry_after_seconds: u64,
+) -> Result<HttpResponse, ApiError> {
     if after.is_some_and(|a| a >= terminal.id) {
-        return HttpResponse::NoContent().finish();
+        return Ok(HttpResponse::NoContent().finish());
     }
-    let mut body = Vec::new();
-    if after.is_some_and(|a| a + 1 < terminal.id) {
-        // The events in between went by with the worker; persistence has them.
-        body.extend_from_slice(b": the events before the terminal one are no longer held here\n\n");
+    if after.map_or(0, |a| a + 1) < terminal.id {
+        if store_failed {
+            return Err(ApiError::StoreUnavailable { retry_after_seconds });
+        }
+        return Err(ApiError::EventsEvicted {
+            first_available: terminal.id,
+        });
     }
-    body.extend_from_slice(&terminal.frame);
-    relay::sse_headers(HttpResponse::Ok()).body(Bytes::from(body))
+    Ok(relay::sse_headers(HttpResponse::Ok()).body(terminal.frame.clone()))
 }
