@@ -123,7 +123,7 @@ impl Writer {
                     let _ = mark.send(());
                 }
             }
-            if open && self.pending.is_empty() && self.record.is_none() {
+            if open && self.pending.is_empty() && self.record.is_none() && !self.forget {
                 tokio::select! {
                     entry = rx.recv() => match entry {
                         Some(entry) => self.take(entry),
@@ -144,10 +144,16 @@ impl Writer {
                 }
             }
             if self.forget {
-                self.forget = false;
+                // Until the job is gone from the store the lease stays held: released earlier, another gateway
+                // would adopt a job whose client was told it is refused or cancelled.
                 if let Err(e) = self.store.forget(&self.job_id).await {
-                    tracing::warn!(job_id = %self.job_id, error = %e, "could not remove a job that never started");
+                    tracing::warn!(job_id = %self.job_id, error = %e, "could not remove a job that never started; retrying");
+                    self.renew().await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
+                self.forget = false;
                 if let Some(owner) = self.lease.take() {
                     let _ = self.store.release(&self.job_id, &owner).await;
                 }
