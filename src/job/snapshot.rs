@@ -173,36 +173,43 @@ impl Pipeline<'_> {
         let (kind, dir) = (self.request.provider, self.workdir.clone());
         let github = self.request.github.clone();
         let cloned = cloned.cloned();
-        let saved = tokio::task::spawn_blocking(move || -> Result<Saved, String> {
-            let staging = store.stage_work_tree(kind, &id).map_err(|e| e.to_string())?;
-            let author = Author {
-                name: &settings.git_author_name,
-                email: &settings.git_author_email,
-            };
-            let max = settings.session_snapshot_max_bytes;
-            let saved = match &cloned {
-                Some(cloned) => snapshot::save_clone(&dir, cloned.head, &author, max, &staging.pack()),
-                None => snapshot::save_folder(&dir, &author, max, &staging.pack()),
-            }
-            .map_err(|e: GitError| e.to_string())?;
-            match &saved {
-                Saved::Written(written) => {
-                    let manifest = WorkTreeManifest {
-                        repo_url: github.as_ref().map(|g| g.repo_url.clone()),
-                        base: written.base.map(|b| b.to_string()),
-                        snapshot: written.commit.to_string(),
-                        branch: cloned.and_then(|c| c.branch),
-                        created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                        bytes: written.bytes,
-                        files: written.files,
-                    };
-                    store
-                        .put_work_tree(kind, &id, staging, &manifest)
-                        .map_err(|e| e.to_string())?;
+        let saved = tokio::task::spawn_blocking(move || {
+            let saved = (|| -> Result<Saved, String> {
+                let staging = store.stage_work_tree(kind, &id).map_err(|e| e.to_string())?;
+                let author = Author {
+                    name: &settings.git_author_name,
+                    email: &settings.git_author_email,
+                };
+                let max = settings.session_snapshot_max_bytes;
+                let saved = match &cloned {
+                    Some(cloned) => snapshot::save_clone(&dir, cloned.head, &author, max, &staging.pack()),
+                    None => snapshot::save_folder(&dir, &author, max, &staging.pack()),
                 }
-                Saved::TooLarge { .. } => store.drop_work_tree(kind, &id).map_err(|e| e.to_string())?,
+                .map_err(|e: GitError| e.to_string())?;
+                match &saved {
+                    Saved::Written(written) => {
+                        let manifest = WorkTreeManifest {
+                            repo_url: github.as_ref().map(|g| g.repo_url.clone()),
+                            base: written.base.map(|b| b.to_string()),
+                            snapshot: written.commit.to_string(),
+                            branch: cloned.and_then(|c| c.branch),
+                            created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                            bytes: written.bytes,
+                            files: written.files,
+                        };
+                        store
+                            .put_work_tree(kind, &id, staging, &manifest)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Saved::TooLarge { .. } => store.drop_work_tree(kind, &id).map_err(|e| e.to_string())?,
+                }
+                Ok(saved)
+            })();
+            // Whatever went wrong, an older work tree must not come back with this newer conversation.
+            if saved.is_err() {
+                let _ = store.drop_work_tree(kind, &id);
             }
-            Ok(saved)
+            saved
         })
         .await
         .map_err(|e| e.to_string())
