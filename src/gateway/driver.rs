@@ -186,9 +186,11 @@ impl Driver {
                     return self.follow_elsewhere().await;
                 }
                 Claim::NotNow => {
-                    self.gw.fleet.release(&address);
+                    // The worker stays this job's while it waits to try again, and goes back to the line only once
+                    // the job is a waiter again: released earlier, it would go to the job behind this one.
                     tokio::time::sleep(CLAIM_RETRY).await;
                     ticket.retry();
+                    self.gw.fleet.release(&address);
                     continue;
                 }
             }
@@ -313,6 +315,7 @@ impl Driver {
             Ok(false) => match self.gw.store.lease(&self.job.id, &self.gw.owner, LEASE_TTL).await {
                 Ok(false) => Claim::Elsewhere,
                 _ => {
+                    tracing::info!(job_id = %self.job.id, "the store's line did not have the job to claim; putting it back");
                     let kept = self.gw.settings.queue_timeout + REQUEST_KEPT_AFTER_TIMEOUT;
                     if let Err(e) = self
                         .gw
@@ -375,6 +378,8 @@ impl Driver {
         if let Err(e) = self.gw.store.update(&self.record).await {
             tracing::warn!(job_id = %self.job.id, error = %e, "could not record the dispatch yet");
         }
+        // The record's update took it out of the store's line: a read of the line sent before then still had it.
+        self.gw.fleet.left_line(&self.job.id);
         // Through the journal as well: it writes it if the store did not answer, and stops watching for a cancel
         // asked elsewhere (one for a running job goes to its worker).
         self.journal.record(self.record.clone());

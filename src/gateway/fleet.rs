@@ -86,6 +86,9 @@ struct State {
     /// Bumped by each change this gateway makes to the line, so that a store answer read before it is not taken
     /// for newer.
     line_version: u64,
+    /// Jobs that left the line here, until a read of the store's line no longer has them: a read sent just before
+    /// the store took one out would otherwise bring it back for a moment, and move everyone behind it back.
+    gone: std::collections::HashSet<String>,
     next_ticket: u64,
 }
 
@@ -163,6 +166,8 @@ impl Fleet {
             assign: Some(assign),
         });
         st.fleet_line = line;
+        let State { fleet_line, gone, .. } = &mut *st;
+        fleet_line.retain(|w| !gone.contains(&w.job_id));
         if !st.fleet_line.iter().any(|w| w.job_id == job_id) {
             st.fleet_line.push(Waiting {
                 job_id: job_id.to_string(),
@@ -186,11 +191,13 @@ impl Fleet {
     /// changed the line since.
     /// Answers this gateway's waiting jobs that the store's line has lost (missing from two reads in a row), with
     /// their requests, to be put back.
-    pub fn set_line(&self, line: Vec<Waiting>, version: u64) -> Vec<(String, bytes::Bytes)> {
+    pub fn set_line(&self, mut line: Vec<Waiting>, version: u64) -> Vec<(String, bytes::Bytes)> {
         let mut st = self.lock();
         if st.line_version != version {
             return Vec::new();
         }
+        st.gone.retain(|id| line.iter().any(|w| &w.job_id == id));
+        line.retain(|w| !st.gone.contains(&w.job_id));
         let mut lost = Vec::new();
         for waiter in st.line.iter_mut().filter(|w| w.assign.is_some()) {
             if line.iter().any(|w| w.job_id == waiter.job_id) {
@@ -229,6 +236,7 @@ impl Fleet {
         let mut st = self.lock();
         st.fleet_line.retain(|w| w.job_id != job_id);
         st.line.retain(|w| w.job_id != job_id);
+        st.gone.insert(job_id.to_string());
         st.line_version += 1;
         drop(st);
         self.bump();

@@ -35,6 +35,16 @@ impl TwoGateways {
     }
 }
 
+/// A started `TwoGateways`, or the end of the test when there is no `redis-server` (and `CI` does not require one).
+macro_rules! two_gateways {
+    ($workers:expr) => {
+        match TwoGateways::start($workers).await {
+            Some(started) => started,
+            None => return,
+        }
+    };
+}
+
 async fn start_job(gw: &TestWorker, prompt: &str) -> SseStream {
     let resp = client()
         .post(gw.url("/execute"))
@@ -44,6 +54,20 @@ async fn start_job(gw: &TestWorker, prompt: &str) -> SseStream {
         .expect("POST /execute");
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
     SseStream::new(resp)
+}
+
+/// The one worker busy with `running` (sent through `via_running`) and `waiting` in line behind it (sent through
+/// `via_waiting`), its first `queued` event read.
+async fn one_busy_one_waiting(
+    fleet: &LocalFleet,
+    (via_running, running): (&TestWorker, &str),
+    (via_waiting, waiting): (&TestWorker, &str),
+) -> (SseStream, SseStream) {
+    let busy = start_job(via_running, running).await;
+    fleet.wait_started(running).await;
+    let mut queued = start_job(via_waiting, waiting).await;
+    assert_eq!(queued.next_event().await.unwrap().kind(), "queued");
+    (busy, queued)
 }
 
 /// A job held on its worker, its first event (`connected`) read.
@@ -158,15 +182,12 @@ async fn the_memory_store_answers_410_for_what_it_no_longer_holds() {
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_replay_a_job_after_its_worker_exited() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         mut fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
     let health: Value = client()
         .get(a.url("/health"))
         .send()
@@ -217,15 +238,12 @@ async fn two_gateways_sharing_redis_replay_a_job_after_its_worker_exited() {
 
 #[tokio::test]
 async fn a_live_job_is_followed_through_the_other_gateway_and_its_id_is_taken_fleet_wide() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         fleet,
         a,
         b,
-    }) = TwoGateways::start(2).await
-    else {
-        return;
-    };
+    } = two_gateways!(2);
 
     let mut first = running_job(&fleet, &a, "live").await;
 
@@ -272,15 +290,12 @@ async fn a_live_job_is_followed_through_the_other_gateway_and_its_id_is_taken_fl
 
 #[tokio::test]
 async fn a_store_outage_mid_job_refuses_new_jobs_and_loses_no_event() {
-    let Some(TwoGateways {
+    let TwoGateways {
         mut redis,
         mut fleet,
         a,
         b,
-    }) = TwoGateways::start(2).await
-    else {
-        return;
-    };
+    } = two_gateways!(2);
 
     let mut stream = start_job(&a, "outage").await;
     fleet.wait_started("outage").await;
@@ -395,15 +410,12 @@ async fn counter(gw: &TestWorker, name: &str) -> f64 {
 
 #[tokio::test]
 async fn a_relay_is_taken_over_after_its_gateway_is_killed_with_no_gap_and_no_duplicate() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
 
     let first = running_job(&fleet, &a, "orphan").await;
     // The relaying gateway dies (SIGKILL) with its client's connection; the job goes on on the worker.
@@ -422,15 +434,12 @@ async fn a_relay_is_taken_over_after_its_gateway_is_killed_with_no_gap_and_no_du
 
 #[tokio::test]
 async fn a_job_whose_gateway_and_worker_both_died_ends_with_exactly_one_worker_lost() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         mut fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
 
     let first = running_job(&fleet, &a, "gone").await;
     // Its first event is in the store (the relay writes in batches, so one only the client saw could go with
@@ -455,20 +464,14 @@ async fn a_job_whose_gateway_and_worker_both_died_ends_with_exactly_one_worker_l
 
 #[tokio::test]
 async fn a_job_waiting_in_a_gateway_that_is_killed_keeps_its_place_and_runs_its_client_following_elsewhere() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
 
-    let running = start_job(&a, "running").await;
-    fleet.wait_started("running").await;
-    let mut waiting = start_job(&a, "waiting").await;
-    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+    let (running, waiting) = one_busy_one_waiting(&fleet, (&a, "running"), (&a, "waiting")).await;
     // Killed with SIGKILL: its client's connection breaks with the job still in the fleet's line.
     drop((running, waiting));
     drop(a);
@@ -510,15 +513,12 @@ async fn a_job_waiting_in_a_gateway_that_is_killed_keeps_its_place_and_runs_its_
 
 #[tokio::test]
 async fn two_gateways_serve_one_line_first_come_first_served() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
 
     let mut first = start_job(&a, "first").await;
     fleet.wait_started("first").await;
@@ -579,20 +579,14 @@ async fn two_gateways_serve_one_line_first_come_first_served() {
 
 #[tokio::test]
 async fn a_job_waiting_in_one_gateway_is_cancelled_through_the_other() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
 
-    let mut running = start_job(&a, "first").await;
-    fleet.wait_started("first").await;
-    let mut waiting = start_job(&a, "second").await;
-    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+    let (mut running, mut waiting) = one_busy_one_waiting(&fleet, (&a, "first"), (&a, "second")).await;
 
     let resp = client().post(b.url("/jobs/second/cancel")).send().await.unwrap();
     assert_eq!(resp.status(), 202);
@@ -608,20 +602,14 @@ async fn a_job_waiting_in_one_gateway_is_cancelled_through_the_other() {
 
 #[tokio::test]
 async fn a_gateway_stopped_with_sigterm_leaves_its_waiting_jobs_in_the_line_for_the_other() {
-    let Some(TwoGateways {
+    let TwoGateways {
         redis: _redis,
         fleet,
         a,
         b,
-    }) = TwoGateways::start(1).await
-    else {
-        return;
-    };
+    } = two_gateways!(1);
 
-    let mut running = start_job(&b, "first").await;
-    fleet.wait_started("first").await;
-    let mut waiting = start_job(&a, "second").await;
-    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+    let (mut running, mut waiting) = one_busy_one_waiting(&fleet, (&b, "first"), (&a, "second")).await;
     a.signal(libc::SIGTERM);
     // Its stream closes without a terminal event: the job is not over, it changes hands.
     let rest = waiting.collect().await;
