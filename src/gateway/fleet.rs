@@ -277,11 +277,16 @@ impl Fleet {
             if slot >= idle.len() {
                 break;
             }
-            // Being handed to a worker, here or by another gateway: it holds that worker, not an idle one.
+            let mine = line.iter_mut().find(|w| w.job_id == waiting.job_id);
             if waiting.claimed {
+                // Handed to a worker here: that one is reserved, not among the idle. By another gateway: it took
+                // the idle worker of its turn, which this gateway does not know is taken yet.
+                if mine.is_none() {
+                    slot += 1;
+                }
                 continue;
             }
-            match line.iter_mut().find(|w| w.job_id == waiting.job_id) {
+            match mine {
                 // Already handed a worker here: its dispatch is in flight and holds no idle one.
                 Some(waiter) if waiter.assign.is_none() => continue,
                 Some(waiter) => {
