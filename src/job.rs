@@ -1,6 +1,7 @@
 //! The life of one job, top to bottom: connected → workspace (clone) → provider run → git changes, push and pull
 //! request → terminal event → drain → exit.
 
+mod conversation;
 mod private_dir;
 mod repo;
 mod snapshot;
@@ -10,6 +11,7 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 use private_dir::PrivateDir;
 pub use snapshot::{Carried, carried_work_tree};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
@@ -131,7 +133,33 @@ impl Pipeline<'_> {
                 Err(failure) => return failure.into(),
             }
         }
-        let outcome = self.run_provider(deadline).await;
+        // One for the whole job: a conversation's turns share the CLI's home, where its sessions are.
+        let private_dir = match PrivateDir::create(&self.job.id).await {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Failure::new(
+                    ErrorCode::Internal,
+                    format!("could not create the job's private folder: {e}"),
+                )
+                .into();
+            }
+        };
+        let outcome = match &self.job.conversation {
+            Some(conversation) => {
+                let base = cloned.as_ref().map(|(_, c)| c.head);
+                self.converse(conversation, base, private_dir.path(), deadline).await
+            }
+            None => {
+                let turn = TurnInput {
+                    prompt: &self.request.prompt,
+                    resume: self.request.resume_session_id.as_deref(),
+                    interrupt: None,
+                    first: true,
+                };
+                self.run_provider(&turn, private_dir.path(), deadline).await
+            }
+        };
+        private_dir.remove().await;
         self.save_work_tree(&outcome, cloned.as_ref().map(|(_, c)| c)).await;
         let run = match outcome {
             Outcome::Completed(run) => run,
@@ -160,38 +188,34 @@ impl Pipeline<'_> {
         }))
     }
 
-    /// The provider's part: a private folder for the run, the session restored, the run prepared, the CLI run,
-    /// what `prepare` wrote undone, the session saved, the private folder removed.
-    async fn run_provider(&self, deadline: Instant) -> Outcome {
-        let private_dir = match PrivateDir::create(&self.job.id).await {
-            Ok(dir) => dir,
-            Err(e) => {
-                return Outcome::Failed(Failure::new(
-                    ErrorCode::Internal,
-                    format!("could not create the job's private folder: {e}"),
-                ));
-            }
-        };
+    /// The provider's part: the session restored, the run prepared, the CLI run, what `prepare` wrote undone,
+    /// the session saved. A conversation runs it once per turn, in the same private folder.
+    async fn run_provider(&self, turn: &TurnInput<'_>, private_dir: &std::path::Path, deadline: Instant) -> Outcome {
         let ctx = RunContext {
             binary: self.worker.settings.binary(self.request.provider),
             workdir: &self.workdir,
-            private_dir: private_dir.path(),
-            prompt: &self.request.prompt,
-            resume_session_id: self.request.resume_session_id.as_deref(),
+            private_dir,
+            prompt: turn.prompt,
+            resume_session_id: turn.resume,
         };
-        let outcome = match (self.restore_session(&ctx).await, self.request.acp) {
+        // A later turn goes on with what the earlier one left on this replica.
+        let restored = if turn.first {
+            self.restore_session(&ctx).await
+        } else {
+            Ok(())
+        };
+        let outcome = match (restored, self.request.acp) {
             (Err(failure), _) => Outcome::Failed(failure),
             (Ok(()), None) => match self.request.provider_run.prepare(&ctx).await {
-                Ok(prepared) => self.run_prepared(prepared, deadline).await,
+                Ok(prepared) => self.run_prepared(prepared, turn, deadline).await,
                 Err(failure) => Outcome::Failed(failure),
             },
             (Ok(()), Some(policy)) => match self.request.provider_run.prepare_acp(&ctx).await {
-                Ok(prepared) => self.run_acp(&ctx, prepared, policy, deadline).await,
+                Ok(prepared) => self.run_acp(&ctx, prepared, policy, turn, deadline).await,
                 Err(failure) => Outcome::Failed(failure),
             },
         };
         self.save_session(&ctx, &outcome).await;
-        private_dir.remove().await;
         outcome
     }
 
@@ -207,36 +231,62 @@ impl Pipeline<'_> {
         }
     }
 
-    async fn stopped(&self) -> Failure {
-        self.job.cancelled().await;
-        self.stopped_from_outside()
+    /// Resolves when the run must stop: the job is stopped from outside, or the conversation's turn interrupted.
+    async fn stopped(&self, interrupt: Option<&CancellationToken>) -> Failure {
+        let interrupted = async {
+            match interrupt {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = self.job.cancelled() => self.stopped_from_outside(),
+            _ = interrupted => interrupted_turn(),
+        }
     }
 
-    /// Runs the CLI unless the job was stopped while it was being prepared; what `prepare` wrote is undone either
-    /// way.
-    async fn unless_stopped(&self, cleanup: Cleanup, run: impl Future<Output = Outcome>) -> Outcome {
+    /// Runs the CLI unless the job was stopped (or the turn interrupted) while it was being prepared; what
+    /// `prepare` wrote is undone either way.
+    async fn unless_stopped(
+        &self,
+        cleanup: Cleanup,
+        turn: &TurnInput<'_>,
+        run: impl Future<Output = Outcome>,
+    ) -> Outcome {
+        let interrupted = turn.interrupt.as_ref().is_some_and(CancellationToken::is_cancelled);
         let outcome = match self.job.cancel_reason() {
             Some(reason) => Outcome::Failed(cancelled(reason)),
+            None if interrupted => Outcome::Failed(interrupted_turn()),
             None => run.await,
         };
         cleanup.run().await;
         outcome
     }
 
-    async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
+    async fn run_prepared(&self, prepared: PreparedRun, turn: &TurnInput<'_>, deadline: Instant) -> Outcome {
         let PreparedRun { plan, parser, cleanup } = prepared;
         let limits = self.limits(deadline);
-        let run = process::run(plan, parser, &limits, self.stopped(), |events| {
+        let stopped = self.stopped(turn.interrupt.as_ref());
+        let run = process::run(plan, parser, &limits, stopped, |events| {
             self.job.log.append_all(events);
         });
         self.unless_stopped(
             cleanup,
+            turn,
             run.instrument(tracing::info_span!("provider", job_id = %self.job.id)),
         )
         .await
     }
 
-    async fn run_acp(&self, ctx: &RunContext<'_>, prepared: AcpPrepared, policy: Policy, deadline: Instant) -> Outcome {
+    async fn run_acp(
+        &self,
+        ctx: &RunContext<'_>,
+        prepared: AcpPrepared,
+        policy: Policy,
+        turn: &TurnInput<'_>,
+        deadline: Instant,
+    ) -> Outcome {
         let AcpPrepared {
             plan,
             mcp_servers,
@@ -260,13 +310,15 @@ impl Pipeline<'_> {
                 mcp_servers,
                 policy,
             };
-            acp::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
+            let stopped = self.stopped(turn.interrupt.as_ref());
+            acp::converse(plan, setup, &self.job.approvals, &limits, stopped, |events| {
                 self.job.log.append_all(events);
             })
             .await
         };
         self.unless_stopped(
             cleanup,
+            turn,
             run.instrument(tracing::info_span!("agent", job_id = %self.job.id)),
         )
         .await
@@ -322,6 +374,21 @@ impl Pipeline<'_> {
             "the session could not be saved for resuming elsewhere: {e}"
         )));
     }
+}
+
+/// One run of the provider: the job's prompt, or a conversation's message.
+struct TurnInput<'a> {
+    prompt: &'a str,
+    /// The session to go on with: the request's, or the one the conversation's last turn left.
+    resume: Option<&'a str>,
+    /// Cancelled by a message sent with `interrupt`.
+    interrupt: Option<CancellationToken>,
+    /// The job's first run: a session run elsewhere is restored from the session store before it.
+    first: bool,
+}
+
+fn interrupted_turn() -> Failure {
+    Failure::new(ErrorCode::Interrupted, "the turn was interrupted by a new message")
 }
 
 fn cancelled(reason: CancelReason) -> Failure {

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod auth;
 pub mod availability;
 pub mod client;
+pub mod conversation;
 pub mod dashboard;
 pub mod delivery;
 pub mod error;

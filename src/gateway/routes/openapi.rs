@@ -20,6 +20,8 @@ use crate::http::openapi::Bearer;
         super::events::events,
         super::cancel::cancel,
         super::permission::permission,
+        super::conversation::message,
+        super::conversation::close,
         openapi_json,
     ),
     modifiers(&Bearer),

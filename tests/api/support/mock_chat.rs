@@ -128,6 +128,7 @@ async fn completions(shared: web::Data<Shared>, req: HttpRequest, body: web::Byt
     let deltas = match reply {
         Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
         _ if !is_conversation(&request) => vec![Delta::Text(TITLE.to_string())],
+        Reply::Stall => return super::reply::stall().await,
         unscripted @ Reply::RunCommand { .. } => return error_response(500, &unscripted.unscripted()),
         Reply::Text(text) => vec![Delta::Text(text)],
         Reply::ThinkingThenText { thinking, text } => vec![Delta::Reasoning(thinking), Delta::Text(text)],
