@@ -80,20 +80,21 @@ impl Conversation {
         }
         state.last_turn += 1;
         let turn = state.last_turn;
-        let mut sent = Sent {
-            turn,
-            withdrawn: vec![],
-        };
-        if interrupt {
-            sent.withdrawn = state.queue.drain(..).map(|m| m.turn).collect();
-            let withdrawn = sent.withdrawn.clone();
-            state.withdrawn.extend(withdrawn);
-            state.interrupt.cancel();
-        }
+        let withdrawn = if interrupt { stop_turn(&mut state) } else { Vec::new() };
         state.queue.push_back(Message { turn, text });
         drop(state);
         self.changed.notify_one();
-        Ok(sent)
+        Ok(Sent { turn, withdrawn })
+    }
+
+    /// Stops the running turn and withdraws the messages still waiting; the conversation then waits for the next
+    /// message. Returns the withdrawn turns.
+    pub fn interrupt(&self) -> Result<Vec<u64>, Ended> {
+        let mut state = self.lock();
+        if state.closing {
+            return Err(Ended);
+        }
+        Ok(stop_turn(&mut state))
     }
 
     /// Asks the conversation to end once the running turn and the messages already queued have run. Closing twice
@@ -153,6 +154,14 @@ impl Conversation {
     }
 }
 
+/// Cancels the running turn and takes the queue out: what an interrupt does, with or without a message.
+fn stop_turn(state: &mut State) -> Vec<u64> {
+    let withdrawn: Vec<u64> = state.queue.drain(..).map(|m| m.turn).collect();
+    state.withdrawn.extend(withdrawn.iter().copied());
+    state.interrupt.cancel();
+    withdrawn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +205,18 @@ mod tests {
             !c.begin_turn().is_cancelled(),
             "the next turn starts with a fresh interrupt"
         );
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_without_a_message_leaves_the_conversation_waiting() {
+        let c = Conversation::new(Duration::from_secs(60));
+        let running = c.begin_turn();
+        c.send("queued".into(), false).unwrap();
+        assert_eq!(c.interrupt(), Ok(vec![2]));
+        assert!(running.is_cancelled());
+        c.close();
+        assert_eq!(c.next().await, Next::Close { idle: false });
+        assert_eq!(c.interrupt(), Err(Ended));
     }
 
     #[tokio::test(start_paused = true)]

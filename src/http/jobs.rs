@@ -88,3 +88,14 @@ pub struct Closing {
     pub status: &'static str,
     pub job_id: String,
 }
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Interrupting {
+    /// `interrupting`
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub job_id: String,
+    /// Turns withdrawn before they started; each gets `turn_failed` with code `interrupted`.
+    pub withdrawn: Vec<u64>,
+}

@@ -1,5 +1,5 @@
-//! `POST /jobs/{jobId}/messages` and `POST /jobs/{jobId}/close`: the next turns of a conversation job and its end
-//! (docs/conversations.md).
+//! `POST /jobs/{jobId}/messages`, `/interrupt` and `/close`: the next turns of a conversation job, a stop of the
+//! running one, and its end (docs/conversations.md).
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use crate::{
     auth,
     conversation::Conversation,
     error::ApiError,
-    http::jobs::{Closing, MessageQueued, read_message},
+    http::jobs::{Closing, Interrupting, MessageQueued, read_message},
     worker::{JobHandle, Worker},
 };
 
@@ -48,6 +48,31 @@ pub async fn message(
         job_id: job.id.clone(),
         turn: sent.turn,
         withdrawn: sent.withdrawn,
+    }))
+}
+
+#[utoipa::path(post, path = "/jobs/{jobId}/interrupt", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "The running turn (if any) is being stopped, the queued messages withdrawn; the conversation then waits for a message", body = Interrupting),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job here (`job_not_found`)", body = crate::error::ErrorBody),
+        (status = 409, description = "The job is no conversation (`not_a_conversation`), or it ended or is closing (`job_finished`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn interrupt(
+    req: HttpRequest,
+    path: web::Path<String>,
+    worker: web::Data<Arc<Worker>>,
+) -> Result<HttpResponse, ApiError> {
+    auth::require_token(&req, &worker.settings)?;
+    let job = worker.job_named(&path)?;
+    let withdrawn = conversation_of(&job)?.interrupt().map_err(|_| finished(&job))?;
+    tracing::info!(job_id = %job.id, "turn interrupted");
+    Ok(HttpResponse::Accepted().json(Interrupting {
+        status: "interrupting",
+        job_id: job.id.clone(),
+        withdrawn,
     }))
 }
 

@@ -34,5 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             permissions::answer,
         ))
         .service(one(Method::POST, "/jobs/{job_id}/messages", conversation::message))
+        .service(one(Method::POST, "/jobs/{job_id}/interrupt", conversation::interrupt))
         .service(one(Method::POST, "/jobs/{job_id}/close", conversation::close));
 }

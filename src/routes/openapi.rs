@@ -21,6 +21,7 @@ use crate::http::openapi::{Bearer, render};
         super::cancel::cancel_named,
         super::permissions::answer,
         super::conversation::message,
+        super::conversation::interrupt,
         super::conversation::close,
         super::jobs::job,
         super::status::status,

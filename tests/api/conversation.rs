@@ -284,6 +284,8 @@ async fn messages_to_a_one_turn_job_or_an_ended_conversation_are_refused() {
         "not_a_conversation"
     );
     assert_eq!(close(&worker, "one").await.status(), 409);
+    let not_one = client().post(worker.url("/jobs/one/interrupt")).send().await.unwrap();
+    assert_eq!(not_one.status(), 409);
     assert_eq!(send(&worker, "nobody", "more", false).await.status(), 404);
     assert_eq!(worker.cancel().await.status(), 202);
     stream.collect().await;

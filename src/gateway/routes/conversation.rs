@@ -1,5 +1,5 @@
-//! `POST /jobs/{jobId}/messages` and `POST /jobs/{jobId}/close` at the gateway: checked here, taken by the worker
-//! that runs the conversation (docs/conversations.md).
+//! `POST /jobs/{jobId}/messages`, `/interrupt` and `/close` at the gateway: checked here, taken by the worker that
+//! runs the conversation (docs/conversations.md).
 
 use std::sync::Arc;
 
@@ -44,6 +44,23 @@ pub async fn message(
         .await
 }
 
+#[utoipa::path(post, path = "/jobs/{jobId}/interrupt", tag = "jobs",
+    params(("jobId" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "Interrupting, by the job's worker", body = crate::http::jobs::Interrupting),
+        (status = 401, description = "Missing or wrong bearer token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job (`job_not_found`)", body = crate::error::ErrorBody),
+        (status = 409, description = "No conversation (`not_a_conversation`), ended or closing (`job_finished`), or still waiting for a worker (`not_running`)", body = crate::error::ErrorBody),
+    ),
+    security((), ("bearer" = [])))]
+pub async fn interrupt(
+    req: HttpRequest,
+    path: web::Path<String>,
+    gw: web::Data<Arc<Gateway>>,
+) -> Result<HttpResponse, ApiError> {
+    forward_empty(req, path.into_inner(), gw, "interrupt").await
+}
+
 #[utoipa::path(post, path = "/jobs/{jobId}/close", tag = "jobs",
     params(("jobId" = String, Path, description = "The job's id")),
     responses(
@@ -58,10 +75,19 @@ pub async fn close(
     path: web::Path<String>,
     gw: web::Data<Arc<Gateway>>,
 ) -> Result<HttpResponse, ApiError> {
+    forward_empty(req, path.into_inner(), gw, "close").await
+}
+
+/// A bodiless request for the job, passed to its worker.
+async fn forward_empty(
+    req: HttpRequest,
+    job_id: String,
+    gw: web::Data<Arc<Gateway>>,
+    action: &str,
+) -> Result<HttpResponse, ApiError> {
     auth::require_token(&req, &gw.settings.common)?;
-    let job_id = path.into_inner();
     let worker = running_worker(&gw, &job_id).await?;
-    let url = format!("{worker}/jobs/{job_id}/close");
+    let url = format!("{worker}/jobs/{job_id}/{action}");
     gw.upstream.forward(gw.upstream.client.post(url), job_id).await
 }
 

@@ -1,7 +1,7 @@
 //! The gateway's HTTP routes, one file each: `POST /execute`, the dashboard at `/`, `/health`, `/fleet` and its feed,
 //! `/metrics`, the job list `/jobs`, and for every job of the fleet the job-addressed `/jobs/{jobId}`,
 //! `/jobs/{jobId}/events`, `/jobs/{jobId}/cancel`, `/jobs/{jobId}/permissions/{requestId}`,
-//! `/jobs/{jobId}/messages` and `/jobs/{jobId}/close` (docs/api.md, docs/fleet.md).
+//! `/jobs/{jobId}/messages`, `/jobs/{jobId}/interrupt` and `/jobs/{jobId}/close` (docs/api.md, docs/fleet.md).
 
 mod cancel;
 mod conversation;
@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             permission::permission,
         ))
         .service(one(Method::POST, "/jobs/{job_id}/messages", conversation::message))
+        .service(one(Method::POST, "/jobs/{job_id}/interrupt", conversation::interrupt))
         .service(one(Method::POST, "/jobs/{job_id}/close", conversation::close))
         .service(one(Method::GET, "/openapi.json", openapi::openapi_json));
 }

@@ -21,6 +21,7 @@ use crate::http::openapi::Bearer;
         super::cancel::cancel,
         super::permission::permission,
         super::conversation::message,
+        super::conversation::interrupt,
         super::conversation::close,
         openapi_json,
     ),
