@@ -66,7 +66,7 @@ async fn until_requests(stream: &mut SseStream, mock: &dyn ModelApi, n: usize, e
             event = stream.next_event() => {
                 let event = event.expect("the stream ended while the turn waited for the model");
                 assert!(
-                    !event.kind().starts_with("turn_") && !event.is_terminal(),
+                    !matches!(event.kind(), "turn_completed" | "turn_failed") && !event.is_terminal(),
                     "the turn ended before it called the model: {}",
                     event.data
                 );
@@ -312,4 +312,100 @@ async fn messages_to_a_one_turn_job_or_an_ended_conversation_are_refused() {
     assert_eq!(late.status(), 409);
     assert_eq!(late.json::<Value>().await.unwrap()["error"]["code"], "job_finished");
     assert_eq!(close(&worker, "talk").await.status(), 409);
+}
+
+/// Through a gateway: the follow-up, the interrupt and the close reach the worker that runs the conversation; once it
+/// ended and that worker is gone, a resume through the gateway lands on the other one and goes on with the
+/// conversation and its work tree.
+#[tokio::test]
+async fn through_a_gateway_messages_reach_the_conversations_worker_and_a_resume_lands_on_another() {
+    use crate::support::fleet::{fleet_view, gateway, wait_idle_workers};
+    let store = tempfile::TempDir::new().unwrap();
+    let store_dir = store.path().to_str().unwrap();
+    let mock = (CLAUDE_CODE.mock)(Reply::WriteFile {
+        file_name: "note.txt".into(),
+        content: format!("the code word is {CODE_WORD}\n"),
+        final_text: "Noted.".into(),
+    });
+    let ids = ["worker-1", "worker-2"];
+    let mut workers: Vec<TestWorker> = ids
+        .iter()
+        .map(|id| {
+            let env = [
+                ("WORKER_ID", *id),
+                ("EXIT_AFTER_JOB", "false"),
+                ("SESSION_STORE_DIR", store_dir),
+            ];
+            (CLAUDE_CODE.worker)(mock.as_ref(), &env)
+        })
+        .collect();
+    let addresses = workers.iter().map(|w| w.base.clone()).collect::<Vec<_>>().join(",");
+    let gw = gateway(&addresses, &[]);
+    wait_idle_workers(&gw, 2).await;
+
+    let mut body = (CLAUDE_CODE.job)(&format!("Remember the code word {CODE_WORD} and write it to note.txt."));
+    body["jobId"] = json!("gw-talk");
+    body["conversation"] = json!({"idleSeconds": 120});
+    let mut stream = gw.execute(&body).await;
+    let mut events = until_turn(&mut stream, "turn_completed", 1).await;
+    let ran_on = events
+        .iter()
+        .find(|e| e.kind() == "connected")
+        .map(|e| e.data["workerId"].as_str().unwrap().to_string())
+        .expect("connected");
+
+    let calls = mock.conversation().len();
+    mock.set_reply(Reply::Stall);
+    assert_eq!(send(&gw, "gw-talk", "Read note.txt again.", false).await.status(), 202);
+    until_requests(&mut stream, mock.as_ref(), calls + 1, &mut events).await;
+    let interrupted = client().post(gw.url("/jobs/gw-talk/interrupt")).send().await.unwrap();
+    assert_eq!(interrupted.status(), 202);
+    events.extend(until_turn(&mut stream, "turn_failed", 2).await);
+    assert_eq!(events.last().unwrap().data["code"], "interrupted");
+    mock.set_reply(Reply::Text("Noted.".into()));
+    let third = send(&gw, "gw-talk", "Just say noted.", false).await;
+    assert_eq!(third.json::<Value>().await.unwrap()["turn"], 3);
+    events.extend(until_turn(&mut stream, "turn_completed", 3).await);
+    assert_eq!(close(&gw, "gw-talk").await.status(), 202);
+    events.extend(stream.collect().await);
+    assert_well_formed(&events, 0);
+    assert_bracketed(&events);
+    let end = events.last().unwrap().data.clone();
+    assert_eq!(end["type"], "completed", "{end}");
+    let session = end["sessionId"].as_str().unwrap().to_string();
+    assert_eq!(send(&gw, "gw-talk", "late", false).await.status(), 409);
+
+    // The worker that held the conversation goes away; the resume lands on the other.
+    let held = ids.iter().position(|id| *id == ran_on).expect("a worker of the fleet");
+    drop(workers.remove(held));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let fleet = fleet_view(&gw).await;
+        let gone = fleet["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["state"] != "idle" && w["state"] != "busy");
+        if gone {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the gateway never saw the worker go: {fleet}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut resume = (CLAUDE_CODE.job)("Which code word did I give you?");
+    resume["resumeSessionId"] = json!(session);
+    let events = gw.execute(&resume).await.collect().await;
+    assert_well_formed(&events, 0);
+    let landed = events.iter().find(|e| e.kind() == "connected").unwrap().data["workerId"].clone();
+    assert_ne!(landed, ran_on.as_str(), "the resume landed on the worker that is gone");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == "message" && e.data["text"].as_str().unwrap().starts_with("workspace restored")),
+        "{:?}",
+        kinds(&events)
+    );
+    let last = mock.conversation_text(mock.conversation().last().unwrap());
+    assert!(last.contains(CODE_WORD), "the conversation goes on on the other worker");
+    assert_eq!(events.last().unwrap().kind(), "completed");
 }
