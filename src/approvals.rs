@@ -1,7 +1,11 @@
 //! Approvals (docs/approvals.md): the request's `approvals` policy, and a job's open permission questions, held
 //! in common by the run that asks them and the endpoint that answers them.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, time::Instant};
@@ -97,7 +101,8 @@ enum Question {
 pub struct Approvals {
     questions: Mutex<HashMap<String, Question>>,
     answers: mpsc::UnboundedSender<Answer>,
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<Answer>>>,
+    /// Held by the run that waits for answers; a conversation's next turn is a new run and takes it in turn.
+    receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Answer>>>,
 }
 
 impl Default for Approvals {
@@ -106,7 +111,7 @@ impl Default for Approvals {
         Approvals {
             questions: Mutex::default(),
             answers,
-            receiver: Mutex::new(Some(receiver)),
+            receiver: Arc::new(tokio::sync::Mutex::new(receiver)),
         }
     }
 }
@@ -116,9 +121,16 @@ impl Approvals {
         self.questions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The run's end of the answers; there is one run per job, so it is taken once.
-    pub fn take_answers(&self) -> Option<mpsc::UnboundedReceiver<Answer>> {
-        self.receiver.lock().unwrap_or_else(|e| e.into_inner()).take()
+    /// The run's end of the answers, for as long as the run holds it: one run at a time, one after another in a
+    /// conversation.
+    pub fn take_answers(&self) -> Option<tokio::sync::OwnedMutexGuard<mpsc::UnboundedReceiver<Answer>>> {
+        self.receiver.clone().try_lock_owned().ok()
+    }
+
+    /// How many questions the job has asked so far: a conversation's next turn numbers its questions after them,
+    /// so that a request id names one question within the job.
+    pub fn asked(&self) -> u64 {
+        self.lock().len() as u64
     }
 
     /// Called by the run before it announces the question, so that an answer to the event always finds it.
@@ -195,6 +207,21 @@ impl Approvals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn each_turn_of_a_conversation_takes_the_answers_after_the_last_let_them_go() {
+        let approvals = Approvals::default();
+        let first = approvals.take_answers().expect("the first turn's");
+        assert!(approvals.take_answers().is_none(), "one run at a time");
+        approvals.open("perm-1", vec!["allow".into()], Instant::now() + Duration::from_secs(60));
+        drop(first);
+
+        let mut second = approvals.take_answers().expect("the next turn's");
+        assert_eq!(approvals.asked(), 1, "the next turn numbers its questions after the first's");
+        approvals.open("perm-2", vec!["reject".into()], Instant::now() + Duration::from_secs(60));
+        approvals.answer("perm-2", "reject").unwrap();
+        assert_eq!(second.recv().await.unwrap().request_id, "perm-2");
+    }
 
     #[test]
     fn a_question_is_settled_once_whoever_comes_first() {

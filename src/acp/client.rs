@@ -94,6 +94,11 @@ pub struct AcpClient {
 }
 
 impl AcpClient {
+    /// Questions of earlier turns of the job keep their ids: this turn's are numbered after them.
+    pub fn number_questions_after(&mut self, asked: u64) {
+        self.asked = asked;
+    }
+
     /// The client and its first message, `initialize`.
     pub fn start(setup: AcpSetup) -> (AcpClient, Vec<Step>) {
         let mut client = AcpClient {

@@ -37,7 +37,8 @@ pub async fn converse(
         Policy::Client { timeout, on_timeout } => (timeout, on_timeout),
         Policy::AllowAll => (DEFAULT_TIMEOUT, OnTimeout::Reject),
     };
-    let (client, steps) = AcpClient::start(setup);
+    let (mut client, steps) = AcpClient::start(setup);
+    client.number_questions_after(approvals.asked());
     let mut turn = Turn {
         client,
         to_agent,
@@ -229,7 +230,7 @@ fn with_duration(outcome: Outcome, elapsed: Duration) -> Outcome {
 }
 
 async fn recv(
-    answers: &mut Option<mpsc::UnboundedReceiver<crate::approvals::Answer>>,
+    answers: &mut Option<tokio::sync::OwnedMutexGuard<mpsc::UnboundedReceiver<crate::approvals::Answer>>>,
 ) -> Option<crate::approvals::Answer> {
     match answers {
         Some(rx) => rx.recv().await,
