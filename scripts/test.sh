@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The test command: installs the pinned CLIs and the SSE client packages if they are missing, then runs every test.
+# The test command: installs the pinned CLIs and the npm packages the tests drive if they are missing, then runs every
+# test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One NAME=value line per CLI; every one of them is exported.
 set -a
 eval "$(scripts/install-clis.sh)"
 set +a
-# The stock SSE clients that tests/api/sse_clients.rs runs with Node, as pinned by their package-lock.json;
-# installed again only when the lock file has changed since the last install.
-sse_clients=tests/sse-clients
-if ! cmp -s "$sse_clients/package-lock.json" "$sse_clients/node_modules/.installed-lock.json"; then
-  echo "installing the SSE client packages into $sse_clients/node_modules" >&2
-  (cd "$sse_clients" && npm ci --silent --no-audit --no-fund >&2)
-  cp "$sse_clients/package-lock.json" "$sse_clients/node_modules/.installed-lock.json"
-fi
+# The Node packages the tests run, each folder as pinned by its package-lock.json: the stock SSE clients
+# (tests/api/sse_clients.rs) and the reference ACP client SDK (tests/api/acp_server.rs); a folder is installed again
+# only when its lock file has changed since the last install.
+for packages in tests/sse-clients tests/acp-client; do
+  if ! cmp -s "$packages/package-lock.json" "$packages/node_modules/.installed-lock.json"; then
+    echo "installing the npm packages of $packages into $packages/node_modules" >&2
+    (cd "$packages" && npm ci --silent --no-audit --no-fund >&2)
+    cp "$packages/package-lock.json" "$packages/node_modules/.installed-lock.json"
+  fi
+done
 # Every temporary folder of the run (workspaces, homes, fake CLIs, the contract check's) under one fresh root, so
 # that what the run leaves behind can be found precisely.
 temp_root=$(mktemp -d)

@@ -1,6 +1,7 @@
 //! unified-worker: runs one coding-assistant job per process and streams it as Server-Sent Events.
 
 pub mod acp;
+pub mod acp_server;
 pub mod approvals;
 pub mod auth;
 pub mod availability;

@@ -1,4 +1,5 @@
-//! Entry point: the subcommands (`serve`, the default; `gateway`; `healthcheck [URL]`; `exec`) parsed with clap.
+//! Entry point: the subcommands (`serve`, the default; `gateway`; `healthcheck [URL]`; `exec`; `acp`) parsed with
+//! clap.
 //! Settings → telemetry → build → run.
 
 use std::process::ExitCode;
@@ -39,6 +40,13 @@ enum Command {
     /// --reject-all answer every question themselves. Exit codes: 0 completed, 1 the job failed, 2 bad usage,
     /// 3 no worker reached in time, 130 interrupted.
     Exec(Box<unified_worker::client::ExecArgs>),
+    /// Serve an editor as its coding agent over the Agent Client Protocol on stdin and stdout.
+    ///
+    /// Each session the editor opens is a conversation job on the worker or fleet at --url: its prompts are the
+    /// job's turns, the agent's questions are put to the editor, a cancel interrupts the turn, and a session the
+    /// editor loads again resumes with its conversation and work tree (docs/acp-server.md). $WORKER_API_TOKEN is
+    /// sent as the bearer token; credentials come only from environment variables (--token-env, $GITHUB_TOKEN).
+    Acp(Box<unified_worker::acp_server::AcpArgs>),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +64,7 @@ fn main() -> ExitCode {
         Command::Gateway => runtime.block_on(gateway()),
         Command::Healthcheck { url } => ExitCode::from(runtime.block_on(unified_worker::healthcheck::run(url)) as u8),
         Command::Exec(args) => ExitCode::from(runtime.block_on(unified_worker::client::run(*args)) as u8),
+        Command::Acp(args) => ExitCode::from(runtime.block_on(unified_worker::acp_server::run(*args)) as u8),
     }
 }
 

@@ -28,7 +28,21 @@ pub fn render(mut api: utoipa::openapi::OpenApi) -> String {
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
     let mut doc = serde_json::to_value(&api).unwrap_or_default();
     crate::sse_wire::schema::describe_events(&mut doc);
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&sorted(doc)).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Every object's keys in name order, whatever order serde_json's maps keep (the ACP crate turns on its
+/// `preserve_order`): the published document stays byte for byte what the committed copies hold.
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut members: Vec<_> = map.into_iter().collect();
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(members.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }

@@ -204,8 +204,10 @@ pub fn toml_inline(value: &Value) -> String {
         Value::String(s) => toml_string(s),
         Value::Array(items) => format!("[{}]", items.iter().map(toml_inline).collect::<Vec<_>>().join(", ")),
         Value::Object(members) => {
-            let members: Vec<String> = members
-                .iter()
+            // Keys sorted, whatever order serde_json's maps keep: the same options give the same command line.
+            let sorted: std::collections::BTreeMap<_, _> = members.iter().collect();
+            let members: Vec<String> = sorted
+                .into_iter()
                 .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| format!("{} = {}", toml_string(k), toml_inline(v)))
                 .collect();

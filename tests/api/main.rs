@@ -1,5 +1,6 @@
 //! Integration tests: the real worker binary on port 0, driven over HTTP.
 
+mod acp_server;
 mod approvals;
 mod approvals_real;
 mod claude_code;

@@ -21,7 +21,11 @@ pub(super) fn servers(value: Value, policy: &McpPolicy) -> Result<McpServers, Ap
     let Value::Object(servers) = value else {
         return Err(wrong_type(&root, "an object of servers by name"));
     };
+    // In name order whatever order serde_json's maps keep (the ACP crate turns on its `preserve_order`): the first
+    // refusal and the CLIs' configurations must not depend on how the request spelled them.
     servers
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
         .map(|(name, spec)| server(&root, name, spec, policy))
         .collect::<Result<Vec<_>, _>>()

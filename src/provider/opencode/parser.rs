@@ -22,7 +22,8 @@ use crate::{
 enum Line {
     Text { part: TextPart },
     Reasoning { part: TextPart },
-    ToolUse { part: ToolPart },
+    // Boxed: with serde_json's `preserve_order` (which the ACP crate turns on) its maps make it the one large variant.
+    ToolUse { part: Box<ToolPart> },
     StepFinish { part: StepFinish },
     Error { error: ErrorBody },
     /// `step_start` and whatever a later version adds: never fatal.
@@ -186,7 +187,7 @@ impl OutputParser for OpencodeParser {
                     out.push(EventKind::Thinking { text: part.text });
                 }
             }
-            Ok(Line::ToolUse { part }) => self.tool_use(part, &mut out),
+            Ok(Line::ToolUse { part }) => self.tool_use(*part, &mut out),
             Ok(Line::StepFinish { part }) => self.step_finished(part),
             Ok(Line::Error { error }) => {
                 // The first error is the cause; anything after it is a consequence.

@@ -1,0 +1,299 @@
+//! `unified-worker acp`: an Agent Client Protocol agent on stdio (the editor's side of the protocol) whose
+//! sessions are conversation jobs on a worker or a gateway, reached over the HTTP API (docs/acp-server.md). The
+//! protocol's types and connection come from the official `agent-client-protocol` crate.
+
+mod remote;
+mod session;
+mod updates;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agent_client_protocol::{
+    Agent, Error, Stdio,
+    schema::ProtocolVersion,
+    v1::schema::{
+        AgentCapabilities, CancelNotification, CloseSessionRequest, CloseSessionResponse, Implementation,
+        InitializeRequest, InitializeResponse, LoadSessionRequest, LoadSessionResponse, McpCapabilities,
+        NewSessionRequest, NewSessionResponse, PromptCapabilities, PromptRequest, SessionCapabilities,
+        SessionCloseCapabilities, SessionId,
+    },
+};
+use serde_json::{Value, json};
+
+use remote::Remote;
+use session::Session;
+
+/// The options of `acp`; the subcommand's help text is in `main.rs`.
+#[derive(Debug, clap::Args)]
+pub struct AcpArgs {
+    /// Worker or fleet address.
+    #[arg(long, env = "UNIFIED_WORKER_URL", default_value = "http://127.0.0.1:5000")]
+    pub url: String,
+    /// The provider's name (the worker's /health lists them).
+    #[arg(long, default_value = "claude-code")]
+    pub provider: String,
+    /// GitHub repository each session clones (token from $GITHUB_TOKEN when set).
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Branch to check out (default: the remote's default branch).
+    #[arg(long, requires = "repo")]
+    pub branch: Option<String>,
+    /// Send the value of this environment variable as the provider credential.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Model to ask the provider for.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Whether the agent asks the editor before it acts (`--approvals false`: it acts without asking).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub approvals: bool,
+    /// How long a session's job waits for the next prompt before it closes itself (the session goes on in a
+    /// new job that resumes it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_seconds: u64,
+    /// How long to wait for a free worker, in seconds.
+    #[arg(long = "max-wait", value_name = "SECONDS", default_value_t = 600)]
+    pub max_wait: u64,
+}
+
+/// What every job of the bridge is asked with; the credentials are read once, at start.
+pub struct Settings {
+    provider: String,
+    repo: Option<String>,
+    branch: Option<String>,
+    model: Option<String>,
+    approvals: bool,
+    idle_seconds: u64,
+    credential: Option<String>,
+    github_token: Option<String>,
+}
+
+impl Settings {
+    fn from_args(args: &AcpArgs) -> Result<Settings, String> {
+        let credential = match &args.token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| format!("--token-env: ${var} is not set"))?),
+            None => None,
+        };
+        Ok(Settings {
+            provider: args.provider.clone(),
+            repo: args.repo.clone(),
+            branch: args.branch.clone(),
+            model: args.model.clone(),
+            approvals: args.approvals,
+            idle_seconds: args.idle_seconds,
+            credential,
+            github_token: std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// The `/execute` body of a session's job (docs/api.md, docs/conversations.md).
+    fn request(&self, text: &str, job_id: &str) -> Value {
+        let mut body = json!({
+            "userRequest": text,
+            "codingAssistantProvider": self.provider,
+            "jobId": job_id,
+            "conversation": {"idleSeconds": self.idle_seconds},
+        });
+        if let Some(credential) = &self.credential {
+            body["codingAssistantAccessToken"] = json!(credential);
+        }
+        if let Some(model) = &self.model {
+            body["providerOptions"] = json!({"model": model});
+        }
+        if let Some(repo) = &self.repo {
+            let mut github = json!({"repoUrl": repo});
+            if let Some(branch) = &self.branch {
+                github["branch"] = json!(branch);
+            }
+            if let Some(token) = &self.github_token {
+                github["accessToken"] = json!(token);
+            }
+            body["github"] = github;
+        }
+        if self.approvals {
+            // No timeout of the bridge's own: the worker's default applies, as when the editor's user walks away.
+            body["approvals"] = json!({"mode": "client"});
+        }
+        body
+    }
+}
+
+struct Bridge {
+    settings: Settings,
+    remote: Remote,
+    sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
+}
+
+impl Bridge {
+    fn session(&self, id: &SessionId) -> Result<Arc<Session>, Error> {
+        lock(&self.sessions)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| agent_client_protocol::v1::schema::Error::session_not_found(id.clone()).into())
+    }
+}
+
+/// Serves one editor on stdin and stdout until it goes away; the exit code (2: bad usage, 1: the connection
+/// failed). Whatever the bridge has to say goes to stderr, which editors show as the agent's log.
+pub async fn run(args: AcpArgs) -> i32 {
+    let settings = match Settings::from_args(&args) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("unified-worker acp: {message}");
+            return 2;
+        }
+    };
+    let token = std::env::var("WORKER_API_TOKEN").ok().filter(|t| !t.is_empty());
+    let bridge = Arc::new(Bridge {
+        settings,
+        remote: Remote::new(&args.url, token, Duration::from_secs(args.max_wait)),
+        sessions: Mutex::new(HashMap::new()),
+    });
+    let served = serve(bridge.clone()).await;
+    // The editor is gone: every open job is closed, so its worker is free and its work tree saved at once rather
+    // than after the idle window.
+    let sessions: Vec<_> = lock(&bridge.sessions).drain().map(|(_, s)| s).collect();
+    for session in sessions {
+        session.close(&bridge.remote).await;
+    }
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("unified-worker acp: {e}");
+            1
+        }
+    }
+}
+
+async fn serve(bridge: Arc<Bridge>) -> Result<(), Error> {
+    let (b_new, b_load, b_prompt, b_cancel, b_close) = (
+        bridge.clone(),
+        bridge.clone(),
+        bridge.clone(),
+        bridge.clone(),
+        bridge.clone(),
+    );
+    Agent
+        .v1()
+        .name("unified-worker")
+        .on_receive_request(
+            async move |request: InitializeRequest, responder, _cx| {
+                let version = request.protocol_version.min(ProtocolVersion::V1);
+                responder.respond(
+                    InitializeResponse::new(version)
+                        .agent_capabilities(
+                            AgentCapabilities::new()
+                                .load_session(true)
+                                // Text and resource links are every agent's baseline: no images, audio or
+                                // embedded resources.
+                                .prompt_capabilities(PromptCapabilities::new())
+                                // The worker takes stdio and http MCP servers (docs/api.md).
+                                .mcp_capabilities(McpCapabilities::new().http(true))
+                                .session_capabilities(
+                                    SessionCapabilities::new().close(SessionCloseCapabilities::new()),
+                                ),
+                        )
+                        .agent_info(Implementation::new("unified-worker", env!("CARGO_PKG_VERSION"))),
+                )
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: NewSessionRequest, responder, _cx| {
+                let servers = match updates::mcp_servers(&request.mcp_servers) {
+                    Ok(servers) => servers,
+                    Err(message) => return responder.respond_with_error(Error::invalid_params().data(message)),
+                };
+                let id = SessionId::new(uuid::Uuid::new_v4().to_string());
+                let session = Arc::new(Session::new(id.clone(), request.cwd, servers));
+                lock(&b_new.sessions).insert(id.clone(), session);
+                responder.respond(NewSessionResponse::new(id))
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: LoadSessionRequest, responder, cx| {
+                let servers = match updates::mcp_servers(&request.mcp_servers) {
+                    Ok(servers) => servers,
+                    Err(message) => return responder.respond_with_error(Error::invalid_params().data(message)),
+                };
+                let bridge = b_load.clone();
+                // Reading the old jobs takes round trips: off the dispatch loop, which must go on reading.
+                tokio::spawn(async move {
+                    let id = request.session_id;
+                    let session = Arc::new(Session::new(id.clone(), request.cwd, servers));
+                    match session.load(&bridge.remote, &cx).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let missing: Error = agent_client_protocol::v1::schema::Error::session_not_found(id).into();
+                            return responder.respond_with_error(missing);
+                        }
+                        Err(e) => {
+                            let failed = Error::internal_error().data(format!("cannot read the session's jobs: {e}"));
+                            return responder.respond_with_error(failed);
+                        }
+                    }
+                    lock(&bridge.sessions).insert(id, session);
+                    responder.respond(LoadSessionResponse::new())
+                });
+                Ok(())
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: PromptRequest, responder, cx| {
+                let session = match b_prompt.session(&request.session_id) {
+                    Ok(session) => session,
+                    Err(e) => return responder.respond_with_error(e),
+                };
+                let bridge = b_prompt.clone();
+                // A turn lasts minutes, and its permission requests and the editor's cancel must get through
+                // meanwhile.
+                tokio::spawn(async move {
+                    let reply = session
+                        .prompt(&bridge.settings, &bridge.remote, &request.prompt, &cx)
+                        .await;
+                    responder.respond_with_result(reply)
+                });
+                Ok(())
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .on_receive_notification(
+            async move |notification: CancelNotification, _cx| {
+                if let Ok(session) = b_cancel.session(&notification.session_id) {
+                    let remote = b_cancel.remote.clone();
+                    tokio::spawn(async move { session.cancel(&remote).await });
+                }
+                Ok(())
+            },
+            agent_client_protocol::on_receive_notification!(),
+        )
+        .on_receive_request(
+            async move |request: CloseSessionRequest, responder, _cx| {
+                let Some(session) = lock(&b_close.sessions).remove(&request.session_id) else {
+                    let missing: Error =
+                        agent_client_protocol::v1::schema::Error::session_not_found(request.session_id).into();
+                    return responder.respond_with_error(missing);
+                };
+                let remote = b_close.remote.clone();
+                tokio::spawn(async move {
+                    session.close(&remote).await;
+                    responder.respond(CloseSessionResponse::new())
+                });
+                Ok(())
+            },
+            agent_client_protocol::on_receive_request!(),
+        )
+        .connect_to(Stdio::new())
+        .await
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
