@@ -42,6 +42,12 @@ pub struct AcpArgs {
     /// Branch to check out (default: the remote's default branch).
     #[arg(long, requires = "repo")]
     pub branch: Option<String>,
+    /// At the close of a session's job, push its changes to branch PREFIX<job id> (e.g. `agent/`).
+    #[arg(long, value_name = "PREFIX", requires = "repo")]
+    pub push_prefix: Option<String>,
+    /// Also open a pull request for each pushed branch.
+    #[arg(long = "pr", requires = "push_prefix")]
+    pub pull_request: bool,
     /// Send the value of this environment variable as the provider credential.
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
@@ -67,6 +73,8 @@ pub struct Settings {
     repo: Option<String>,
     branch: Option<String>,
     model: Option<String>,
+    push_prefix: Option<String>,
+    pull_request: bool,
     approvals: bool,
     idle_seconds: u64,
     credential: Option<String>,
@@ -84,6 +92,8 @@ impl Settings {
             repo: args.repo.clone(),
             branch: args.branch.clone(),
             model: args.model.clone(),
+            push_prefix: args.push_prefix.clone(),
+            pull_request: args.pull_request,
             approvals: args.approvals,
             idle_seconds: args.idle_seconds,
             credential,
@@ -112,6 +122,15 @@ impl Settings {
             }
             if let Some(token) = &self.github_token {
                 github["accessToken"] = json!(token);
+            }
+            if let Some(prefix) = &self.push_prefix {
+                // A branch per job: a resumed job commits the whole tree on the base again, which the last job's
+                // branch would refuse (the worker never forces).
+                let mut push = json!({"branch": format!("{prefix}{job_id}")});
+                if self.pull_request {
+                    push["pullRequest"] = json!({});
+                }
+                github["push"] = push;
             }
             body["github"] = github;
         }
@@ -296,4 +315,75 @@ async fn serve(bridge: Arc<Bridge>) -> Result<(), Error> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Acp {
+        #[command(flatten)]
+        args: AcpArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        use clap::Parser;
+        let parsed =
+            Acp::try_parse_from(std::iter::once("acp").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        Settings::from_args(&parsed.args)
+    }
+
+    #[test]
+    fn every_job_is_a_conversation_that_asks_the_editor_unless_told_otherwise() {
+        let body = settings(&["--provider", "copilot", "--model", "m1"])
+            .unwrap()
+            .request("hi", "s1");
+        assert_eq!(
+            body,
+            json!({"userRequest": "hi", "codingAssistantProvider": "copilot", "jobId": "s1",
+                   "conversation": {"idleSeconds": 600}, "providerOptions": {"model": "m1"},
+                   "approvals": {"mode": "client"}})
+        );
+        let quiet = settings(&["--approvals", "false", "--idle-seconds", "30"])
+            .unwrap()
+            .request("hi", "s1");
+        assert!(quiet.get("approvals").is_none(), "{quiet}");
+        assert_eq!(quiet["conversation"]["idleSeconds"], 30);
+    }
+
+    #[test]
+    fn each_job_pushes_to_a_branch_of_its_own() {
+        let settings = settings(&[
+            "--repo",
+            "https://github.com/o/r",
+            "--branch",
+            "main",
+            "--push-prefix",
+            "agent/",
+            "--pr",
+        ])
+        .unwrap();
+        let body = settings.request("hi", "s1.2");
+        assert_eq!(body["github"]["repoUrl"], "https://github.com/o/r");
+        assert_eq!(body["github"]["branch"], "main");
+        assert_eq!(
+            body["github"]["push"],
+            json!({"branch": "agent/s1.2", "pullRequest": {}})
+        );
+    }
+
+    #[test]
+    fn bad_usage_is_explained() {
+        assert!(settings(&["--pr"]).err().unwrap().contains("--push-prefix"));
+        assert!(settings(&["--push-prefix", "a/"]).err().unwrap().contains("--repo"));
+        assert!(settings(&["--approvals", "maybe"]).is_err());
+        assert!(settings(&["--idle-seconds", "0"]).is_err());
+        assert!(
+            settings(&["--token-env", "UNIFIED_WORKER_SURELY_UNSET"])
+                .err()
+                .unwrap()
+                .contains("is not set")
+        );
+    }
 }
