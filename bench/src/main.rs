@@ -2,6 +2,7 @@
 //! latency, big-output memory, start-up, the 429 path). Each figure is the median of several runs.
 
 mod abuse;
+mod acp;
 mod compare;
 mod gateway;
 mod proc_stats;
@@ -61,6 +62,9 @@ async fn main() {
     }
     if want("busy") {
         busy_path(&mut rows).await;
+    }
+    if want("acp") {
+        acp::acp(&mut rows).await;
     }
     if want("gateway-fleet") {
         gateway::fleet(&mut rows).await;

@@ -11,7 +11,7 @@ pub struct Summary {
     pub delays_us: Vec<f64>,
 }
 
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
@@ -51,7 +51,7 @@ impl Lines {
     }
 }
 
-fn stamp(line: &[u8]) -> Option<u64> {
+pub fn stamp(line: &[u8]) -> Option<u64> {
     let at = line.windows(2).position(|w| w == b"t=")?;
     let digits: Vec<u8> = line[at + 2..]
         .iter()
