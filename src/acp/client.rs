@@ -4,6 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use agent_client_protocol::{
+    schema::ProtocolVersion,
+    v1::schema::{
+        CancelNotification, ClientCapabilities, ContentBlock, FileSystemCapabilities, Implementation,
+        InitializeRequest, LoadSessionRequest, McpServer, NewSessionRequest, PromptRequest, RequestPermissionOutcome,
+        RequestPermissionResponse, SelectedPermissionOutcome,
+    },
+};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
@@ -12,8 +21,6 @@ use crate::{
     process::{ExitInfo, Outcome, RunSummary},
 };
 
-/// ACP's version as the agents here speak it.
-const PROTOCOL_VERSION: u64 = 1;
 /// JSON-RPC "method not found": the answer to a request for a capability the worker does not offer.
 const METHOD_NOT_FOUND: i64 = -32601;
 
@@ -123,11 +130,17 @@ impl AcpClient {
         // of new files when reading is offered), and the replica is the sandbox.
         let init = client.call(
             Call::Initialize,
-            json!({
-                "protocolVersion": PROTOCOL_VERSION,
-                "clientCapabilities": {"fs": {"readTextFile": false, "writeTextFile": false}, "terminal": false},
-                "clientInfo": {"name": "unified-worker", "version": env!("CARGO_PKG_VERSION")},
-            }),
+            params(
+                InitializeRequest::new(ProtocolVersion::V1)
+                    .client_capabilities(
+                        ClientCapabilities::new()
+                            .fs(FileSystemCapabilities::new()
+                                .read_text_file(false)
+                                .write_text_file(false))
+                            .terminal(false),
+                    )
+                    .client_info(Implementation::new("unified-worker", env!("CARGO_PKG_VERSION"))),
+            ),
         );
         (client, vec![init])
     }
@@ -222,7 +235,14 @@ impl AcpClient {
 
     fn open_session(&mut self, init: &Value, out: &mut Vec<Step>) {
         let cwd = self.setup.cwd.clone();
-        let mcp_servers = Value::Array(self.setup.mcp_servers.clone());
+        let mcp_servers = match serde_json::from_value::<Vec<McpServer>>(Value::Array(self.setup.mcp_servers.clone())) {
+            Ok(servers) => servers,
+            Err(e) => {
+                let failure = Failure::new(ErrorCode::Internal, format!("an MCP server ACP cannot carry: {e}"));
+                self.finish_with(Outcome::Failed(failure), out);
+                return;
+            }
+        };
         match self.setup.resume_session_id.clone() {
             Some(session_id) => {
                 if init["agentCapabilities"]["loadSession"] != Value::Bool(true) {
@@ -236,12 +256,15 @@ impl AcpClient {
                 self.loading = true;
                 let step = self.call(
                     Call::LoadSession,
-                    json!({"sessionId": session_id, "cwd": cwd, "mcpServers": mcp_servers}),
+                    params(LoadSessionRequest::new(session_id, cwd).mcp_servers(mcp_servers)),
                 );
                 out.push(step);
             }
             None => {
-                let step = self.call(Call::NewSession, json!({"cwd": cwd, "mcpServers": mcp_servers}));
+                let step = self.call(
+                    Call::NewSession,
+                    params(NewSessionRequest::new(cwd).mcp_servers(mcp_servers)),
+                );
                 out.push(step);
             }
         }
@@ -251,10 +274,10 @@ impl AcpClient {
         out.push(Step::Emit(EventKind::Session {
             session_id: session_id.clone(),
         }));
-        let prompt = json!({
-            "sessionId": session_id,
-            "prompt": [{"type": "text", "text": self.setup.prompt}],
-        });
+        let prompt = params(PromptRequest::new(
+            session_id.clone(),
+            vec![ContentBlock::from(self.setup.prompt.clone())],
+        ));
         self.session_id = Some(session_id);
         let step = self.call(Call::Prompt, prompt);
         out.push(step);
@@ -450,8 +473,9 @@ impl AcpClient {
         let mut out = Vec::new();
         self.flush(&mut out);
         if let Some(session_id) = &self.session_id {
+            let cancel = params(CancelNotification::new(session_id.clone()));
             out.push(Step::Send(
-                json!({"jsonrpc": "2.0", "method": "session/cancel", "params": {"sessionId": session_id}}).to_string(),
+                json!({"jsonrpc": "2.0", "method": "session/cancel", "params": cancel}).to_string(),
             ));
         }
         for request_id in self.open_questions() {
@@ -612,13 +636,19 @@ impl AcpClient {
     }
 }
 
+/// A message's params as the protocol crate's type spells them.
+fn params(message: impl Serialize) -> Value {
+    serde_json::to_value(message).unwrap_or(Value::Null)
+}
+
 fn selected(id: &Value, option_id: &str) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": {"outcome": {"outcome": "selected", "optionId": option_id}}})
-        .to_string()
+    let outcome = RequestPermissionOutcome::Selected(SelectedPermissionOutcome::new(option_id.to_string()));
+    json!({"jsonrpc": "2.0", "id": id, "result": params(RequestPermissionResponse::new(outcome))}).to_string()
 }
 
 fn withdrawn(id: &Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "result": {"outcome": {"outcome": "cancelled"}}}).to_string()
+    let outcome = RequestPermissionOutcome::Cancelled;
+    json!({"jsonrpc": "2.0", "id": id, "result": params(RequestPermissionResponse::new(outcome))}).to_string()
 }
 
 fn pick<'a>(options: &'a [PermissionOption], kinds: &[&str]) -> Option<&'a PermissionOption> {

@@ -489,3 +489,29 @@ fn a_recorded_load_streams_none_of_the_replayed_history_before_the_load_answer()
         assert_eq!(names, ["session"], "{agent}: {events:?}");
     }
 }
+
+/// Why the client reads what agents send by hand while it writes with the protocol crate's types: the crate's
+/// `SessionUpdate` has no variant for a kind it does not know, so one update of a kind newer than the pinned schema
+/// would fail its whole notification, where the client skips it and goes on (`available_commands_update` above
+/// stands for such a kind). When this fails, the crate tolerates unknown kinds and the reading side can move too.
+#[test]
+fn the_crates_session_update_refuses_a_kind_it_does_not_know_which_the_client_skips() {
+    use agent_client_protocol::v1::schema::SessionUpdate;
+    let newer = json!({"sessionUpdate": "a_kind_from_a_newer_schema", "content": {"type": "text", "text": "x"}});
+    assert!(serde_json::from_value::<SessionUpdate>(newer.clone()).is_err());
+
+    let mut client = started(Policy::AllowAll);
+    let mut steps = client.push_line(&update(newer));
+    steps.extend(client.push_line(&update(
+        json!({"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"still here"}}),
+    )));
+    steps.extend(client.push_line(&line(
+        json!({"jsonrpc":"2.0","id":2,"result":{"stopReason":"end_turn"}}),
+    )));
+    assert_eq!(
+        events(&steps),
+        [EventKind::AssistantMessage {
+            text: "still here".into()
+        }]
+    );
+}
