@@ -104,6 +104,12 @@ impl Session {
             return Err(Error::internal_error().data("the job ended before its turn began"));
         };
         *lock(&self.running) = Some(link.job_id.clone());
+        // A cancel that came while the job was being started found no turn to interrupt: it is done now. (Running
+        // is set before the flag is read, and the cancel sets the flag before it reads running, so one of the two
+        // always sees the other.)
+        if self.cancelled.load(Ordering::SeqCst) {
+            self.interrupt(remote, &link.job_id).await;
+        }
         let end = self.follow_turn(link, turn, &mut state.resume, remote, cx).await;
         *lock(&self.running) = None;
         match end {
@@ -250,10 +256,14 @@ impl Session {
     /// `session/cancel`: interrupts the running turn, whose prompt then answers `cancelled`. A job still waiting
     /// in the gateway's line has no turn to interrupt, so it is cancelled as a whole.
     pub async fn cancel(&self, remote: &Remote) {
-        let Some(job_id) = lock(&self.running).clone() else {
-            return;
-        };
         self.cancelled.store(true, Ordering::SeqCst);
+        let running = lock(&self.running).clone();
+        if let Some(job_id) = running {
+            self.interrupt(remote, &job_id).await;
+        }
+    }
+
+    async fn interrupt(&self, remote: &Remote, job_id: &str) {
         match remote.post(&format!("/jobs/{job_id}/interrupt"), None).await {
             Err(e) if e.code() == Some("not_running") => {
                 let _ = remote.post(&format!("/jobs/{job_id}/cancel"), None).await;
