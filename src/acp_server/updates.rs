@@ -370,11 +370,11 @@ mod tests {
         let blocks = vec![
             ContentBlock::Text(TextContent::new("look at")),
             ContentBlock::ResourceLink(ResourceLink::new("main.rs", "file:///home/me/app/src/main.rs")),
-            ContentBlock::ResourceLink(ResourceLink::new("spec", "https://example.com/spec")),
+            ContentBlock::ResourceLink(ResourceLink::new("notes", "https://example.com/notes")),
         ];
         assert_eq!(
             prompt_text(&blocks, cwd).unwrap(),
-            "look at\n@src/main.rs\n@https://example.com/spec"
+            "look at\n@src/main.rs\n@https://example.com/notes"
         );
         let image: ContentBlock =
             serde_json::from_value(json!({"type": "image", "data": "", "mimeType": "image/png"})).unwrap();
