@@ -217,8 +217,16 @@ mod tests {
         drop(first);
 
         let mut second = approvals.take_answers().expect("the next turn's");
-        assert_eq!(approvals.asked(), 1, "the next turn numbers its questions after the first's");
-        approvals.open("perm-2", vec!["reject".into()], Instant::now() + Duration::from_secs(60));
+        assert_eq!(
+            approvals.asked(),
+            1,
+            "the next turn numbers its questions after the first's"
+        );
+        approvals.open(
+            "perm-2",
+            vec!["reject".into()],
+            Instant::now() + Duration::from_secs(60),
+        );
         approvals.answer("perm-2", "reject").unwrap();
         assert_eq!(second.recv().await.unwrap().request_id, "perm-2");
     }
