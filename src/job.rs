@@ -388,7 +388,10 @@ struct TurnInput<'a> {
 }
 
 fn interrupted_turn() -> Failure {
-    Failure::new(ErrorCode::Interrupted, "the turn was interrupted by a new message")
+    Failure::new(
+        ErrorCode::Interrupted,
+        "the turn was interrupted (a message sent with interrupt, or POST /jobs/{jobId}/interrupt)",
+    )
 }
 
 fn cancelled(reason: CancelReason) -> Failure {

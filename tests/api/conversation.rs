@@ -389,7 +389,10 @@ async fn through_a_gateway_messages_reach_the_conversations_worker_and_a_resume_
         if gone {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the gateway never saw the worker go: {fleet}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never saw the worker go: {fleet}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut resume = (CLAUDE_CODE.job)("Which code word did I give you?");
