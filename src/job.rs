@@ -119,6 +119,23 @@ impl Pipeline<'_> {
             },
             None => None,
         };
+        // A bound lowered since the save applies to what comes back too: nothing larger is unpacked.
+        let max = settings.session_snapshot_max_bytes;
+        let packed = match &stored {
+            Some(stored) => tokio::fs::metadata(&stored.pack).await.map_or(0, |m| m.len()),
+            None => 0,
+        };
+        let stored = match stored {
+            Some(stored) if stored.manifest.bytes > max || packed > max => {
+                self.emit(EventKind::warn(format!(
+                    "the session's work tree was not restored: it holds {} bytes ({packed} packed), more than \
+                     SESSION_SNAPSHOT_MAX_BYTES ({max}); the job starts from a fresh workspace",
+                    stored.manifest.bytes
+                )));
+                None
+            }
+            stored => stored,
+        };
         if let Some(stored) = stored {
             match self
                 .restore_work_tree(stored, cloned.as_ref().map(|(_, c)| c), deadline)
