@@ -50,6 +50,18 @@ async fn tiles_in(browser: &mut Browser, state: &str, n: usize) {
         .await;
 }
 
+/// The worker's own page, once it shows the worker idle.
+async fn open_idle_worker(browser: &mut Browser, worker: &TestWorker) {
+    browser.goto(&worker.url("/")).await;
+    browser
+        .wait_js(
+            "the worker's card",
+            "return document.getElementById('worker-card').textContent.includes('idle')",
+            vec![],
+        )
+        .await;
+}
+
 /// The view of a job by id: `[data-job-id=…]` with the id quoted for CSS.
 fn job(id: &str) -> String {
     format!(".job[data-job-id={}]", json!(id))
@@ -352,14 +364,7 @@ async fn a_question_of_the_agent_is_answered_with_a_button() {
         ("KEEP_WORKSPACE", "1"),
         ("WORKER_ID", "worker-1"),
     ]);
-    browser.goto(&worker.url("/")).await;
-    browser
-        .wait_js(
-            "the worker's card",
-            "return document.getElementById('worker-card').textContent.includes('idle')",
-            vec![],
-        )
-        .await;
+    open_idle_worker(&mut browser, &worker).await;
     browser.type_into("#prompt", "write hello.txt").await;
     browser
         .js(
@@ -434,14 +439,7 @@ async fn a_conversation_is_held_from_the_message_box_under_the_job() {
         ("KILL_GRACE_SECONDS", "1"),
         ("WORKER_ID", "worker-1"),
     ]);
-    browser.goto(&worker.url("/")).await;
-    browser
-        .wait_js(
-            "the worker's card",
-            "return document.getElementById('worker-card').textContent.includes('idle')",
-            vec![],
-        )
-        .await;
+    open_idle_worker(&mut browser, &worker).await;
     browser.type_into("#prompt", "first").await;
     browser
         .js("document.getElementById('talk').checked = true", vec![])
