@@ -276,7 +276,10 @@ async fn a_stored_work_tree_above_a_lowered_bound_is_not_restored_and_the_job_sa
     let store = TempDir::new().unwrap();
     let store_dir = store.path().to_str().unwrap();
     let a = (CLAUDE_CODE.worker)(mock.as_ref(), &[("SESSION_STORE_DIR", store_dir)]);
-    let done = completed("claude-code", &a.execute(&(CLAUDE_CODE.job)("Write notes.txt")).await.collect().await);
+    let done = completed(
+        "claude-code",
+        &a.execute(&(CLAUDE_CODE.job)("Write notes.txt")).await.collect().await,
+    );
     let session = done["sessionId"].as_str().unwrap().to_string();
 
     mock.set_reply(Reply::Text("Noted.".into()));
@@ -291,7 +294,9 @@ async fn a_stored_work_tree_above_a_lowered_bound_is_not_restored_and_the_job_sa
 
     completed("claude-code", &events);
     assert!(
-        messages(&events).iter().any(|m| m.contains("was not restored") && m.contains("SESSION_SNAPSHOT_MAX_BYTES")),
+        messages(&events)
+            .iter()
+            .any(|m| m.contains("was not restored") && m.contains("SESSION_SNAPSHOT_MAX_BYTES")),
         "{:?}",
         messages(&events)
     );

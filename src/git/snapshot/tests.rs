@@ -153,8 +153,15 @@ fn a_folder_replaced_by_a_symlink_is_carried_as_the_link_and_nothing_behind_it_i
     let repo = Repository::open(job1.path()).unwrap();
     let tree = repo.find_commit(snapshot.commit).unwrap().tree().unwrap();
     let entry = tree.get_path(Path::new("dir")).unwrap();
-    assert_eq!(entry.filemode(), i32::from(git2::FileMode::Link), "the folder is now the link");
-    assert!(tree.get_path(Path::new("dir/gone-too.txt")).is_err(), "nothing read through the link");
+    assert_eq!(
+        entry.filemode(),
+        i32::from(git2::FileMode::Link),
+        "the folder is now the link"
+    );
+    assert!(
+        tree.get_path(Path::new("dir/gone-too.txt")).is_err(),
+        "nothing read through the link"
+    );
     let job2 = TempDir::new().unwrap();
     std::fs::remove_dir(job2.path()).unwrap();
     Repository::clone(origin.path().to_str().unwrap(), job2.path()).unwrap();
