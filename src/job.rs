@@ -1,11 +1,17 @@
 //! The life of one job, top to bottom: connected → workspace (clone) → provider run → git changes, push and pull
-//! request → terminal event → drain → exit.
+//! request → terminal event → drain → exit. The model-API broker that stands between the CLI and its API is
+//! started with the first run and stopped when the CLI ends (`through_broker`, `stop_broker`).
 
 mod private_dir;
 mod repo;
 mod snapshot;
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use private_dir::PrivateDir;
 pub use snapshot::{Carried, carried_work_tree};
@@ -15,8 +21,9 @@ use tracing::Instrument;
 use crate::{
     acp,
     approvals::Policy,
+    broker::Broker,
     delivery::Delivery,
-    event::{Completed, ErrorCode, EventKind, Failure},
+    event::{Completed, ErrorCode, EventKind, Failure, Usage},
     process::{self, Limits, Outcome},
     provider::{AcpPrepared, Cleanup, PreparedRun, RunContext},
     request::JobRequest,
@@ -33,6 +40,7 @@ pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest, 
         job: &job,
         request: &request,
         workdir: workdir.clone(),
+        broker: OnceLock::new(),
     }
     .run(carried)
     .await;
@@ -72,6 +80,8 @@ struct Pipeline<'a> {
     job: &'a JobHandle,
     request: &'a JobRequest,
     workdir: PathBuf,
+    /// The job's model-API broker, once a run could use one.
+    broker: OnceLock<Broker>,
 }
 
 impl Pipeline<'_> {
@@ -154,7 +164,7 @@ impl Pipeline<'_> {
             duration_ms: run.duration_ms,
             num_turns: run.num_turns,
             cost_usd: run.cost_usd,
-            usage: run.usage,
+            usage: self.metered_usage().unwrap_or(run.usage),
             changes,
             pull_request,
         }))
@@ -190,6 +200,7 @@ impl Pipeline<'_> {
                 Err(failure) => Outcome::Failed(failure),
             },
         };
+        let outcome = self.stop_broker(outcome);
         self.save_session(&ctx, &outcome).await;
         private_dir.remove().await;
         outcome
@@ -207,9 +218,18 @@ impl Pipeline<'_> {
         }
     }
 
+    /// A cancel, SIGTERM, or the broker refusing a call for the job's budget.
     async fn stopped(&self) -> Failure {
-        self.job.cancelled().await;
-        self.stopped_from_outside()
+        let budget = async {
+            match self.broker.get() {
+                Some(broker) => broker.budget_reached().await.failure(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = self.job.cancelled() => self.stopped_from_outside(),
+            failure = budget => failure,
+        }
     }
 
     /// Runs the CLI unless the job was stopped while it was being prepared; what `prepare` wrote is undone either
@@ -224,7 +244,15 @@ impl Pipeline<'_> {
     }
 
     async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
-        let PreparedRun { plan, parser, cleanup } = prepared;
+        let PreparedRun {
+            mut plan,
+            parser,
+            cleanup,
+        } = prepared;
+        if let Err(failure) = self.through_broker(&mut plan.env).await {
+            cleanup.run().await;
+            return Outcome::Failed(failure);
+        }
         let limits = self.limits(deadline);
         let run = process::run(plan, parser, &limits, self.stopped(), |events| {
             self.job.log.append_all(events);
@@ -238,10 +266,14 @@ impl Pipeline<'_> {
 
     async fn run_acp(&self, ctx: &RunContext<'_>, prepared: AcpPrepared, policy: Policy, deadline: Instant) -> Outcome {
         let AcpPrepared {
-            plan,
+            mut plan,
             mcp_servers,
             cleanup,
         } = prepared;
+        if let Err(failure) = self.through_broker(&mut plan.env).await {
+            cleanup.run().await;
+            return Outcome::Failed(failure);
+        }
         let limits = self.limits(deadline);
         let run = async {
             let cwd = match std::path::absolute(ctx.workdir) {
@@ -270,6 +302,64 @@ impl Pipeline<'_> {
             run.instrument(tracing::info_span!("agent", job_id = %self.job.id)),
         )
         .await
+    }
+
+    /// Puts the job's model-API broker between the CLI and its API: its key in `env` becomes the broker's
+    /// placeholder and its base URL the broker's (docs/providers.md#the-model-api-broker). A run the broker cannot
+    /// serve (`BROKER=off`, a credentials file, Copilot's GitHub sign-in) keeps its key, as before.
+    async fn through_broker(&self, env: &mut Vec<(String, String)>) -> Result<(), Failure> {
+        let Some(endpoint) = self.request.provider.provider().model_endpoint() else {
+            return Ok(());
+        };
+        if self.broker.get().is_none() {
+            let started = Broker::start(
+                self.request.provider.as_str(),
+                &endpoint,
+                env,
+                &self.worker.settings,
+                self.request.budget,
+                self.worker.metrics.model.clone(),
+            )
+            .await?;
+            if let Some(broker) = started {
+                let _ = self.broker.set(broker);
+            }
+        }
+        match self.broker.get() {
+            Some(broker) => broker.route(&endpoint, env),
+            None if self.worker.settings.broker && !self.request.budget.is_unlimited() => {
+                self.emit(EventKind::warn(
+                    "this run's credential does not go through the model-API broker, so the job's limits cannot \
+                     be kept",
+                ));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Ends the broker with the CLI (its placeholder opens nothing from now on); a run the broker stopped for
+    /// the budget ends as `budget_exceeded`, whatever the CLI made of the refusal.
+    fn stop_broker(&self, outcome: Outcome) -> Outcome {
+        let Some(broker) = self.broker.get() else {
+            return outcome;
+        };
+        broker.stop();
+        match broker.exceeded() {
+            Some(exceeded) => {
+                let mut failure = exceeded.failure();
+                failure.session_id = match &outcome {
+                    Outcome::Completed(run) => run.session_id.clone(),
+                    Outcome::Failed(f) => f.session_id.clone(),
+                };
+                Outcome::Failed(failure)
+            }
+            None => outcome,
+        }
+    }
+
+    fn metered_usage(&self) -> Option<Usage> {
+        self.broker.get().map(Broker::usage)
     }
 
     fn session_store(&self) -> Option<SessionStore> {

@@ -6,10 +6,12 @@ use std::{
     collections::HashMap,
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use crate::{
+    broker::{Budget, Prices},
     provider::ProviderKind,
     secret::{Secret, tokens_in_json},
 };
@@ -82,6 +84,17 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Credentials the worker holds in its own environment for the providers; redacted like request secrets.
     pub provider_secrets: Vec<Secret>,
+    /// `BROKER`: each job's CLI reaches its model API through a broker of the job's own and never holds the key
+    /// (docs/providers.md#the-model-api-broker); off, the key goes to the CLI as before.
+    pub broker: bool,
+    /// `BROKER_ALLOW_INSECURE_UPSTREAM`: the broker may forward over plain http to a host that is not loopback.
+    pub broker_allow_insecure_upstream: bool,
+    /// The real model APIs by setting (`ANTHROPIC_UPSTREAM_URL`, …), as the providers' endpoints name them.
+    pub upstreams: HashMap<&'static str, String>,
+    /// `LIMIT_MAX_TOKENS`, `LIMIT_MAX_COST_USD`, `LIMIT_MAX_MODEL_CALLS`: the budget of a request without `limits`.
+    pub limits: Budget,
+    /// The price table the budget's dollars come from: the built-in one with `PRICES_FILE` over it.
+    pub prices: Arc<Prices>,
 }
 
 impl Settings {
@@ -177,6 +190,21 @@ impl Settings {
                 }
             },
             provider_secrets: provider_secrets(&env),
+            broker: env.flag("BROKER", true)?,
+            broker_allow_insecure_upstream: env.flag("BROKER_ALLOW_INSECURE_UPSTREAM", false)?,
+            upstreams: upstreams(&env)?,
+            limits: Budget {
+                max_tokens: env.optional_positive("LIMIT_MAX_TOKENS")?,
+                max_cost_usd: env.optional_dollars("LIMIT_MAX_COST_USD")?,
+                max_model_calls: env.optional_positive("LIMIT_MAX_MODEL_CALLS")?,
+            },
+            prices: Arc::new(match env.string("PRICES_FILE") {
+                None => Prices::default(),
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|json| Prices::with_overrides(&json))
+                    .map_err(|e| invalid("PRICES_FILE", format!("{path}: {e}")))?,
+            }),
         })
     }
 
@@ -240,6 +268,17 @@ fn provider_secrets(env: &Env<'_>) -> Vec<Secret> {
         }
     }
     secrets
+}
+
+/// Each provider endpoint's upstream setting, once, checked as an http(s) URL.
+fn upstreams(env: &Env<'_>) -> Result<HashMap<&'static str, String>, SettingsError> {
+    let mut upstreams = HashMap::new();
+    for var in ProviderKind::all().filter_map(|kind| kind.provider().model_endpoint()?.upstream_var) {
+        if let Some(url) = env.base_url(var)? {
+            upstreams.insert(var, url);
+        }
+    }
+    Ok(upstreams)
 }
 
 pub(crate) fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {
@@ -308,6 +347,29 @@ impl Env<'_> {
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
             Some(other) => Err(invalid(var, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn optional_positive(&self, var: &'static str) -> Result<Option<u64>, SettingsError> {
+        match self.string(var) {
+            None => Ok(None),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(invalid(var, format!("{raw:?} is not a whole number greater than 0"))),
+            },
+        }
+    }
+
+    fn optional_dollars(&self, var: &'static str) -> Result<Option<f64>, SettingsError> {
+        match self.string(var) {
+            None => Ok(None),
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                _ => Err(invalid(
+                    var,
+                    format!("{raw:?} is not an amount of dollars greater than 0"),
+                )),
+            },
         }
     }
 

@@ -15,6 +15,7 @@ use super::{
     private_files::Cleanup,
 };
 use crate::{
+    broker::ModelEndpoint,
     error::ApiError,
     event::Failure,
     process::{CommandPlan, OutputParser},
@@ -39,6 +40,12 @@ pub trait Provider: Sync {
     /// Whether it can run over the Agent Client Protocol (`approvals`, docs/approvals.md).
     fn acp(&self) -> AcpSupport {
         AcpSupport::No
+    }
+
+    /// How its CLI reaches its model API, so that the worker's broker can stand in between and keep the key
+    /// (docs/providers.md#the-model-api-broker). None: the CLI cannot be given another endpoint, and keeps its key.
+    fn model_endpoint(&self) -> Option<ModelEndpoint> {
+        None
     }
 }
 
