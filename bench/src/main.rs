@@ -2,6 +2,7 @@
 //! latency, big-output memory, start-up, the 429 path). Each figure is the median of several runs.
 
 mod abuse;
+mod broker;
 mod compare;
 mod gateway;
 mod proc_stats;
@@ -73,6 +74,10 @@ async fn main() {
     }
     if want("gateway-store") {
         store::store(&mut rows).await;
+    }
+    // Not part of the default run: it measures the model-API broker in process, not the worker.
+    if only.as_deref() == Some("broker") {
+        broker::broker(&mut rows).await;
     }
     // Not part of the default run: it opens thousands of connections and takes a minute or more.
     if only.as_deref() == Some("abuse") {
