@@ -277,6 +277,21 @@ impl Shared {
     }
 }
 
+/// Keeps the agent out of the worker's memory. The worker holds the real keys (in its environment, and the
+/// requests' in memory) and its CLIs run as the same user: without this, `cat /proc/<worker pid>/environ` would
+/// hand the agent what the broker keeps from it. A process that is not dumpable has its `/proc` files owned by
+/// root and cannot be traced by its own user; a CLI is dumpable again after its exec, so nothing changes for it.
+/// (A root agent can read anything; the image runs the worker as a user.)
+pub fn seal_worker_process() -> std::io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes plain integers and changes only this process's flag.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// 256 random bits, recognisable in a dump as the broker's and worth nothing outside the job.
 fn placeholder() -> String {
     format!("uwb-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())

@@ -342,6 +342,14 @@ async fn without_a_key_in_the_environment_or_with_the_broker_off_the_run_keeps_i
 }
 
 #[test]
+fn the_worker_process_is_sealed_from_its_own_user() {
+    seal_worker_process().unwrap();
+
+    // SAFETY: a read of this process's flag.
+    assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+}
+
+#[test]
 fn the_real_key_travels_in_plain_http_only_to_this_machine() {
     assert!(check_upstream("https://api.anthropic.com", false).is_ok());
     assert!(check_upstream("http://127.0.0.1:8080", false).is_ok());
