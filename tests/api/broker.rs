@@ -332,3 +332,23 @@ async fn gemini_cli_works_through_the_broker_and_its_usage_is_metered() {
         })
     );
 }
+
+#[tokio::test]
+async fn the_gateway_refuses_bad_limits_like_every_other_field() {
+    // No worker needs to answer: validation comes before the line.
+    let gw = crate::support::fleet::gateway("http://127.0.0.1:9", &[]);
+    // A value out of range is 422, one of the wrong JSON type 400, as for every field.
+    for (limits, status, field) in [
+        (json!({"maxTokens": 0}), 422, "limits.maxTokens"),
+        (json!({"maxCostUsd": "a lot"}), 400, "limits.maxCostUsd"),
+    ] {
+        let mut body = job("x");
+        body["limits"] = limits;
+
+        let resp = client().post(gw.url("/execute")).json(&body).send().await.unwrap();
+
+        assert_eq!(resp.status().as_u16(), status, "{field}");
+        let error: Value = resp.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+}
