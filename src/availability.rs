@@ -43,7 +43,7 @@ impl Availability {
             brokered: ProviderKind::all()
                 .map(|kind| {
                     let endpoint = kind.provider().model_endpoint();
-                    (kind, endpoint.is_some_and(|e| e.brokered(settings)))
+                    (kind, endpoint.is_some_and(|e| e.brokered(settings.broker.as_ref())))
                 })
                 .collect(),
             probed: Arc::default(),

@@ -11,6 +11,7 @@ mod meter;
 mod proxy;
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex},
 };
@@ -23,8 +24,18 @@ use crate::{
     event::{BudgetUsed, ErrorCode, Failure, Usage},
     metrics::ModelMetrics,
     secret::Secret,
-    settings::Settings,
 };
+
+/// The worker's settings for its brokers (`Settings::broker`; None there is `BROKER=off`).
+#[derive(Clone, Debug, Default)]
+pub struct BrokerConfig {
+    /// `BROKER_ALLOW_INSECURE_UPSTREAM`: plain http to an upstream that is not loopback.
+    pub allow_insecure_upstream: bool,
+    /// The real model APIs by setting (`ANTHROPIC_UPSTREAM_URL`, …), as the providers' endpoints name them.
+    pub upstreams: HashMap<&'static str, String>,
+    /// What the budget's dollars come from.
+    pub prices: Arc<Prices>,
+}
 
 /// How a provider's CLI reaches its model API: the variables that carry its endpoint and its key.
 #[derive(Clone, Copy, Debug)]
@@ -44,21 +55,21 @@ pub struct ModelEndpoint {
 impl ModelEndpoint {
     /// Where calls go: the upstream setting, else the base URL the operator gave the CLI (an LLM gateway keeps
     /// working), else the vendor's API.
-    fn upstream(&self, settings: &Settings, env: &[(String, String)]) -> Option<String> {
-        let configured = self.upstream_var.and_then(|var| settings.upstreams.get(var)).cloned();
+    fn upstream(&self, config: &BrokerConfig, env: &[(String, String)]) -> Option<String> {
+        let configured = self.upstream_var.and_then(|var| config.upstreams.get(var)).cloned();
         configured
             .or_else(|| value(env, self.base_url_var).map(|url| url.trim_end_matches('/').to_string()))
             .or_else(|| self.default_upstream.map(String::from))
     }
 
-    /// Whether a run of this provider goes through a broker when the worker has the usual credential.
-    pub fn brokered(&self, settings: &Settings) -> bool {
-        settings.broker
-            && (self.default_upstream.is_some()
-                || self
-                    .upstream_var
-                    .is_some_and(|var| settings.upstreams.contains_key(var))
-                || std::env::var(self.base_url_var).is_ok_and(|v| !v.trim().is_empty()))
+    /// Whether a run of this provider goes through a broker (`config`: None when the broker is off), given the
+    /// usual credential.
+    pub fn brokered(&self, config: Option<&BrokerConfig>) -> bool {
+        config.is_some_and(|config| {
+            self.default_upstream.is_some()
+                || self.upstream_var.is_some_and(|var| config.upstreams.contains_key(var))
+                || std::env::var(self.base_url_var).is_ok_and(|v| !v.trim().is_empty())
+        })
     }
 }
 
@@ -101,25 +112,21 @@ struct Totals {
 }
 
 impl Broker {
-    /// A broker for a run whose CLI environment is `env`, or None when the run keeps today's path: the broker is
-    /// off (`BROKER=off`), or the CLI has no key in its environment (a credentials file, a GitHub sign-in) or no
-    /// model API to call.
+    /// A broker for a run whose CLI environment is `env`, or None when the run keeps today's path: the CLI has
+    /// no key in its environment (a credentials file, a GitHub sign-in) or no model API to call.
     pub async fn start(
         provider: &'static str,
         endpoint: &ModelEndpoint,
         env: &[(String, String)],
-        settings: &Settings,
+        config: &BrokerConfig,
         budget: Budget,
         metrics: ModelMetrics,
     ) -> Result<Option<Broker>, Failure> {
-        if !settings.broker {
-            return Ok(None);
-        }
         let credential = endpoint.key_vars.iter().find_map(|var| value(env, var));
-        let (Some(credential), Some(upstream)) = (credential, endpoint.upstream(settings, env)) else {
+        let (Some(credential), Some(upstream)) = (credential, endpoint.upstream(config, env)) else {
             return Ok(None);
         };
-        check_upstream(&upstream, settings.broker_allow_insecure_upstream).map_err(|reason| {
+        check_upstream(&upstream, config.allow_insecure_upstream).map_err(|reason| {
             Failure::new(
                 ErrorCode::Internal,
                 format!(
@@ -159,7 +166,7 @@ impl Broker {
             upstream,
             client,
             budget,
-            prices: settings.prices.clone(),
+            prices: config.prices.clone(),
             metrics,
             totals: Mutex::default(),
             budget_reached: CancellationToken::new(),

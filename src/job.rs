@@ -308,7 +308,10 @@ impl Pipeline<'_> {
     /// placeholder and its base URL the broker's (docs/providers.md#the-model-api-broker). A run the broker cannot
     /// serve (`BROKER=off`, a credentials file, Copilot's GitHub sign-in) keeps its key, as before.
     async fn through_broker(&self, env: &mut Vec<(String, String)>) -> Result<(), Failure> {
-        let Some(endpoint) = self.request.provider.provider().model_endpoint() else {
+        let (Some(endpoint), Some(config)) = (
+            self.request.provider.provider().model_endpoint(),
+            &self.worker.settings.broker,
+        ) else {
             return Ok(());
         };
         if self.broker.get().is_none() {
@@ -316,7 +319,7 @@ impl Pipeline<'_> {
                 self.request.provider.as_str(),
                 &endpoint,
                 env,
-                &self.worker.settings,
+                config,
                 self.request.budget,
                 self.worker.metrics.model.clone(),
             )
@@ -327,7 +330,7 @@ impl Pipeline<'_> {
         }
         match self.broker.get() {
             Some(broker) => broker.route(&endpoint, env),
-            None if self.worker.settings.broker && !self.request.budget.is_unlimited() => {
+            None if !self.request.budget.is_unlimited() => {
                 self.emit(EventKind::warn(
                     "this run's credential does not go through the model-API broker, so the job's limits cannot \
                      be kept",

@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    broker::{Budget, Prices},
+    broker::{BrokerConfig, Budget, Prices},
     provider::ProviderKind,
     secret::{Secret, tokens_in_json},
 };
@@ -84,17 +84,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Credentials the worker holds in its own environment for the providers; redacted like request secrets.
     pub provider_secrets: Vec<Secret>,
-    /// `BROKER`: each job's CLI reaches its model API through a broker of the job's own and never holds the key
-    /// (docs/providers.md#the-model-api-broker); off, the key goes to the CLI as before.
-    pub broker: bool,
-    /// `BROKER_ALLOW_INSECURE_UPSTREAM`: the broker may forward over plain http to a host that is not loopback.
-    pub broker_allow_insecure_upstream: bool,
-    /// The real model APIs by setting (`ANTHROPIC_UPSTREAM_URL`, …), as the providers' endpoints name them.
-    pub upstreams: HashMap<&'static str, String>,
+    /// `BROKER` (on by default): each job's CLI reaches its model API through a broker of the job's own and never
+    /// holds the key (docs/providers.md#the-model-api-broker). None (`BROKER=off`): the key goes to the CLI.
+    pub broker: Option<BrokerConfig>,
     /// `LIMIT_MAX_TOKENS`, `LIMIT_MAX_COST_USD`, `LIMIT_MAX_MODEL_CALLS`: the budget of a request without `limits`.
     pub limits: Budget,
-    /// The price table the budget's dollars come from: the built-in one with `PRICES_FILE` over it.
-    pub prices: Arc<Prices>,
 }
 
 impl Settings {
@@ -190,21 +184,12 @@ impl Settings {
                 }
             },
             provider_secrets: provider_secrets(&env),
-            broker: env.flag("BROKER", true)?,
-            broker_allow_insecure_upstream: env.flag("BROKER_ALLOW_INSECURE_UPSTREAM", false)?,
-            upstreams: upstreams(&env)?,
+            broker: broker(&env)?,
             limits: Budget {
                 max_tokens: env.optional_positive("LIMIT_MAX_TOKENS")?,
                 max_cost_usd: env.optional_dollars("LIMIT_MAX_COST_USD")?,
                 max_model_calls: env.optional_positive("LIMIT_MAX_MODEL_CALLS")?,
             },
-            prices: Arc::new(match env.string("PRICES_FILE") {
-                None => Prices::default(),
-                Some(path) => std::fs::read_to_string(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|json| Prices::with_overrides(&json))
-                    .map_err(|e| invalid("PRICES_FILE", format!("{path}: {e}")))?,
-            }),
         })
     }
 
@@ -270,15 +255,30 @@ fn provider_secrets(env: &Env<'_>) -> Vec<Secret> {
     secrets
 }
 
-/// Each provider endpoint's upstream setting, once, checked as an http(s) URL.
-fn upstreams(env: &Env<'_>) -> Result<HashMap<&'static str, String>, SettingsError> {
+/// The brokers' settings, or None with `BROKER=off`. Each provider endpoint's upstream setting is read once and
+/// checked as an http(s) URL; a `PRICES_FILE` that cannot be read or parsed stops start-up.
+fn broker(env: &Env<'_>) -> Result<Option<BrokerConfig>, SettingsError> {
+    // Every variable is read whether or not the broker is on, so that a bad value is found at once.
+    let on = env.flag("BROKER", true)?;
+    let allow_insecure_upstream = env.flag("BROKER_ALLOW_INSECURE_UPSTREAM", false)?;
     let mut upstreams = HashMap::new();
     for var in ProviderKind::all().filter_map(|kind| kind.provider().model_endpoint()?.upstream_var) {
         if let Some(url) = env.base_url(var)? {
             upstreams.insert(var, url);
         }
     }
-    Ok(upstreams)
+    let prices = match env.string("PRICES_FILE") {
+        None => Prices::default(),
+        Some(path) => std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|json| Prices::with_overrides(&json))
+            .map_err(|e| invalid("PRICES_FILE", format!("{path}: {e}")))?,
+    };
+    Ok(on.then(|| BrokerConfig {
+        allow_insecure_upstream,
+        upstreams,
+        prices: Arc::new(prices),
+    }))
 }
 
 pub(crate) fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {

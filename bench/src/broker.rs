@@ -15,9 +15,8 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 use unified_worker::{
-    broker::{Broker, Budget, ModelEndpoint},
+    broker::{Broker, BrokerConfig, Budget, ModelEndpoint},
     metrics::ModelMetrics,
-    settings::Settings,
 };
 
 use crate::{Row, median, runs};
@@ -195,7 +194,7 @@ async fn read(client: &reqwest::Client, url: &str, key: &str) -> Reading {
 fn stamp(line: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(line).ok()?;
     let (_, rest) = text.split_once("\"stamp ")?;
-    let mut words = rest.split(|c: char| c == ' ' || c == '"');
+    let mut words = rest.split([' ', '"']);
     let _seq = words.next()?;
     words.next()?.parse().ok()
 }
@@ -212,7 +211,6 @@ fn percentile(mut v: Vec<f64>, p: usize) -> f64 {
 pub async fn broker(rows: &mut Vec<Row>) {
     epoch();
     let upstream = upstream().await;
-    let settings = Settings::from_lookup(|_| None).expect("settings");
     let env = vec![
         ("ANTHROPIC_API_KEY".to_string(), "sk-bench-real-key-0000".to_string()),
         ("ANTHROPIC_BASE_URL".to_string(), upstream.clone()),
@@ -221,7 +219,7 @@ pub async fn broker(rows: &mut Vec<Row>) {
         "bench",
         &ENDPOINT,
         &env,
-        &settings,
+        &BrokerConfig::default(),
         Budget::default(),
         ModelMetrics::default(),
     )

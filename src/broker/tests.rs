@@ -72,8 +72,8 @@ async fn upstream(content_type: &'static str, body: String) -> Upstream {
     Upstream { url, seen }
 }
 
-fn settings() -> Settings {
-    Settings::from_lookup(|_| None).unwrap()
+fn config() -> BrokerConfig {
+    BrokerConfig::default()
 }
 
 const ANTHROPIC: ModelEndpoint = ModelEndpoint {
@@ -93,7 +93,7 @@ async fn broker_for(upstream: &Upstream, budget: Budget) -> (Broker, Vec<(String
         "claude-code",
         &ANTHROPIC,
         &env,
-        &settings(),
+        &config(),
         budget,
         ModelMetrics::default(),
     )
@@ -312,33 +312,35 @@ async fn unstreamed_answers_of_each_api_style_are_metered_and_each_key_place_is_
 }
 
 #[tokio::test]
-async fn without_a_key_in_the_environment_or_with_the_broker_off_the_run_keeps_its_path() {
+async fn without_a_key_or_an_upstream_the_run_keeps_its_path() {
     let env = vec![("ANTHROPIC_BASE_URL".to_string(), "http://127.0.0.1:9".to_string())];
     let none = Broker::start(
         "claude-code",
         &ANTHROPIC,
         &env,
-        &settings(),
+        &config(),
         Budget::default(),
         ModelMetrics::default(),
     )
     .await
     .unwrap();
-    assert!(none.is_none());
+    assert!(
+        none.is_none(),
+        "no key: the CLI keeps its own way in (a credentials file)"
+    );
 
-    let off = Settings::from_lookup(|name| (name == "BROKER").then(|| "off".to_string())).unwrap();
     let env = vec![("ANTHROPIC_API_KEY".to_string(), REAL_KEY.to_string())];
     let none = Broker::start(
         "claude-code",
         &ANTHROPIC,
         &env,
-        &off,
+        &config(),
         Budget::default(),
         ModelMetrics::default(),
     )
     .await
     .unwrap();
-    assert!(none.is_none());
+    assert!(none.is_none(), "no upstream: nowhere to send the key");
 }
 
 #[test]
