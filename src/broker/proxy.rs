@@ -7,7 +7,7 @@ use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::UnsyncBoxBody};
 use hyper::{
     Request, Response, StatusCode,
     body::{Frame, Incoming},
@@ -41,6 +41,9 @@ const NOT_FORWARDED: [HeaderName; 8] = [
     header::UPGRADE,
     header::PROXY_AUTHORIZATION,
 ];
+
+/// A model call carries the whole conversation, files the agent wrote included; far more than any holds.
+const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
 
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
@@ -79,29 +82,32 @@ enum Presented {
     Query,
 }
 
-fn presented(shared: &Shared, request: &Request<Incoming>) -> Option<Presented> {
+/// Every place the CLI put this job's placeholder; empty when it has none (another job's, the real key, none).
+fn presented(shared: &Shared, request: &Request<Incoming>) -> Vec<Presented> {
     let headers = request.headers();
     let is_placeholder = |value: &str| constant_time_eq(value.as_bytes(), shared.placeholder.as_bytes());
-    for name in KEY_HEADERS {
-        if headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_placeholder)
-        {
-            return Some(Presented::Header(name));
-        }
-    }
+    let mut places: Vec<Presented> = KEY_HEADERS
+        .into_iter()
+        .filter(|name| {
+            headers
+                .get(*name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(is_placeholder)
+        })
+        .map(Presented::Header)
+        .collect();
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if bearer.is_some_and(is_placeholder) {
-        return Some(Presented::Bearer);
+        places.push(Presented::Bearer);
     }
     let query = request.uri().query().unwrap_or("");
-    url::form_urlencoded::parse(query.as_bytes())
-        .any(|(k, v)| k == "key" && is_placeholder(&v))
-        .then_some(Presented::Query)
+    if url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "key" && is_placeholder(&v)) {
+        places.push(Presented::Query);
+    }
+    places
 }
 
 /// Never tells by its timing how much of the placeholder a guess got right.
@@ -112,13 +118,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_string();
     let style = ApiStyle::of_path(&path);
-    let Some(presented) = presented(&shared, &request) else {
+    let presented = presented(&shared, &request);
+    if presented.is_empty() {
         return Ok(refusal(
             style,
             StatusCode::UNAUTHORIZED,
             "the model-API broker accepts only the key of its own job",
         ));
-    };
+    }
     if style.is_some()
         && let Err(exceeded) = shared.begin_call()
     {
@@ -141,14 +148,18 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
 async fn forward(
     shared: &Arc<Shared>,
     request: Request<Incoming>,
-    presented: Presented,
+    presented: Vec<Presented>,
     style: Option<ApiStyle>,
     path: &str,
 ) -> Result<Response<Body>, String> {
     let (parts, body) = request.into_parts();
-    let query = parts.uri.query().map(|q| match presented {
-        Presented::Query => swap_key_in_query(q, shared.credential.expose()),
-        _ => q.to_string(),
+    let credential = shared.credential.expose();
+    let query = parts.uri.query().map(|q| {
+        if presented.iter().any(|p| matches!(p, Presented::Query)) {
+            swap_key_in_query(q, credential)
+        } else {
+            q.to_string()
+        }
     });
     let url = match &query {
         Some(q) => format!("{}{path}?{q}", shared.upstream),
@@ -158,22 +169,23 @@ async fn forward(
     for name in NOT_FORWARDED {
         headers.remove(name);
     }
-    let credential = shared.credential.expose();
-    let swapped = match presented {
-        Presented::Header(name) => Some((HeaderName::from_static(name), credential.to_string())),
-        Presented::Bearer => Some((header::AUTHORIZATION, format!("Bearer {credential}"))),
-        Presented::Query => None,
-    };
-    if let Some((name, value)) = swapped {
+    // The real credential goes wherever the placeholder was, and only there: the CLI chose the scheme.
+    for place in &presented {
+        let (name, value) = match place {
+            Presented::Header(name) => (HeaderName::from_static(name), credential.to_string()),
+            Presented::Bearer => (header::AUTHORIZATION, format!("Bearer {credential}")),
+            Presented::Query => continue,
+        };
         let mut value =
             HeaderValue::from_str(&value).map_err(|_| "the worker's credential is not a valid header value")?;
         value.set_sensitive(true);
         headers.insert(name, value);
     }
-    let body = body
+    // Bounded: whoever holds the placeholder (the agent too) must not be able to fill the worker's memory.
+    let body = Limited::new(body, MAX_REQUEST_BYTES)
         .collect()
         .await
-        .map_err(|e| format!("the CLI's request broke off: {e}"))?
+        .map_err(|e| format!("the CLI's request could not be read: {e}"))?
         .to_bytes();
 
     let started = Instant::now();
