@@ -42,8 +42,11 @@ impl Availability {
                 .collect(),
             brokered: ProviderKind::all()
                 .map(|kind| {
-                    let endpoint = kind.provider().model_endpoint();
-                    (kind, endpoint.is_some_and(|e| e.brokered(settings.broker.as_ref())))
+                    let provider = kind.provider();
+                    let config = settings.broker.as_ref();
+                    let brokered = provider.model_endpoint().is_some_and(|e| e.brokered(config))
+                        || (config.is_some() && provider.routes_itself_to_broker());
+                    (kind, brokered)
                 })
                 .collect(),
             probed: Arc::default(),

@@ -13,7 +13,7 @@ mod proxy;
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 pub use budget::{Budget, Exceeded, Price, Prices};
@@ -92,9 +92,8 @@ pub struct Broker {
 struct Shared {
     provider: &'static str,
     placeholder: String,
-    credential: Secret,
-    /// Without a trailing slash; the call's path and query are appended as they came.
-    upstream: String,
+    /// Where calls go and with what; set once, before the CLI starts (`arm`).
+    target: OnceLock<Target>,
     client: reqwest::Client,
     budget: Budget,
     prices: Arc<Prices>,
@@ -102,6 +101,19 @@ struct Shared {
     totals: Mutex<Totals>,
     /// Cancelled when a call was refused for the budget: the job stops its CLI.
     budget_reached: CancellationToken,
+}
+
+struct Target {
+    credential: Secret,
+    /// Without a trailing slash; the call's path and query are appended as they came.
+    upstream: String,
+}
+
+/// What a provider that points its CLI at the broker itself (`ProviderRun::route_to_broker`) took out of the
+/// run: the real credential and the API it belongs to.
+pub struct ModelApi {
+    pub credential: String,
+    pub upstream: String,
 }
 
 #[derive(Default)]
@@ -126,44 +138,46 @@ impl Broker {
         let (Some(credential), Some(upstream)) = (credential, endpoint.upstream(config, env)) else {
             return Ok(None);
         };
-        check_upstream(&upstream, config.allow_insecure_upstream).map_err(|reason| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!(
-                    "the model API upstream {upstream} cannot be used: {reason} ({} or {})",
-                    endpoint.upstream_var.unwrap_or(endpoint.base_url_var),
-                    "BROKER_ALLOW_INSECURE_UPSTREAM"
-                ),
-            )
-        })?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
+        let broker = Broker::bind(provider, config, budget, metrics).await?;
+        broker.arm(
+            ModelApi {
+                credential: credential.to_string(),
+                upstream,
+            },
+            config,
+            endpoint.upstream_var.unwrap_or(endpoint.base_url_var),
+        )?;
+        Ok(Some(broker))
+    }
+
+    /// A broker on its port with its placeholder, that forwards nothing until it is armed: for a provider that
+    /// must know the broker's address before it can say what it replaced (`ProviderRun::route_to_broker`).
+    pub async fn bind(
+        provider: &'static str,
+        config: &BrokerConfig,
+        budget: Budget,
+        metrics: ModelMetrics,
+    ) -> Result<Broker, Failure> {
+        let failed = |e: &dyn std::fmt::Display| {
             Failure::new(
                 ErrorCode::Internal,
                 format!("could not start the model-API broker: {e}"),
             )
-        })?;
-        let addr = listener.local_addr().map_err(|e| {
-            Failure::new(
-                ErrorCode::Internal,
-                format!("could not start the model-API broker: {e}"),
-            )
-        })?;
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| failed(&e))?;
+        let addr = listener.local_addr().map_err(|e| failed(&e))?;
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(30))
             // Redirects would carry the real key to wherever they point.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| {
-                Failure::new(
-                    ErrorCode::Internal,
-                    format!("could not start the model-API broker: {e}"),
-                )
-            })?;
+            .map_err(|e| failed(&e))?;
         let shared = Arc::new(Shared {
             provider,
             placeholder: placeholder(),
-            credential: Secret::new(credential),
-            upstream,
+            target: OnceLock::new(),
             client,
             budget,
             prices: config.prices.clone(),
@@ -174,11 +188,36 @@ impl Broker {
         let stop = CancellationToken::new();
         tokio::spawn(proxy::serve(listener, shared.clone(), stop.clone()));
         tracing::info!(provider, port = addr.port(), "model-API broker started");
-        Ok(Some(Broker {
+        Ok(Broker {
             base_url: format!("http://{addr}"),
             shared,
             stop,
-        }))
+        })
+    }
+
+    /// Gives the broker the real credential and where it goes. `setting` names what configured the upstream,
+    /// for the message when it cannot be used.
+    pub fn arm(&self, api: ModelApi, config: &BrokerConfig, setting: &str) -> Result<(), Failure> {
+        let upstream = api.upstream.trim_end_matches('/').to_string();
+        check_upstream(&upstream, config.allow_insecure_upstream).map_err(|reason| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!(
+                    "the model API upstream {upstream} cannot be used: {reason} ({setting} or \
+                     BROKER_ALLOW_INSECURE_UPSTREAM)"
+                ),
+            )
+        })?;
+        let _ = self.shared.target.set(Target {
+            credential: Secret::new(api.credential),
+            upstream,
+        });
+        Ok(())
+    }
+
+    /// Whether calls are forwarded: the run goes through the broker.
+    pub fn is_armed(&self) -> bool {
+        self.shared.target.get().is_some()
     }
 
     /// Points the CLI at the broker: its base URL, and the placeholder in every key variable it has set.

@@ -308,35 +308,45 @@ impl Pipeline<'_> {
     /// placeholder and its base URL the broker's (docs/providers.md#the-model-api-broker). A run the broker cannot
     /// serve (`BROKER=off`, a credentials file, Copilot's GitHub sign-in) keeps its key, as before.
     async fn through_broker(&self, env: &mut Vec<(String, String)>) -> Result<(), Failure> {
-        let (Some(endpoint), Some(config)) = (
-            self.request.provider.provider().model_endpoint(),
-            &self.worker.settings.broker,
-        ) else {
+        let Some(config) = &self.worker.settings.broker else {
             return Ok(());
         };
+        let provider = self.request.provider.provider();
+        let endpoint = provider.model_endpoint();
         if self.broker.get().is_none() {
-            let started = Broker::start(
+            let (name, budget, metrics) = (
                 self.request.provider.as_str(),
-                &endpoint,
-                env,
-                config,
                 self.request.budget,
                 self.worker.metrics.model.clone(),
-            )
-            .await?;
+            );
+            let started = match &endpoint {
+                Some(endpoint) => Broker::start(name, endpoint, env, config, budget, metrics).await?,
+                None if provider.routes_itself_to_broker() => Some(Broker::bind(name, config, budget, metrics).await?),
+                None => None,
+            };
             if let Some(broker) = started {
                 let _ = self.broker.set(broker);
             }
         }
-        match self.broker.get() {
-            Some(broker) => broker.route(&endpoint, env),
-            None if !self.request.budget.is_unlimited() => {
-                self.emit(EventKind::warn(
-                    "this run's credential does not go through the model-API broker, so the job's limits cannot \
-                     be kept",
-                ));
+        match (self.broker.get(), &endpoint) {
+            (Some(broker), Some(endpoint)) => broker.route(endpoint, env),
+            (Some(broker), None) => {
+                let routed = self
+                    .request
+                    .provider_run
+                    .route_to_broker(env, broker.base_url(), broker.placeholder())
+                    .await?;
+                if let Some(api) = routed {
+                    broker.arm(api, config, "the CLI's configuration")?;
+                }
             }
-            None => {}
+            (None, _) => {}
+        }
+        let brokered = self.broker.get().is_some_and(Broker::is_armed);
+        if !brokered && !self.request.budget.is_unlimited() {
+            self.emit(EventKind::warn(
+                "this run's credential does not go through the model-API broker, so the job's limits cannot be kept",
+            ));
         }
         Ok(())
     }
@@ -362,7 +372,7 @@ impl Pipeline<'_> {
     }
 
     fn metered_usage(&self) -> Option<Usage> {
-        self.broker.get().map(Broker::usage)
+        self.broker.get().filter(|b| b.is_armed()).map(Broker::usage)
     }
 
     fn session_store(&self) -> Option<SessionStore> {

@@ -322,7 +322,7 @@ fn validate_limits(limits: LimitsSpec, provider: ProviderKind, settings: &Settin
         ));
     }
     // Only the broker sees the model calls; without it a limit would silently limit nothing.
-    if settings.broker.is_none() || provider.provider().model_endpoint().is_none() {
+    if settings.broker.is_none() || !provider.provider().brokerable() {
         return Err(ApiError::invalid(
             "limits",
             format!(

@@ -152,8 +152,11 @@ async fn forward(
     style: Option<ApiStyle>,
     path: &str,
 ) -> Result<Response<Body>, String> {
+    let Some(target) = shared.target.get() else {
+        return Err("the broker has no upstream yet".into());
+    };
     let (parts, body) = request.into_parts();
-    let credential = shared.credential.expose();
+    let credential = target.credential.expose();
     let query = parts.uri.query().map(|q| {
         if presented.iter().any(|p| matches!(p, Presented::Query)) {
             swap_key_in_query(q, credential)
@@ -162,8 +165,8 @@ async fn forward(
         }
     });
     let url = match &query {
-        Some(q) => format!("{}{path}?{q}", shared.upstream),
-        None => format!("{}{path}", shared.upstream),
+        Some(q) => format!("{}{path}?{q}", target.upstream),
+        None => format!("{}{path}", target.upstream),
     };
     let mut headers = parts.headers;
     for name in NOT_FORWARDED {

@@ -6,12 +6,14 @@ use serde_json::{Value, json};
 
 use crate::{
     claude_code::claude_worker,
+    codex::{codex_job, codex_worker},
     copilot::{copilot_job, copilot_worker},
     gemini::{gemini_job, gemini_worker},
     support::{
         SseStream, client, job,
         mock_anthropic::{MockAnthropic, Reply},
         mock_gemini::{self, MockGemini},
+        mock_openai::{self, MockOpenAi},
         sse::{SseEvent, assert_well_formed},
     },
 };
@@ -89,6 +91,7 @@ async fn claude_code_holds_only_a_placeholder_that_no_other_broker_takes_and_tha
         final_text: "Tried.".into(),
     });
     let calls_before = mock.requests().len();
+    worker.wait_for_status("idle").await;
     let mut body = job("Try that key");
     body["codingAssistantAccessToken"] = json!(REQUEST_KEY);
     let (events, tried) = snoop(&worker, &body).await;
@@ -259,6 +262,8 @@ async fn health_says_which_providers_are_brokered_and_broker_off_gives_the_cli_i
 
     assert_eq!(health["providers"]["claude-code"]["brokered"], true, "{health}");
     assert_eq!(health["providers"]["gemini"]["brokered"], true);
+    assert_eq!(health["providers"]["codex"]["brokered"], true);
+    assert_eq!(health["providers"]["opencode"]["brokered"], false);
     assert_eq!(health["providers"]["cursor"]["brokered"], false);
     assert_eq!(
         health["providers"]["copilot"]["brokered"], false,
@@ -351,4 +356,41 @@ async fn the_gateway_refuses_bad_limits_like_every_other_field() {
         let error: Value = resp.json().await.unwrap();
         assert_eq!(error["error"]["field"], field, "{error}");
     }
+}
+
+#[tokio::test]
+async fn codex_holds_only_a_placeholder_and_its_usage_is_metered() {
+    let mock = MockOpenAi::start(mock_openai::Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
+    let worker = codex_worker(&mock, &[]);
+    let codex_key = codex_job("x")["codingAssistantAccessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (events, seen) = snoop(&worker, &codex_job("What can you see?")).await;
+
+    let done = &events.last().unwrap().data;
+    assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    let placeholder = var(&seen, "OPENAI_API_KEY").expect("the CLI has a key");
+    assert!(placeholder.starts_with("uwb-"), "{seen}");
+    assert_eq!(var(&seen, "CODEX_API_KEY"), Some(placeholder));
+    assert!(!mock.authorizations().is_empty());
+    assert!(
+        mock.authorizations()
+            .iter()
+            .all(|a| *a == format!("Bearer {codex_key}")),
+        "{:?}",
+        mock.authorizations()
+    );
+    // Every call of the mock: 100 input tokens of which 20 cached, 10 output tokens.
+    let calls = mock.requests().len() as u64;
+    assert_eq!(
+        done["usage"],
+        json!({"inputTokens": 80 * calls, "outputTokens": 10 * calls, "cacheReadTokens": 20 * calls,
+            "cacheCreationTokens": 0, "metered": true, "modelCalls": calls}),
+        "{done}"
+    );
 }
