@@ -263,7 +263,7 @@ async fn health_says_which_providers_are_brokered_and_broker_off_gives_the_cli_i
     assert_eq!(health["providers"]["claude-code"]["brokered"], true, "{health}");
     assert_eq!(health["providers"]["gemini"]["brokered"], true);
     assert_eq!(health["providers"]["codex"]["brokered"], true);
-    assert_eq!(health["providers"]["opencode"]["brokered"], false);
+    assert_eq!(health["providers"]["opencode"]["brokered"], true);
     assert_eq!(health["providers"]["cursor"]["brokered"], false);
     assert_eq!(
         health["providers"]["copilot"]["brokered"], false,
