@@ -9,9 +9,11 @@ use crate::{
     codex::{codex_job, codex_worker},
     copilot::{copilot_job, copilot_worker},
     gemini::{gemini_job, gemini_worker},
+    opencode::{opencode_job, opencode_worker},
     support::{
-        SseStream, client, job,
+        client, job,
         mock_anthropic::{MockAnthropic, Reply},
+        mock_chat::{self, MockChat},
         mock_gemini::{self, MockGemini},
         mock_openai::{self, MockOpenAi},
         sse::{SseEvent, assert_well_formed},
@@ -279,18 +281,23 @@ async fn health_says_which_providers_are_brokered_and_broker_off_gives_the_cli_i
 }
 
 #[tokio::test]
-async fn copilot_with_its_own_key_goes_through_the_broker() {
-    let mock = MockAnthropic::start(Reply::Text("Hello from the mock.".into()));
+async fn copilot_with_its_own_key_holds_only_a_placeholder() {
+    let mock = MockAnthropic::start(Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
     let worker = copilot_worker(&mock, &[("COPILOT_PROVIDER_API_KEY", WORKER_KEY)]);
 
     let health = worker.get_json("/health").await;
-    let mut stream: SseStream = worker.execute(&copilot_job("Say hello")).await;
-    let events = stream.collect().await;
+    let (events, seen) = snoop(&worker, &copilot_job("What can you see?")).await;
 
     assert_eq!(health["providers"]["copilot"]["brokered"], true);
-    assert_well_formed(&events, 0);
     let done = &events.last().unwrap().data;
     assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    // Copilot keeps its provider variables out of its shell's environment and masks secrets in what the shell
+    // prints, so the agent's view shows neither the key nor the placeholder; `snoop` checked that the real key is
+    // nowhere in the stream.
+    assert!(seen.contains("HOME="), "the shell's environment was printed: {seen}");
     assert!(!mock.credentials().is_empty());
     assert!(
         mock.credentials().iter().all(|c| c == WORKER_KEY),
@@ -304,18 +311,25 @@ async fn copilot_with_its_own_key_goes_through_the_broker() {
 }
 
 #[tokio::test]
-async fn gemini_cli_works_through_the_broker_and_its_usage_is_metered() {
-    let mock = MockGemini::start(mock_gemini::Reply::Text("Hello from Gemini.".into()));
+async fn gemini_cli_holds_only_a_placeholder_and_its_usage_is_metered() {
+    let mock = MockGemini::start(mock_gemini::Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
     let worker = gemini_worker(&mock, &[("GEMINI_API_KEY", "AIzaSy-CANARY-worker-key-77d0")]);
 
-    let mut stream = worker.execute(&gemini_job("Say hello")).await;
-    let events = stream.collect().await;
+    let (events, seen) = snoop(&worker, &gemini_job("What can you see?")).await;
 
-    assert_well_formed(&events, 0);
-    let raw = String::from_utf8(stream.raw.clone()).unwrap();
-    assert!(!raw.contains("CANARY"));
     let done = &events.last().unwrap().data;
     assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    assert!(
+        var(&seen, "GEMINI_API_KEY").is_some_and(|k| k.starts_with("uwb-")),
+        "{seen}"
+    );
+    assert!(
+        var(&seen, "GOOGLE_GEMINI_BASE_URL").is_some_and(|u| u != mock.base_url()),
+        "{seen}"
+    );
     let calls = mock.calls();
     assert!(!calls.is_empty());
     assert!(
@@ -393,4 +407,35 @@ async fn codex_holds_only_a_placeholder_and_its_usage_is_metered() {
             "cacheCreationTokens": 0, "metered": true, "modelCalls": calls}),
         "{done}"
     );
+}
+
+#[tokio::test]
+async fn opencode_holds_only_a_placeholder_and_the_mock_gets_the_request_key() {
+    let mock = MockChat::start(mock_chat::Reply::RunCommand {
+        cmd: format!("{SNOOP}; printf '%s\\n' \"$OPENCODE_CONFIG_CONTENT\" \"$OPENCODE_AUTH_CONTENT\""),
+        final_text: "Looked around.".into(),
+    });
+    let worker = opencode_worker(&mock, &[]);
+    let mut body = opencode_job("What can you see?");
+    body["codingAssistantAccessToken"] = json!("request-key-CANARY-opencode-31d7");
+
+    let (events, seen) = snoop(&worker, &body).await;
+
+    let done = &events.last().unwrap().data;
+    assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    assert!(
+        seen.contains("\"key\":\"uwb-"),
+        "the stored credential is the placeholder: {seen}"
+    );
+    assert!(seen.contains("\"baseURL\":\"http://127.0.0.1:"), "{seen}");
+    assert!(
+        !seen.contains(&mock.base_url()),
+        "the CLI does not know the upstream: {seen}"
+    );
+    let keys = mock.authorizations();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == "Bearer request-key-CANARY-opencode-31d7"),
+        "{keys:?}"
+    );
+    assert_eq!(done["usage"]["modelCalls"], mock.requests().len() as u64);
 }

@@ -136,11 +136,15 @@ async fn messages(shared: web::Data<Shared>, req: actix_web::HttpRequest, body: 
         Reply::RunCommand { final_text, .. } if last_message_has_tool_result(&request) => {
             (vec![Block::Text(final_text)], "end_turn")
         }
-        // Claude Code's shell tool, run in its working directory.
+        // The shell tool, run in the CLI's working directory: Claude Code's `Bash`, Copilot's `bash`.
         Reply::RunCommand { cmd, .. } => (
             vec![Block::ToolUse {
                 id: format!("toolu_mock_{n}"),
-                name: "Bash".into(),
+                name: if offers_tool(&request, "bash") && !offers_tool(&request, "Bash") {
+                    "bash".into()
+                } else {
+                    "Bash".into()
+                },
                 input: json!({ "command": cmd, "description": "Run the scripted command" }),
             }],
             "tool_use",
