@@ -1,10 +1,11 @@
 //! `unified-worker exec`: starts a job on a worker (or a fleet behind one address), renders its stream for a person
 //! or as JSON lines, waits out busy replicas, reattaches after a dropped connection, answers the job's permission
-//! questions when it runs with approvals, and maps the outcome to an exit code (0 completed, 1 job error, 2 bad
-//! usage, 3 no worker reached in time).
+//! questions when it runs with approvals, holds a conversation with `--chat`, and maps the outcome to an exit code
+//! (0 completed, 1 job error, 2 bad usage, 3 no worker reached in time).
 
 mod approvals;
 mod args;
+mod chat;
 mod question;
 mod render;
 mod session;
@@ -30,6 +31,19 @@ pub async fn run(args: ExecArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    if args.chat && args.prompt.is_none() && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "unified-worker exec: with --chat the next messages are read from stdin, so give the first prompt as an \
+             argument"
+        );
+        return EXIT_USAGE;
+    }
+    if args.prompt.is_none() && args.chat {
+        args.prompt = chat::first_message();
+        if args.prompt.is_none() {
+            return EXIT_USAGE;
+        }
+    }
     if args.prompt.is_none() {
         let mut prompt = String::new();
         if std::io::stdin().read_to_string(&mut prompt).is_err() || prompt.trim().is_empty() {
@@ -46,9 +60,19 @@ pub async fn run(args: ExecArgs) -> i32 {
         }
     };
     let renderer = render::Renderer::new(args.json);
+    let chatting = args.chat;
     let mut session = session::Session::new(args, renderer);
     if let Some(answering) = answering {
         session = session.answering(answering);
+    }
+    if chatting {
+        session = match session.chatting() {
+            Ok(session) => session,
+            Err(e) => {
+                eprintln!("unified-worker exec: cannot read the conversation's input: {e}");
+                return EXIT_USAGE;
+            }
+        };
     }
     session.run(body).await
 }
@@ -61,6 +85,10 @@ fn answering(args: &ExecArgs) -> Result<Option<Answering>, &'static str> {
     }
     if let Some(auto) = args.auto_answer() {
         return Ok(Some(Answering::Auto(auto)));
+    }
+    if args.chat {
+        // Both would read the same input: a line could not say whether it is a message or an answer.
+        return Err("with --chat the input carries the messages; answer questions with --approve-all or --reject-all");
     }
     if args.json {
         if args.prompt.is_none() {

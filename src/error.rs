@@ -53,6 +53,12 @@ pub enum ApiError {
     PermissionNotFound { request_id: String },
     #[error("permission request {request_id} was already answered")]
     AlreadyAnswered { request_id: String },
+    /// A message or close for a job that was not started with `conversation`.
+    #[error("job {job_id} is not a conversation: it ends with its one turn")]
+    NotAConversation { job_id: String },
+    /// A message or close for a conversation that ended or is closing.
+    #[error("job {job_id} has ended or is closing; start a new job with resumeSessionId to go on")]
+    JobFinished { job_id: String },
     #[error("this path answers {allow} only")]
     MethodNotAllowed { allow: String },
     /// Job ids are unique fleet-wide: this one waits, runs, or ended within the gateways' memory.
@@ -136,6 +142,8 @@ impl ApiError {
             ApiError::JobNotFound { .. } => "job_not_found",
             ApiError::PermissionNotFound { .. } => "permission_not_found",
             ApiError::AlreadyAnswered { .. } => "already_answered",
+            ApiError::NotAConversation { .. } => "not_a_conversation",
+            ApiError::JobFinished { .. } => "job_finished",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::JobExists { .. } => "job_exists",
             ApiError::StoreUnavailable { .. } => "store_unavailable",
@@ -176,6 +184,8 @@ impl ApiError {
             ApiError::JobNotFound { job_id: id() },
             ApiError::PermissionNotFound { request_id: id() },
             ApiError::AlreadyAnswered { request_id: id() },
+            ApiError::NotAConversation { job_id: id() },
+            ApiError::JobFinished { job_id: id() },
             ApiError::MethodNotAllowed { allow: id() },
             ApiError::JobExists {
                 job_id: id(),
@@ -244,7 +254,9 @@ impl ResponseError for ApiError {
             ApiError::NoJob => StatusCode::NOT_FOUND,
             ApiError::NotRunning => StatusCode::CONFLICT,
             ApiError::JobNotFound { .. } | ApiError::PermissionNotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::AlreadyAnswered { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyAnswered { .. } | ApiError::NotAConversation { .. } | ApiError::JobFinished { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::JobExists { .. } => StatusCode::CONFLICT,
             ApiError::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -268,7 +280,9 @@ impl ResponseError for ApiError {
                     _ => None,
                 },
                 job_id: match self {
-                    ApiError::JobExists { job_id, .. } => Some(job_id.clone()),
+                    ApiError::JobExists { job_id, .. }
+                    | ApiError::NotAConversation { job_id }
+                    | ApiError::JobFinished { job_id } => Some(job_id.clone()),
                     _ => None,
                 },
                 state: match self {
@@ -375,12 +389,14 @@ mod tests {
             ApiError::JobNotFound { .. } => 11,
             ApiError::PermissionNotFound { .. } => 12,
             ApiError::AlreadyAnswered { .. } => 13,
-            ApiError::MethodNotAllowed { .. } => 14,
-            ApiError::JobExists { .. } => 15,
-            ApiError::StoreUnavailable { .. } => 16,
-            ApiError::Internal => 17,
+            ApiError::NotAConversation { .. } => 14,
+            ApiError::JobFinished { .. } => 15,
+            ApiError::MethodNotAllowed { .. } => 16,
+            ApiError::JobExists { .. } => 17,
+            ApiError::StoreUnavailable { .. } => 18,
+            ApiError::Internal => 19,
         };
         let seen: Vec<usize> = samples.iter().map(variant).collect();
-        assert_eq!(seen, (0..18).collect::<Vec<_>>());
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
     }
 }

@@ -65,6 +65,19 @@ pub enum EventKind {
         remote: String,
     },
     PullRequest(PullRequestRef),
+    /// A conversation's turn begins (docs/conversations.md); `text` is the message that starts it.
+    TurnStarted {
+        turn: u64,
+        text: String,
+    },
+    /// A conversation's turn ended well; the job goes on, waiting for the next message or the close.
+    TurnCompleted(Box<TurnCompleted>),
+    /// A conversation's turn ended badly (or was interrupted); the job goes on.
+    TurnFailed {
+        turn: u64,
+        code: ErrorCode,
+        message: String,
+    },
     Completed(Box<Completed>),
     Error(Box<Failure>),
 }
@@ -87,6 +100,9 @@ impl EventKind {
             EventKind::GitChanges(_) => "git_changes",
             EventKind::GitPush { .. } => "git_push",
             EventKind::PullRequest(_) => "pull_request",
+            EventKind::TurnStarted { .. } => "turn_started",
+            EventKind::TurnCompleted(_) => "turn_completed",
+            EventKind::TurnFailed { .. } => "turn_failed",
             EventKind::Completed(_) => "completed",
             EventKind::Error(_) => "error",
         }
@@ -266,6 +282,21 @@ pub struct Completed {
     pub pull_request: Option<PullRequestRef>,
 }
 
+/// One turn of a conversation, as `turn_completed` reports it: the figures are the turn's own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TurnCompleted {
+    pub turn: u64,
+    pub session_id: Option<String>,
+    pub result: Option<String>,
+    pub duration_ms: u64,
+    pub num_turns: u64,
+    pub cost_usd: Option<f64>,
+    pub usage: Usage,
+    /// What the turn changed in the work tree, from its start; None without a repository.
+    pub changes: Option<Changes>,
+}
+
 /// Terminal error codes of docs/events.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -289,6 +320,8 @@ pub enum ErrorCode {
     GatewayLost,
     /// Gateway only: no worker freed up within `GATEWAY_QUEUE_TIMEOUT_SECONDS`.
     QueueTimeout,
+    /// `turn_failed` only: the turn was stopped by a message sent with `interrupt`.
+    Interrupted,
     /// A limit of the request's `limits` (or the worker's `LIMIT_*`) was reached; the broker refused the next
     /// model call.
     BudgetExceeded,
@@ -297,7 +330,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Every code, in declaration order: what the reference (docs/events.md) is checked against. The match in
     /// `as_str` makes a new variant a compile error there; a test holds this list to the same length.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::CloneFailed,
         ErrorCode::CheckoutFailed,
         ErrorCode::AuthFailed,
@@ -314,6 +347,7 @@ impl ErrorCode {
         ErrorCode::WorkerLost,
         ErrorCode::GatewayLost,
         ErrorCode::QueueTimeout,
+        ErrorCode::Interrupted,
         ErrorCode::BudgetExceeded,
     ];
 
@@ -347,6 +381,7 @@ impl ErrorCode {
             ErrorCode::WorkerLost => "worker_lost",
             ErrorCode::GatewayLost => "gateway_lost",
             ErrorCode::QueueTimeout => "queue_timeout",
+            ErrorCode::Interrupted => "interrupted",
             ErrorCode::BudgetExceeded => "budget_exceeded",
         }
     }

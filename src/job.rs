@@ -1,7 +1,8 @@
 //! The life of one job, top to bottom: connected → workspace (clone) → provider run → git changes, push and pull
 //! request → terminal event → drain → exit. The model-API broker that stands between the CLI and its API is
-//! started with the first run and stopped when the CLI ends (`through_broker`, `stop_broker`).
+//! started with the first run and stopped when the job's last run has ended (`through_broker`).
 
+mod conversation;
 mod private_dir;
 mod repo;
 mod snapshot;
@@ -16,6 +17,7 @@ use std::{
 use private_dir::PrivateDir;
 pub use snapshot::{Carried, carried_work_tree};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
@@ -127,6 +129,23 @@ impl Pipeline<'_> {
             },
             None => None,
         };
+        // A bound lowered since the save applies to what comes back too: nothing larger is unpacked.
+        let max = settings.session_snapshot_max_bytes;
+        let packed = match &stored {
+            Some(stored) => tokio::fs::metadata(&stored.pack).await.map_or(0, |m| m.len()),
+            None => 0,
+        };
+        let stored = match stored {
+            Some(stored) if stored.manifest.bytes > max || packed > max => {
+                self.emit(EventKind::warn(format!(
+                    "the session's work tree was not restored: it holds {} bytes ({packed} packed), more than \
+                     SESSION_SNAPSHOT_MAX_BYTES ({max}); the job starts from a fresh workspace",
+                    stored.manifest.bytes
+                )));
+                None
+            }
+            stored => stored,
+        };
         if let Some(stored) = stored {
             match self
                 .restore_work_tree(stored, cloned.as_ref().map(|(_, c)| c), deadline)
@@ -141,7 +160,37 @@ impl Pipeline<'_> {
                 Err(failure) => return failure.into(),
             }
         }
-        let outcome = self.run_provider(deadline).await;
+        // One for the whole job: a conversation's turns share the CLI's home, where its sessions are.
+        let private_dir = match PrivateDir::create(&self.job.id).await {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Failure::new(
+                    ErrorCode::Internal,
+                    format!("could not create the job's private folder: {e}"),
+                )
+                .into();
+            }
+        };
+        let outcome = match &self.job.conversation {
+            Some(conversation) => {
+                let base = cloned.as_ref().map(|(_, c)| c.head);
+                self.converse(conversation, base, private_dir.path(), deadline).await
+            }
+            None => {
+                let turn = TurnInput {
+                    prompt: &self.request.prompt,
+                    resume: self.request.resume_session_id.as_deref(),
+                    interrupt: None,
+                    first: true,
+                };
+                self.run_provider(&turn, private_dir.path(), deadline).await
+            }
+        };
+        // The CLI has ended for good: the broker's placeholder opens nothing from now on.
+        if let Some(broker) = self.broker.get() {
+            broker.stop();
+        }
+        private_dir.remove().await;
         self.save_work_tree(&outcome, cloned.as_ref().map(|(_, c)| c)).await;
         let run = match outcome {
             Outcome::Completed(run) => run,
@@ -170,39 +219,35 @@ impl Pipeline<'_> {
         }))
     }
 
-    /// The provider's part: a private folder for the run, the session restored, the run prepared, the CLI run,
-    /// what `prepare` wrote undone, the session saved, the private folder removed.
-    async fn run_provider(&self, deadline: Instant) -> Outcome {
-        let private_dir = match PrivateDir::create(&self.job.id).await {
-            Ok(dir) => dir,
-            Err(e) => {
-                return Outcome::Failed(Failure::new(
-                    ErrorCode::Internal,
-                    format!("could not create the job's private folder: {e}"),
-                ));
-            }
-        };
+    /// The provider's part: the session restored, the run prepared, the CLI run, what `prepare` wrote undone,
+    /// the session saved. A conversation runs it once per turn, in the same private folder.
+    async fn run_provider(&self, turn: &TurnInput<'_>, private_dir: &std::path::Path, deadline: Instant) -> Outcome {
         let ctx = RunContext {
             binary: self.worker.settings.binary(self.request.provider),
             workdir: &self.workdir,
-            private_dir: private_dir.path(),
-            prompt: &self.request.prompt,
-            resume_session_id: self.request.resume_session_id.as_deref(),
+            private_dir,
+            prompt: turn.prompt,
+            resume_session_id: turn.resume,
         };
-        let outcome = match (self.restore_session(&ctx).await, self.request.acp) {
+        // A later turn goes on with what the earlier one left on this replica.
+        let restored = if turn.first {
+            self.restore_session(&ctx).await
+        } else {
+            Ok(())
+        };
+        let outcome = match (restored, self.request.acp) {
             (Err(failure), _) => Outcome::Failed(failure),
             (Ok(()), None) => match self.request.provider_run.prepare(&ctx).await {
-                Ok(prepared) => self.run_prepared(prepared, deadline).await,
+                Ok(prepared) => self.run_prepared(prepared, turn, deadline).await,
                 Err(failure) => Outcome::Failed(failure),
             },
             (Ok(()), Some(policy)) => match self.request.provider_run.prepare_acp(&ctx).await {
-                Ok(prepared) => self.run_acp(&ctx, prepared, policy, deadline).await,
+                Ok(prepared) => self.run_acp(&ctx, prepared, policy, turn, deadline).await,
                 Err(failure) => Outcome::Failed(failure),
             },
         };
-        let outcome = self.stop_broker(outcome);
+        let outcome = self.budget_outcome(outcome);
         self.save_session(&ctx, &outcome).await;
-        private_dir.remove().await;
         outcome
     }
 
@@ -218,8 +263,15 @@ impl Pipeline<'_> {
         }
     }
 
-    /// A cancel, SIGTERM, or the broker refusing a call for the job's budget.
-    async fn stopped(&self) -> Failure {
+    /// Resolves when the run must stop: the job is stopped from outside, the conversation's turn interrupted, or
+    /// the broker refused a call for the job's budget.
+    async fn stopped(&self, interrupt: Option<&CancellationToken>) -> Failure {
+        let interrupted = async {
+            match interrupt {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         let budget = async {
             match self.broker.get() {
                 Some(broker) => broker.budget_reached().await.failure(),
@@ -227,23 +279,32 @@ impl Pipeline<'_> {
             }
         };
         tokio::select! {
-            () = self.job.cancelled() => self.stopped_from_outside(),
+            biased;
+            _ = self.job.cancelled() => self.stopped_from_outside(),
             failure = budget => failure,
+            _ = interrupted => interrupted_turn(),
         }
     }
 
-    /// Runs the CLI unless the job was stopped while it was being prepared; what `prepare` wrote is undone either
-    /// way.
-    async fn unless_stopped(&self, cleanup: Cleanup, run: impl Future<Output = Outcome>) -> Outcome {
+    /// Runs the CLI unless the job was stopped (or the turn interrupted) while it was being prepared; what
+    /// `prepare` wrote is undone either way.
+    async fn unless_stopped(
+        &self,
+        cleanup: Cleanup,
+        turn: &TurnInput<'_>,
+        run: impl Future<Output = Outcome>,
+    ) -> Outcome {
+        let interrupted = turn.interrupt.as_ref().is_some_and(CancellationToken::is_cancelled);
         let outcome = match self.job.cancel_reason() {
             Some(reason) => Outcome::Failed(cancelled(reason)),
+            None if interrupted => Outcome::Failed(interrupted_turn()),
             None => run.await,
         };
         cleanup.run().await;
         outcome
     }
 
-    async fn run_prepared(&self, prepared: PreparedRun, deadline: Instant) -> Outcome {
+    async fn run_prepared(&self, prepared: PreparedRun, turn: &TurnInput<'_>, deadline: Instant) -> Outcome {
         let PreparedRun {
             mut plan,
             parser,
@@ -254,17 +315,26 @@ impl Pipeline<'_> {
             return Outcome::Failed(failure);
         }
         let limits = self.limits(deadline);
-        let run = process::run(plan, parser, &limits, self.stopped(), |events| {
+        let stopped = self.stopped(turn.interrupt.as_ref());
+        let run = process::run(plan, parser, &limits, stopped, |events| {
             self.job.log.append_all(events);
         });
         self.unless_stopped(
             cleanup,
+            turn,
             run.instrument(tracing::info_span!("provider", job_id = %self.job.id)),
         )
         .await
     }
 
-    async fn run_acp(&self, ctx: &RunContext<'_>, prepared: AcpPrepared, policy: Policy, deadline: Instant) -> Outcome {
+    async fn run_acp(
+        &self,
+        ctx: &RunContext<'_>,
+        prepared: AcpPrepared,
+        policy: Policy,
+        turn: &TurnInput<'_>,
+        deadline: Instant,
+    ) -> Outcome {
         let AcpPrepared {
             mut plan,
             mcp_servers,
@@ -292,13 +362,15 @@ impl Pipeline<'_> {
                 mcp_servers,
                 policy,
             };
-            acp::converse(plan, setup, &self.job.approvals, &limits, self.stopped(), |events| {
+            let stopped = self.stopped(turn.interrupt.as_ref());
+            acp::converse(plan, setup, &self.job.approvals, &limits, stopped, |events| {
                 self.job.log.append_all(events);
             })
             .await
         };
         self.unless_stopped(
             cleanup,
+            turn,
             run.instrument(tracing::info_span!("agent", job_id = %self.job.id)),
         )
         .await
@@ -351,24 +423,17 @@ impl Pipeline<'_> {
         Ok(())
     }
 
-    /// Ends the broker with the CLI (its placeholder opens nothing from now on); a run the broker stopped for
-    /// the budget ends as `budget_exceeded`, whatever the CLI made of the refusal.
-    fn stop_broker(&self, outcome: Outcome) -> Outcome {
-        let Some(broker) = self.broker.get() else {
+    /// A run the broker stopped for the budget ends as `budget_exceeded`, whatever the CLI made of the refusal.
+    fn budget_outcome(&self, outcome: Outcome) -> Outcome {
+        let Some(exceeded) = self.broker.get().and_then(Broker::exceeded) else {
             return outcome;
         };
-        broker.stop();
-        match broker.exceeded() {
-            Some(exceeded) => {
-                let mut failure = exceeded.failure();
-                failure.session_id = match &outcome {
-                    Outcome::Completed(run) => run.session_id.clone(),
-                    Outcome::Failed(f) => f.session_id.clone(),
-                };
-                Outcome::Failed(failure)
-            }
-            None => outcome,
-        }
+        let mut failure = exceeded.failure();
+        failure.session_id = match &outcome {
+            Outcome::Completed(run) => run.session_id.clone(),
+            Outcome::Failed(f) => f.session_id.clone(),
+        };
+        Outcome::Failed(failure)
     }
 
     fn metered_usage(&self) -> Option<Usage> {
@@ -425,6 +490,24 @@ impl Pipeline<'_> {
             "the session could not be saved for resuming elsewhere: {e}"
         )));
     }
+}
+
+/// One run of the provider: the job's prompt, or a conversation's message.
+struct TurnInput<'a> {
+    prompt: &'a str,
+    /// The session to go on with: the request's, or the one the conversation's last turn left.
+    resume: Option<&'a str>,
+    /// Cancelled by a message sent with `interrupt`.
+    interrupt: Option<CancellationToken>,
+    /// The job's first run: a session run elsewhere is restored from the session store before it.
+    first: bool,
+}
+
+fn interrupted_turn() -> Failure {
+    Failure::new(
+        ErrorCode::Interrupted,
+        "the turn was interrupted (a message sent with interrupt, or POST /jobs/{jobId}/interrupt)",
+    )
 }
 
 fn cancelled(reason: CancelReason) -> Failure {

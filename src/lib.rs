@@ -6,6 +6,7 @@ pub mod auth;
 pub mod availability;
 pub mod broker;
 pub mod client;
+pub mod conversation;
 pub mod dashboard;
 pub mod delivery;
 pub mod error;

@@ -145,7 +145,12 @@ pub async fn run(
             },
         }
     };
-    let exit = process.terminate().await;
+    let signal = if stop.code == ErrorCode::Interrupted {
+        libc::SIGINT
+    } else {
+        libc::SIGTERM
+    };
+    let exit = process.stop_with(signal).await;
     tracing::info!(code = ?stop.code, exit = %exit.describe(), "provider stopped");
     let mut failure = exit.annotate(stop);
     failure.session_id = parser.session_id().map(String::from);

@@ -58,6 +58,8 @@ pub(crate) struct RawRequest {
     provider_options: Option<Value>,
     /// A client answers the agent's permission requests (docs/approvals.md); the provider then runs over ACP.
     approvals: Option<ApprovalsSpec>,
+    /// Keeps the job open after its turn for follow-up messages until it is closed (docs/conversations.md).
+    conversation: Option<ConversationSpec>,
     /// The job's budget: at a limit the worker's model-API broker refuses the next model call and the job ends
     /// with `budget_exceeded`. A limit left out is the worker's (`LIMIT_*`), if it has one.
     limits: Option<LimitsSpec>,
@@ -77,6 +79,18 @@ pub struct LimitsSpec {
     #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
     pub max_model_calls: Option<u32>,
 }
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConversationSpec {
+    /// Seconds without a message after a turn ended before the conversation closes itself (default 600).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
+    pub idle_seconds: Option<u32>,
+}
+
+/// How long a conversation waits for a message after a turn when the request does not say.
+pub const DEFAULT_CONVERSATION_IDLE: Duration = Duration::from_secs(600);
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -181,6 +195,8 @@ pub struct JobRequest {
     pub callback: Option<reqwest::Url>,
     /// Set when the provider runs over ACP: who answers its permission requests.
     pub acp: Option<Policy>,
+    /// Set for a conversation job: how long it waits for the next message after a turn.
+    pub conversation: Option<Duration>,
     /// The request's `limits` over the worker's defaults; enforced by the job's model-API broker.
     pub budget: Budget,
 }
@@ -286,8 +302,22 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         Some(secs) => Duration::from_secs(secs.into()).min(settings.job_timeout),
         None => settings.job_timeout,
     };
+    let conversation = match raw.conversation {
+        Some(ConversationSpec { idle_seconds: Some(0) }) => {
+            return Err(ApiError::invalid(
+                "conversation.idleSeconds",
+                "conversation.idleSeconds must be at least 1",
+            ));
+        }
+        Some(spec) => Some(
+            spec.idle_seconds
+                .map_or(DEFAULT_CONVERSATION_IDLE, |s| Duration::from_secs(s.into())),
+        ),
+        None => None,
+    };
     Ok(JobRequest {
         job_id,
+        conversation,
         prompt: raw.user_request,
         provider,
         provider_run,

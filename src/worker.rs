@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    approvals::Approvals, availability::Availability, error::ApiError, event_log::EventLog, metrics::WorkerMetrics,
-    provider::ProviderKind, settings::Settings,
+    approvals::Approvals, availability::Availability, conversation::Conversation, error::ApiError, event_log::EventLog,
+    metrics::WorkerMetrics, provider::ProviderKind, settings::Settings,
 };
 
 pub use crate::error::Phase;
@@ -34,13 +34,22 @@ pub struct JobHandle {
     pub cancel_on_disconnect: bool,
     /// The permission requests of a run over ACP, answered through `/jobs/{jobId}/permissions/{requestId}`.
     pub approvals: Approvals,
+    /// Set for a conversation job: the messages and the close sent to it.
+    pub conversation: Option<Conversation>,
     cancel: CancellationToken,
     reason: Mutex<Option<CancelReason>>,
 }
 
 impl JobHandle {
-    pub fn new(id: String, provider: ProviderKind, log: Arc<EventLog>, cancel_on_disconnect: bool) -> Self {
+    pub fn new(
+        id: String,
+        provider: ProviderKind,
+        log: Arc<EventLog>,
+        cancel_on_disconnect: bool,
+        conversation: Option<Conversation>,
+    ) -> Self {
         JobHandle {
+            conversation,
             id,
             provider,
             started_at: SystemTime::now(),

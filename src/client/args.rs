@@ -45,6 +45,13 @@ pub struct ExecArgs {
     /// Print the raw events as JSON lines.
     #[arg(long)]
     pub json: bool,
+    /// Hold a conversation: after each turn the next message is read from the terminal (or, with --json, a line
+    /// of stdin); Ctrl-C during a turn interrupts it, Ctrl-D (end of input) closes the conversation.
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat: how long the worker waits for a message after a turn before it closes the conversation.
+    #[arg(long, value_name = "SECONDS", requires = "chat", value_parser = clap::value_parser!(u64).range(1..=2_147_483_647))]
+    pub idle: Option<u64>,
     /// On Ctrl-C, cancel the job instead of leaving it running.
     #[arg(long)]
     pub cancel_on_exit: bool,
@@ -156,6 +163,12 @@ impl ExecArgs {
                 github["push"] = push;
             }
             body["github"] = github;
+        }
+        if self.chat {
+            body["conversation"] = match self.idle {
+                Some(secs) => json!({ "idleSeconds": secs }),
+                None => json!({}),
+            };
         }
         if self.approvals_enabled() {
             // Unset fields are left out so that the worker's defaults apply.

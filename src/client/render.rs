@@ -80,6 +80,20 @@ impl Renderer {
         eprintln!("{}", self.paint(DIM, &format!("… {text}")));
     }
 
+    /// The prompt for a conversation's next message, on stderr so stdout stays the job's.
+    pub fn chat_prompt(&self) {
+        if self.json {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "{}",
+            self.paint(BOLD, "› (Enter sends, Ctrl-C interrupts a turn, Ctrl-D ends) ")
+        );
+        let _ = err.flush();
+    }
+
     /// A gateway's `queued` event: where the job stands in line.
     pub fn queued(&mut self, data: &Value, raw: &str) {
         if self.json {
@@ -132,6 +146,22 @@ impl Renderer {
             "plan" => Some(self.plan(data)),
             "permission_request" => Some(self.question(data)),
             "permission_resolved" => Some(self.resolved(data)),
+            "turn_started" => Some(self.paint(BOLD, &format!("── turn {}", data["turn"]))),
+            "turn_completed" => Some(self.paint(
+                DIM,
+                &format!(
+                    "── turn {} done{}",
+                    data["turn"],
+                    data["changes"]["filesChanged"]
+                        .as_u64()
+                        .map(|n| format!(", {n} files changed"))
+                        .unwrap_or_default()
+                ),
+            )),
+            "turn_failed" => Some(self.paint(
+                YELLOW,
+                &format!("── turn {} {}: {}", data["turn"], s(&data["code"]), s(&data["message"])),
+            )),
             "completed" => Some(self.completed(data)),
             "error" => Some(self.failed(data)),
             _ => None,

@@ -15,6 +15,7 @@ use crate::{
 use super::{
     EXIT_COMPLETED, EXIT_INTERRUPTED, EXIT_JOB_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, ExecArgs,
     approvals::{Answerer, Answering, Approvals},
+    chat::{Chat, Input, Woke},
     render::Renderer,
 };
 
@@ -38,6 +39,8 @@ pub struct Session {
     client: reqwest::Client,
     last_seq: Option<u64>,
     approvals: Option<Approvals>,
+    /// With `--chat`: the person's messages, the close and the interrupts.
+    chat: Option<Chat>,
 }
 
 impl Session {
@@ -55,7 +58,14 @@ impl Session {
             client,
             last_seq: None,
             approvals: None,
+            chat: None,
         }
+    }
+
+    /// Holds a conversation: input becomes messages, and Ctrl-C interrupts a turn instead of ending the client.
+    pub fn chatting(mut self) -> std::io::Result<Self> {
+        self.chat = Some(Chat::start()?);
+        Ok(self)
     }
 
     /// Questions of the job are answered as `answering` says; this starts the task that does it.
@@ -83,7 +93,14 @@ impl Session {
     }
 
     pub async fn run(mut self, body: Value) -> i32 {
-        let interrupt = tokio::signal::ctrl_c();
+        let chatting = self.chat.is_some();
+        let interrupt = async move {
+            // A conversation takes Ctrl-C itself (see `Chat`).
+            if chatting {
+                std::future::pending::<()>().await;
+            }
+            let _ = tokio::signal::ctrl_c().await;
+        };
         tokio::pin!(interrupt);
         let mut response = match self.start(&body).await {
             Ok(resp) => resp,
@@ -228,39 +245,119 @@ impl Session {
     async fn consume(&mut self, response: reqwest::Response) -> StreamEnd {
         let mut body = response.bytes_stream();
         let mut decoder = SseDecoder::default();
-        while let Some(chunk) = body.next().await {
-            let Ok(chunk) = chunk else {
-                return StreamEnd::Dropped;
+        let mut chat = self.chat.take();
+        let end = loop {
+            let chunk = match chat.as_mut() {
+                Some(person) => tokio::select! {
+                    chunk = body.next() => chunk,
+                    woke = person.next() => match self.answer_person(person, woke).await {
+                        Some(code) => break StreamEnd::Finished(code),
+                        None => continue,
+                    },
+                },
+                None => body.next().await,
             };
-            for data in decoder.feed(&chunk) {
-                let Ok(event) = serde_json::from_str::<Value>(&data) else {
-                    continue;
-                };
-                // A gateway's line: no seq, never part of the job's own events.
-                if event["type"] == "queued" {
-                    self.renderer.queued(&event, &data);
-                    continue;
+            let Some(Ok(chunk)) = chunk else {
+                break StreamEnd::Dropped;
+            };
+            if let Some(end) = self.chunk(&mut decoder, &chunk, chat.as_mut()) {
+                break end;
+            }
+        };
+        self.chat = chat;
+        end
+    }
+
+    fn chunk(&mut self, decoder: &mut SseDecoder, chunk: &[u8], mut chat: Option<&mut Chat>) -> Option<StreamEnd> {
+        for data in decoder.feed(chunk) {
+            let Ok(event) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            // A gateway's line: no seq, never part of the job's own events.
+            if event["type"] == "queued" {
+                self.renderer.queued(&event, &data);
+                continue;
+            }
+            if event["jobId"].as_str() != Some(self.args.job_id.as_str()) {
+                return Some(StreamEnd::WrongJob);
+            }
+            let seq = event["seq"].as_u64().unwrap_or(0);
+            if self.last_seq.is_some_and(|last| seq <= last) {
+                continue;
+            }
+            self.last_seq = Some(seq);
+            self.renderer.event(&event, &data);
+            if let Some(approvals) = &self.approvals {
+                approvals.event(&event);
+            }
+            match event["type"].as_str() {
+                Some("completed") => return Some(StreamEnd::Finished(EXIT_COMPLETED)),
+                Some("error") => return Some(StreamEnd::Finished(EXIT_JOB_ERROR)),
+                Some("turn_started") => {
+                    if let Some(person) = chat.as_deref_mut() {
+                        person.turn_running = true;
+                    }
                 }
-                if event["jobId"].as_str() != Some(self.args.job_id.as_str()) {
-                    return StreamEnd::WrongJob;
+                Some("turn_completed" | "turn_failed") => {
+                    if let Some(person) = chat.as_deref_mut()
+                        && person.turn_running
+                    {
+                        person.turn_running = false;
+                        if !person.closed {
+                            self.renderer.chat_prompt();
+                        }
+                    }
                 }
-                let seq = event["seq"].as_u64().unwrap_or(0);
-                if self.last_seq.is_some_and(|last| seq <= last) {
-                    continue;
-                }
-                self.last_seq = Some(seq);
-                self.renderer.event(&event, &data);
-                if let Some(approvals) = &self.approvals {
-                    approvals.event(&event);
-                }
-                match event["type"].as_str() {
-                    Some("completed") => return StreamEnd::Finished(EXIT_COMPLETED),
-                    Some("error") => return StreamEnd::Finished(EXIT_JOB_ERROR),
-                    _ => {}
-                }
+                _ => {}
             }
         }
-        StreamEnd::Dropped
+        None
+    }
+
+    /// Passes on what the person did; Some(exit code) when the client is to leave.
+    async fn answer_person(&mut self, person: &mut Chat, woke: Woke) -> Option<i32> {
+        match woke {
+            Woke::Input(Input::Message(text)) => {
+                let body = serde_json::json!({ "text": text });
+                self.post_to_job("messages", Some(&body)).await;
+            }
+            Woke::Input(Input::End) => {
+                person.closed = true;
+                self.renderer.notice("closing the conversation");
+                self.post_to_job("close", None).await;
+            }
+            Woke::CtrlC if person.turn_running => {
+                self.renderer.notice("interrupting the turn");
+                self.post_to_job("interrupt", None).await;
+            }
+            Woke::CtrlC => return Some(self.interrupted().await),
+        }
+        None
+    }
+
+    /// `POST /jobs/{jobId}/<action>`; a refusal is shown, never fatal: the stream says what happened.
+    async fn post_to_job(&self, action: &str, body: Option<&Value>) {
+        let url = format!("{}/jobs/{}/{action}", self.args.url, self.args.job_id);
+        let mut req = self.authorized(self.client.post(url));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.json::<Value>().await.unwrap_or_default();
+                self.renderer.notice(&format!(
+                    "{action}: the worker answered {status}: {}",
+                    body["error"]["message"].as_str().unwrap_or("no details")
+                ));
+            }
+            Err(e) => self.renderer.notice(&format!(
+                "{action}: cannot reach {} ({})",
+                self.args.url,
+                outbound::root_cause(&e)
+            )),
+        }
     }
 
     async fn interrupted(&mut self) -> i32 {

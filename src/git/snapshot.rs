@@ -95,6 +95,18 @@ enum Carry {
     Changes,
 }
 
+/// A commit of the work tree as it is now, on top of `base`, for the changes of a conversation's turn: nothing is
+/// packed and no bound applies, since it never leaves the repository.
+pub fn checkpoint(workdir: &Path, base: Option<Oid>, author: &Author<'_>) -> Result<Oid, GitError> {
+    let repo = Repository::open(workdir).map_err(fail)?;
+    match commit_work_tree(&repo, base, author, u64::MAX)? {
+        Saved::Written(snapshot) => Ok(snapshot.commit),
+        Saved::TooLarge { .. } => Err(GitError::Internal(
+            "the work tree is larger than memory can count".into(),
+        )),
+    }
+}
+
 fn save(
     repo: &Repository,
     base: Option<Oid>,
@@ -102,6 +114,43 @@ fn save(
     author: &Author<'_>,
     max_bytes: u64,
     pack: &Path,
+) -> Result<Saved, GitError> {
+    let snapshot = match commit_work_tree(repo, base, author, max_bytes)? {
+        Saved::Written(snapshot) => snapshot,
+        too_large => return Ok(too_large),
+    };
+    let commit = repo.find_commit(snapshot.commit).map_err(fail)?;
+    let tree = commit.tree().map_err(fail)?;
+    let base_commit = base.map(|oid| repo.find_commit(oid)).transpose().map_err(fail)?;
+    let base_tree = base_commit.as_ref().map(|c| c.tree()).transpose().map_err(fail)?;
+
+    let mut builder = repo.packbuilder().map_err(fail)?;
+    builder.insert_object(commit.id(), None).map_err(fail)?;
+    // A folder's base exists nowhere else: the pack carries it too.
+    if let (Some(base), Carry::Base) = (&base_commit, carry) {
+        builder.insert_object(base.id(), None).map_err(fail)?;
+        builder.insert_object(base.tree_id(), None).map_err(fail)?;
+    }
+    insert_new(repo, &mut builder, &tree, base_tree.as_ref())?;
+    let mut out = File::create(pack).map_err(|e| io_fail(pack, e))?;
+    let mut written: io::Result<()> = Ok(());
+    builder
+        .foreach(|chunk| {
+            written = out.write_all(chunk);
+            written.is_ok()
+        })
+        .map_err(fail)?;
+    written.and_then(|()| out.sync_all()).map_err(|e| io_fail(pack, e))?;
+    Ok(Saved::Written(snapshot))
+}
+
+/// Writes every tracked and untracked, not ignored file of the work tree as it is on disk into a commit on
+/// `base`; stops as soon as what it adds to the base passes `max_bytes`.
+fn commit_work_tree(
+    repo: &Repository,
+    base: Option<Oid>,
+    author: &Author<'_>,
+    max_bytes: u64,
 ) -> Result<Saved, GitError> {
     let workdir = repo
         .workdir()
@@ -123,6 +172,11 @@ fn save(
     let (mut files, mut bytes) = (0u64, 0u64);
     for entry in statuses.iter() {
         let relative = PathBuf::from(std::ffi::OsStr::from_bytes(entry.path_bytes()));
+        // A tracked file whose folder the agent replaced with a symlink would be read through it, from wherever it
+        // points: the link itself is carried (as its own entry), never what is behind it.
+        if behind_a_symlink(&workdir, &relative) {
+            continue;
+        }
         let path = workdir.join(&relative);
         // Deleted files are absent from the snapshot; a folder here is a nested repository, which is not carried.
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -197,30 +251,24 @@ fn save(
     let commit = repo
         .commit(None, &signature, &signature, "work tree snapshot", &tree, &parents)
         .map_err(fail)?;
-
-    let mut builder = repo.packbuilder().map_err(fail)?;
-    builder.insert_object(commit, None).map_err(fail)?;
-    // A folder's base exists nowhere else: the pack carries it too.
-    if let (Some(base), Carry::Base) = (&base_commit, carry) {
-        builder.insert_object(base.id(), None).map_err(fail)?;
-        builder.insert_object(base.tree_id(), None).map_err(fail)?;
-    }
-    insert_new(repo, &mut builder, &tree, base_tree.as_ref())?;
-    let mut out = File::create(pack).map_err(|e| io_fail(pack, e))?;
-    let mut written: io::Result<()> = Ok(());
-    builder
-        .foreach(|chunk| {
-            written = out.write_all(chunk);
-            written.is_ok()
-        })
-        .map_err(fail)?;
-    written.and_then(|()| out.sync_all()).map_err(|e| io_fail(pack, e))?;
     Ok(Saved::Written(Snapshot {
         base,
         commit,
         files,
         bytes,
     }))
+}
+
+/// Whether a folder on the way to `relative` is a symlink (or no folder at all).
+fn behind_a_symlink(workdir: &Path, relative: &Path) -> bool {
+    let mut at = workdir.to_path_buf();
+    let Some(parent) = relative.parent() else {
+        return false;
+    };
+    parent.components().any(|component| {
+        at.push(component);
+        !std::fs::symlink_metadata(&at).is_ok_and(|meta| meta.is_dir())
+    })
 }
 
 /// Streams the file into the object database, so a large file is never held in memory whole.

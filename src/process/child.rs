@@ -189,7 +189,13 @@ impl CliProcess {
 
     /// Stops the whole group: SIGTERM, then SIGKILL after the grace period. Returns how the CLI ended.
     pub(crate) async fn terminate(&mut self) -> ExitInfo {
-        self.signal_group(libc::SIGTERM);
+        self.stop_with(libc::SIGTERM).await
+    }
+
+    /// Stops the whole group with `signal` first (SIGINT for an interrupted turn: the CLIs take it as Ctrl-C and
+    /// keep the session), then SIGKILL after the grace period.
+    pub(crate) async fn stop_with(&mut self, signal: i32) -> ExitInfo {
+        self.signal_group(signal);
         let status = match self.status {
             Some(status) => status,
             None => match tokio::time::timeout(self.grace, self.child.wait()).await {

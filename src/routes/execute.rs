@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::{
     auth,
+    conversation::Conversation,
     error::ApiError,
     event_log::EventLog,
     http::body,
@@ -50,6 +51,7 @@ pub async fn execute(
         request.provider,
         log.clone(),
         request.cancel_on_disconnect,
+        request.conversation.map(Conversation::new),
     ));
     worker.take_slot(job.clone())?;
     tracing::info!(job_id = %job.id, provider = %job.provider, "job accepted");

@@ -1,6 +1,7 @@
 //! The worker's HTTP routes, one file each (docs/api.md).
 
 pub mod cancel;
+pub mod conversation;
 pub mod events;
 pub mod execute;
 pub mod health;
@@ -31,5 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             Method::POST,
             "/jobs/{job_id}/permissions/{request_id}",
             permissions::answer,
-        ));
+        ))
+        .service(one(Method::POST, "/jobs/{job_id}/messages", conversation::message))
+        .service(one(Method::POST, "/jobs/{job_id}/interrupt", conversation::interrupt))
+        .service(one(Method::POST, "/jobs/{job_id}/close", conversation::close));
 }

@@ -20,6 +20,9 @@ use crate::http::openapi::{Bearer, render};
         super::cancel::cancel,
         super::cancel::cancel_named,
         super::permissions::answer,
+        super::conversation::message,
+        super::conversation::interrupt,
+        super::conversation::close,
         super::jobs::job,
         super::status::status,
         super::health::health,
@@ -101,6 +104,16 @@ mod tests {
                 url: String::new(),
                 number: 0,
             }),
+            EventKind::TurnStarted {
+                turn: 0,
+                text: String::new(),
+            },
+            EventKind::TurnCompleted(Default::default()),
+            EventKind::TurnFailed {
+                turn: 0,
+                code: crate::event::ErrorCode::Interrupted,
+                message: String::new(),
+            },
             EventKind::Completed(Default::default()),
             crate::event::Failure::new(crate::event::ErrorCode::Internal, "").into(),
         ];

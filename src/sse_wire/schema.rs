@@ -47,7 +47,7 @@ impl utoipa::ToSchema for SseEvent {
 }
 
 /// The `type` of each `EventKind` variant, in declaration order (a unit test holds the two together).
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "connected",
     "message",
     "github_pull_progress",
@@ -63,6 +63,9 @@ pub const EVENT_TYPES: [&str; 17] = [
     "git_changes",
     "git_push",
     "pull_request",
+    "turn_started",
+    "turn_completed",
+    "turn_failed",
     "completed",
     "error",
 ];

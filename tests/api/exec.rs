@@ -22,16 +22,36 @@ struct Exec {
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Open when started with `start_talking`: what the person types.
+    stdin: Option<tokio::process::ChildStdin>,
 }
 
 impl Exec {
     fn start(args: &[&str]) -> Exec {
+        Self::spawn(args, Stdio::null())
+    }
+
+    /// With stdin kept open, for `--chat`.
+    fn start_talking(args: &[&str]) -> Exec {
+        let mut exec = Self::spawn(args, Stdio::piped());
+        exec.stdin = exec.child.stdin.take();
+        exec
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("started with start_talking");
+        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    fn spawn(args: &[&str], stdin: Stdio) -> Exec {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_unified-worker"))
             .arg("exec")
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -60,6 +80,7 @@ impl Exec {
             stdout,
             stderr,
             readers,
+            stdin: None,
         }
     }
 
@@ -148,6 +169,56 @@ async fn exec_renders_a_real_claude_job_for_a_person_and_as_json_lines() {
     assert_each_event_once(&events);
     assert_eq!(events.last().unwrap()["type"], "completed");
     assert!(events.iter().any(|e| e["type"] == "tool_use" && e["name"] == "Write"));
+}
+
+/// `--chat --json`: messages are lines on stdin, SIGINT interrupts the running turn, end of input closes.
+#[tokio::test]
+async fn exec_chat_sends_each_line_as_a_message_interrupts_on_ctrl_c_and_closes_at_the_end_of_input() {
+    let mock = MockAnthropic::start(Reply::Text("First answer.".into()));
+    let worker = crate::claude_code::claude_worker(&mock, &[]);
+    let mut exec = Exec::start_talking(&["--url", &worker.base, "--chat", "--json", "Hello."]);
+    exec.wait_for_output("First answer.").await;
+    exec.wait_for_output("\"turn_completed\"").await;
+
+    mock.set_reply(Reply::Stall);
+    let calls = mock.requests().len();
+    exec.type_line("Think about it for a long while.").await;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while mock.requests().len() == calls {
+        assert!(std::time::Instant::now() < deadline, "turn 2 never reached the model");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    mock.set_reply(Reply::Text("Third answer.".into()));
+    exec.interrupt();
+    exec.wait_for_output("\"interrupted\"").await;
+    exec.type_line("Then just answer.").await;
+    exec.wait_for_output("Third answer.").await;
+    drop(exec.stdin.take());
+
+    let (code, out, err) = exec.finish().await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let events = json_lines(&out);
+    assert_each_event_once(&events);
+    let turns: Vec<(String, u64)> = events
+        .iter()
+        .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("turn_")))
+        .map(|e| (e["type"].as_str().unwrap().to_string(), e["turn"].as_u64().unwrap()))
+        .collect();
+    let expected = [
+        ("turn_started", 1),
+        ("turn_completed", 1),
+        ("turn_started", 2),
+        ("turn_failed", 2),
+        ("turn_started", 3),
+        ("turn_completed", 3),
+    ]
+    .map(|(k, n)| (k.to_string(), n));
+    assert_eq!(turns, expected);
+    let end = events.last().unwrap();
+    assert_eq!(
+        (end["type"].as_str(), end["result"].as_str()),
+        (Some("completed"), Some("Third answer."))
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod claude_code;
 mod codex;
 mod concurrency;
 mod contract;
+mod conversation;
 mod copilot;
 mod cursor;
 mod dashboard;

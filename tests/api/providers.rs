@@ -26,6 +26,8 @@ pub trait ModelApi: Any {
     fn conversation_span(&self) -> Option<Duration> {
         None
     }
+    /// What it answers from the next request on.
+    fn set_reply(&self, reply: Reply);
 }
 
 impl dyn ModelApi {
@@ -43,6 +45,10 @@ fn offers_tools(request: &Value) -> bool {
 }
 
 impl ModelApi for MockAnthropic {
+    fn set_reply(&self, reply: Reply) {
+        MockAnthropic::set_reply(self, reply);
+    }
+
     fn requests(&self) -> usize {
         MockAnthropic::requests(self).len()
     }
@@ -55,6 +61,10 @@ impl ModelApi for MockAnthropic {
 }
 
 impl ModelApi for MockOpenAi {
+    fn set_reply(&self, reply: Reply) {
+        MockOpenAi::set_reply(self, reply);
+    }
+
     fn requests(&self) -> usize {
         MockOpenAi::requests(self).len()
     }
@@ -67,6 +77,10 @@ impl ModelApi for MockOpenAi {
 }
 
 impl ModelApi for MockChat {
+    fn set_reply(&self, reply: Reply) {
+        MockChat::set_reply(self, reply);
+    }
+
     fn requests(&self) -> usize {
         MockChat::requests(self).len()
     }
@@ -91,6 +105,10 @@ impl ModelApi for MockChat {
 }
 
 impl ModelApi for MockGemini {
+    fn set_reply(&self, reply: Reply) {
+        MockGemini::set_reply(self, reply);
+    }
+
     fn requests(&self) -> usize {
         self.calls().len()
     }

@@ -1,8 +1,10 @@
 //! The gateway's HTTP routes, one file each: `POST /execute`, the dashboard at `/`, `/health`, `/fleet` and its feed,
-//! `/metrics`, the job list `/jobs`, and the job-addressed `/jobs/{jobId}`, `/jobs/{jobId}/events`, `/jobs/{jobId}/cancel` and
-//! `/jobs/{jobId}/permissions/{requestId}` for every job of the fleet (docs/api.md, docs/fleet.md).
+//! `/metrics`, the job list `/jobs`, and for every job of the fleet the job-addressed `/jobs/{jobId}`,
+//! `/jobs/{jobId}/events`, `/jobs/{jobId}/cancel`, `/jobs/{jobId}/permissions/{requestId}`,
+//! `/jobs/{jobId}/messages`, `/jobs/{jobId}/interrupt` and `/jobs/{jobId}/close` (docs/api.md, docs/fleet.md).
 
 mod cancel;
+mod conversation;
 mod events;
 mod execute;
 mod fleet;
@@ -36,5 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/jobs/{job_id}/permissions/{request_id}",
             permission::permission,
         ))
+        .service(one(Method::POST, "/jobs/{job_id}/messages", conversation::message))
+        .service(one(Method::POST, "/jobs/{job_id}/interrupt", conversation::interrupt))
+        .service(one(Method::POST, "/jobs/{job_id}/close", conversation::close))
         .service(one(Method::GET, "/openapi.json", openapi::openapi_json));
 }

@@ -133,6 +133,7 @@ async fn messages(shared: web::Data<Shared>, req: actix_web::HttpRequest, body: 
         }
         Reply::Text(text) => (vec![Block::Text(text)], "end_turn"),
         _ if !is_main => (vec![Block::Text(AUX_TEXT.to_string())], "end_turn"),
+        Reply::Stall => return super::reply::stall().await,
         Reply::RunCommand { final_text, .. } if last_message_has_tool_result(&request) => {
             (vec![Block::Text(final_text)], "end_turn")
         }

@@ -128,6 +128,7 @@ async fn completions(shared: web::Data<Shared>, req: HttpRequest, body: web::Byt
     let deltas = match reply {
         Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
         _ if !is_conversation(&request) => vec![Delta::Text(TITLE.to_string())],
+        Reply::Stall => return super::reply::stall().await,
         Reply::RunCommand { final_text, .. } if last_role(&request) == Some("tool") => vec![Delta::Text(final_text)],
         // opencode's shell tool, run in its working directory.
         Reply::RunCommand { cmd, .. } => vec![Delta::ToolCall {

@@ -121,6 +121,7 @@ async fn model_call(shared: web::Data<Shared>, req: HttpRequest, body: web::Byte
     }
     let parts = match reply {
         Reply::Status(_) => unreachable!("answered above"),
+        Reply::Stall => return super::reply::stall().await,
         unscripted @ Reply::ThinkingThenText { .. } => {
             return error_response(500, &unscripted.unscripted());
         }

@@ -116,6 +116,7 @@ async fn responses(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes
     let after_tool = last_input_is_tool_output(&request);
     let items = match reply {
         Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
+        Reply::Stall => return super::reply::stall().await,
         Reply::Text(text) => vec![message(n, &text)],
         Reply::ThinkingThenText { thinking, text } => vec![reasoning(n, &thinking), message(n, &text)],
         Reply::WriteFile { final_text, .. }

@@ -24,6 +24,9 @@ pub enum Reply {
     Text(String),
     /// Every request: this HTTP status with the API's own JSON error body.
     Status(u16),
+    /// Every conversation request: no answer for ten minutes, as a model still at work, so a turn can be
+    /// interrupted while it waits.
+    Stall,
     /// A call of tool `tool` of MCP server `server` with `input`, under the name the CLI gives it (found or loaded
     /// first where the CLI defers MCP tools); the request carrying its result: `final_text`.
     CallMcpTool {
@@ -32,6 +35,12 @@ pub enum Reply {
         input: Value,
         final_text: String,
     },
+}
+
+/// What `Reply::Stall` answers, if the CLI is still there to hear it.
+pub async fn stall() -> actix_web::HttpResponse {
+    actix_web::rt::time::sleep(std::time::Duration::from_secs(600)).await;
+    actix_web::HttpResponse::InternalServerError().body("mock: stalled")
 }
 
 impl Reply {
