@@ -439,3 +439,35 @@ async fn opencode_holds_only_a_placeholder_and_the_mock_gets_the_request_key() {
     );
     assert_eq!(done["usage"]["modelCalls"], mock.requests().len() as u64);
 }
+
+#[tokio::test]
+async fn a_spent_budget_ends_a_conversation_at_its_next_turn() {
+    let mock = MockAnthropic::start(Reply::Text("Noted.".into()));
+    let worker = claude_worker(&mock, &[]);
+    let mut body = job("Remember this.");
+    body["jobId"] = json!("budget-conversation");
+    body["conversation"] = json!({});
+    body["limits"] = json!({"maxModelCalls": 1});
+    let mut stream = worker.execute(&body).await;
+    let mut events = Vec::new();
+    while !events.iter().any(|e: &SseEvent| e.kind() == "turn_completed") {
+        let event = stream.next_event().await.expect("the first turn ended the stream");
+        assert!(!event.is_terminal(), "{}", event.data);
+        events.push(event);
+    }
+
+    let sent = crate::conversation::send(&worker, "budget-conversation", "And now?", false).await;
+    events.extend(stream.collect().await);
+
+    assert_eq!(sent.status(), 202);
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "budget_exceeded", "{end}");
+    assert_eq!(end["limit"], "maxModelCalls");
+    assert_eq!(end["used"]["modelCalls"], 1);
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the second turn's call never reached the mock"
+    );
+}
