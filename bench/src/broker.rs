@@ -297,7 +297,12 @@ pub async fn broker(rows: &mut Vec<Row>) {
             } else {
                 "broker: per-chunk delay p99 (ms, direct → through the broker, added)"
             },
-            value: format!("{} → {} ({:+.3})", ms(direct), ms(brokered), (brokered - direct) / 1000.0),
+            value: format!(
+                "{} → {} ({:+.3})",
+                ms(direct),
+                ms(brokered),
+                (brokered - direct) / 1000.0
+            ),
             target: if p == 99 { "≤ 1 added" } else { "" },
         });
     }
