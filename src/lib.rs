@@ -4,6 +4,7 @@ pub mod acp;
 pub mod approvals;
 pub mod auth;
 pub mod availability;
+pub mod broker;
 pub mod client;
 pub mod conversation;
 pub mod dashboard;

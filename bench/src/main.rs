@@ -2,6 +2,7 @@
 //! latency, big-output memory, start-up, the 429 path). Each figure is the median of several runs.
 
 mod abuse;
+mod broker;
 mod compare;
 mod gateway;
 // The suite's git server and the HTTP reader it uses, shared with the integration tests rather than copied.
@@ -85,6 +86,10 @@ async fn main() {
     // Not part of the default run: it makes a repository of 20,000 files and clones it a dozen times.
     if only.as_deref() == Some("worktree") {
         worktree::worktree(&mut rows).await;
+    }
+    // Not part of the default run: it measures the model-API broker in process, not the worker.
+    if only.as_deref() == Some("broker") {
+        broker::broker(&mut rows).await;
     }
     // Not part of the default run: it opens thousands of connections and takes a minute or more.
     if only.as_deref() == Some("abuse") {

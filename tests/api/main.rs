@@ -2,6 +2,7 @@
 
 mod approvals;
 mod approvals_real;
+mod broker;
 mod claude_code;
 mod codex;
 mod concurrency;
