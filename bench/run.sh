@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the worker and the benchmarks in release mode and prints the table (see BENCHMARKS.md).
 # Usage: bench/run.sh [throughput|latency|big|startup|busy|acp|gateway|gateway-fleet|gateway-latency|gateway-startup|
-#        gateway-store|abuse]
+#        gateway-store|abuse|worktree|broker]
 #        (BENCH_RUNS=N for more or fewer runs; BENCH_GATEWAY_POLL_MS sets the gateway's GATEWAY_POLL_MS;
 #        BENCH_REPLACEMENT_DELAY_MS delays each replica's restart, as an orchestrator would)
 #        bench/run.sh compare <rev>   the worker of git revision <rev> and the working tree's, side by side in one

@@ -18,6 +18,9 @@ use crate::{
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderStatus {
     pub available: bool,
+    /// Its CLI reaches its model API through the job's broker and never holds the key
+    /// (docs/providers.md#the-model-api-broker).
+    pub brokered: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,6 +30,7 @@ pub struct ProviderStatus {
 #[derive(Clone)]
 pub struct Availability {
     binaries: Vec<(ProviderKind, PathBuf)>,
+    brokered: HashMap<ProviderKind, bool>,
     probed: Arc<RwLock<HashMap<ProviderKind, ProviderStatus>>>,
 }
 
@@ -35,6 +39,15 @@ impl Availability {
         Availability {
             binaries: ProviderKind::all()
                 .map(|kind| (kind, settings.binary(kind).to_path_buf()))
+                .collect(),
+            brokered: ProviderKind::all()
+                .map(|kind| {
+                    let provider = kind.provider();
+                    let config = settings.broker.as_ref();
+                    let brokered = provider.model_endpoint().is_some_and(|e| e.brokered(config))
+                        || (config.is_some() && provider.routes_itself_to_broker());
+                    (kind, brokered)
+                })
                 .collect(),
             probed: Arc::default(),
         }
@@ -47,6 +60,7 @@ impl Availability {
             let status = match kind.provider().acp() {
                 crate::provider::AcpSupport::Only => match crate::process::resolve(bin) {
                     Some(_) => ProviderStatus {
+                        brokered: false,
                         available: true,
                         version: None,
                         reason: None,
@@ -72,13 +86,15 @@ impl Availability {
                     .cloned()
                     .unwrap_or_else(|| match crate::process::resolve(bin) {
                         Some(_) => ProviderStatus {
+                            brokered: false,
                             available: true,
                             version: None,
                             reason: None,
                         },
                         None => unavailable(bin),
                     });
-                (*kind, status)
+                let brokered = self.brokered.get(kind).copied().unwrap_or(false);
+                (*kind, ProviderStatus { brokered, ..status })
             })
             .collect()
     }
@@ -86,6 +102,7 @@ impl Availability {
 
 fn unavailable(bin: &Path) -> ProviderStatus {
     ProviderStatus {
+        brokered: false,
         available: false,
         version: None,
         reason: Some(format!("{} not found", bin.display())),
@@ -111,22 +128,26 @@ async fn probe_one(bin: &Path) -> ProviderStatus {
             let text = String::from_utf8_lossy(&out.stdout);
             let version = text.lines().next().unwrap_or_default().trim().to_string();
             ProviderStatus {
+                brokered: false,
                 available: true,
                 version: Some(version).filter(|v| !v.is_empty()),
                 reason: None,
             }
         }
         Ok(Some(out)) => ProviderStatus {
+            brokered: false,
             available: false,
             version: None,
             reason: Some(format!("{} --version failed with {}", bin.display(), out.status)),
         },
         Err(e) => ProviderStatus {
+            brokered: false,
             available: false,
             version: None,
             reason: Some(format!("{}: {e}", bin.display())),
         },
         Ok(None) => ProviderStatus {
+            brokered: false,
             available: false,
             version: None,
             reason: Some("--version timed out".into()),

@@ -260,6 +260,13 @@ pub struct Usage {
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_creation_tokens: u64,
+    /// The worker counted these itself, from the model API's answers as they passed its broker (docs/events.md),
+    /// instead of taking the CLI's word for them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub metered: bool,
+    /// Model calls the broker forwarded; only with `metered`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_calls: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
@@ -315,12 +322,15 @@ pub enum ErrorCode {
     QueueTimeout,
     /// `turn_failed` only: the turn was stopped by a message sent with `interrupt`.
     Interrupted,
+    /// A limit of the request's `limits` (or the worker's `LIMIT_*`) was reached; the broker refused the next
+    /// model call.
+    BudgetExceeded,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order: what the reference (docs/events.md) is checked against. The match in
     /// `as_str` makes a new variant a compile error there; a test holds this list to the same length.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::CloneFailed,
         ErrorCode::CheckoutFailed,
         ErrorCode::AuthFailed,
@@ -338,6 +348,7 @@ impl ErrorCode {
         ErrorCode::GatewayLost,
         ErrorCode::QueueTimeout,
         ErrorCode::Interrupted,
+        ErrorCode::BudgetExceeded,
     ];
 
     /// Whether the same request may succeed if sent again (possibly to another replica).
@@ -371,6 +382,7 @@ impl ErrorCode {
             ErrorCode::GatewayLost => "gateway_lost",
             ErrorCode::QueueTimeout => "queue_timeout",
             ErrorCode::Interrupted => "interrupted",
+            ErrorCode::BudgetExceeded => "budget_exceeded",
         }
     }
 }
@@ -387,6 +399,13 @@ pub struct Failure {
     pub stderr_tail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// `budget_exceeded` only: the limit that was reached (`maxTokens`, `maxCostUsd`, `maxModelCalls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub limit: Option<&'static str>,
+    /// `budget_exceeded` only: what the job had used when the limit stopped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<Box<BudgetUsed>>,
 }
 
 impl Failure {
@@ -398,8 +417,20 @@ impl Failure {
             exit_code: None,
             stderr_tail: None,
             session_id: None,
+            limit: None,
+            used: None,
         }
     }
+}
+
+/// A job's consumption as its budget counts it: every token of every model call (input, output, cache reads and
+/// writes), the cost of those at the price table's rates, and the calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetUsed {
+    pub tokens: u64,
+    pub cost_usd: f64,
+    pub model_calls: u64,
 }
 
 impl From<Failure> for EventKind {

@@ -1,12 +1,18 @@
 //! The life of one job, top to bottom: connected → workspace (clone) → provider run → git changes, push and pull
-//! request → terminal event → drain → exit.
+//! request → terminal event → drain → exit. The model-API broker that stands between the CLI and its API is
+//! started with the first run and stopped when the job's last run has ended (`through_broker`).
 
 mod conversation;
 mod private_dir;
 mod repo;
 mod snapshot;
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use private_dir::PrivateDir;
 pub use snapshot::{Carried, carried_work_tree};
@@ -17,8 +23,9 @@ use tracing::Instrument;
 use crate::{
     acp,
     approvals::Policy,
+    broker::Broker,
     delivery::Delivery,
-    event::{Completed, ErrorCode, EventKind, Failure},
+    event::{Completed, ErrorCode, EventKind, Failure, Usage},
     process::{self, Limits, Outcome},
     provider::{AcpPrepared, Cleanup, PreparedRun, RunContext},
     request::JobRequest,
@@ -35,6 +42,7 @@ pub async fn run(worker: Arc<Worker>, job: Arc<JobHandle>, request: JobRequest, 
         job: &job,
         request: &request,
         workdir: workdir.clone(),
+        broker: OnceLock::new(),
     }
     .run(carried)
     .await;
@@ -74,6 +82,8 @@ struct Pipeline<'a> {
     job: &'a JobHandle,
     request: &'a JobRequest,
     workdir: PathBuf,
+    /// The job's model-API broker, once a run could use one.
+    broker: OnceLock<Broker>,
 }
 
 impl Pipeline<'_> {
@@ -119,6 +129,23 @@ impl Pipeline<'_> {
             },
             None => None,
         };
+        // A bound lowered since the save applies to what comes back too: nothing larger is unpacked.
+        let max = settings.session_snapshot_max_bytes;
+        let packed = match &stored {
+            Some(stored) => tokio::fs::metadata(&stored.pack).await.map_or(0, |m| m.len()),
+            None => 0,
+        };
+        let stored = match stored {
+            Some(stored) if stored.manifest.bytes > max || packed > max => {
+                self.emit(EventKind::warn(format!(
+                    "the session's work tree was not restored: it holds {} bytes ({packed} packed), more than \
+                     SESSION_SNAPSHOT_MAX_BYTES ({max}); the job starts from a fresh workspace",
+                    stored.manifest.bytes
+                )));
+                None
+            }
+            stored => stored,
+        };
         if let Some(stored) = stored {
             match self
                 .restore_work_tree(stored, cloned.as_ref().map(|(_, c)| c), deadline)
@@ -159,6 +186,10 @@ impl Pipeline<'_> {
                 self.run_provider(&turn, private_dir.path(), deadline).await
             }
         };
+        // The CLI has ended for good: the broker's placeholder opens nothing from now on.
+        if let Some(broker) = self.broker.get() {
+            broker.stop();
+        }
         private_dir.remove().await;
         self.save_work_tree(&outcome, cloned.as_ref().map(|(_, c)| c)).await;
         let run = match outcome {
@@ -182,7 +213,7 @@ impl Pipeline<'_> {
             duration_ms: run.duration_ms,
             num_turns: run.num_turns,
             cost_usd: run.cost_usd,
-            usage: run.usage,
+            usage: self.metered_usage().unwrap_or(run.usage),
             changes,
             pull_request,
         }))
@@ -215,6 +246,7 @@ impl Pipeline<'_> {
                 Err(failure) => Outcome::Failed(failure),
             },
         };
+        let outcome = self.budget_outcome(outcome);
         self.save_session(&ctx, &outcome).await;
         outcome
     }
@@ -231,7 +263,8 @@ impl Pipeline<'_> {
         }
     }
 
-    /// Resolves when the run must stop: the job is stopped from outside, or the conversation's turn interrupted.
+    /// Resolves when the run must stop: the job is stopped from outside, the conversation's turn interrupted, or
+    /// the broker refused a call for the job's budget.
     async fn stopped(&self, interrupt: Option<&CancellationToken>) -> Failure {
         let interrupted = async {
             match interrupt {
@@ -239,9 +272,16 @@ impl Pipeline<'_> {
                 None => std::future::pending().await,
             }
         };
+        let budget = async {
+            match self.broker.get() {
+                Some(broker) => broker.budget_reached().await.failure(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = self.job.cancelled() => self.stopped_from_outside(),
+            failure = budget => failure,
             _ = interrupted => interrupted_turn(),
         }
     }
@@ -265,7 +305,15 @@ impl Pipeline<'_> {
     }
 
     async fn run_prepared(&self, prepared: PreparedRun, turn: &TurnInput<'_>, deadline: Instant) -> Outcome {
-        let PreparedRun { plan, parser, cleanup } = prepared;
+        let PreparedRun {
+            mut plan,
+            parser,
+            cleanup,
+        } = prepared;
+        if let Err(failure) = self.through_broker(&mut plan.env).await {
+            cleanup.run().await;
+            return Outcome::Failed(failure);
+        }
         let limits = self.limits(deadline);
         let stopped = self.stopped(turn.interrupt.as_ref());
         let run = process::run(plan, parser, &limits, stopped, |events| {
@@ -288,10 +336,14 @@ impl Pipeline<'_> {
         deadline: Instant,
     ) -> Outcome {
         let AcpPrepared {
-            plan,
+            mut plan,
             mcp_servers,
             cleanup,
         } = prepared;
+        if let Err(failure) = self.through_broker(&mut plan.env).await {
+            cleanup.run().await;
+            return Outcome::Failed(failure);
+        }
         let limits = self.limits(deadline);
         let run = async {
             let cwd = match std::path::absolute(ctx.workdir) {
@@ -322,6 +374,70 @@ impl Pipeline<'_> {
             run.instrument(tracing::info_span!("agent", job_id = %self.job.id)),
         )
         .await
+    }
+
+    /// Puts the job's model-API broker between the CLI and its API: its key in `env` becomes the broker's
+    /// placeholder and its base URL the broker's (docs/providers.md#the-model-api-broker). A run the broker cannot
+    /// serve (`BROKER=off`, a credentials file, Copilot's GitHub sign-in) keeps its key, as before.
+    async fn through_broker(&self, env: &mut Vec<(String, String)>) -> Result<(), Failure> {
+        let Some(config) = &self.worker.settings.broker else {
+            return Ok(());
+        };
+        let provider = self.request.provider.provider();
+        let endpoint = provider.model_endpoint();
+        if self.broker.get().is_none() {
+            let (name, budget, metrics) = (
+                self.request.provider.as_str(),
+                self.request.budget,
+                self.worker.metrics.model.clone(),
+            );
+            let started = match &endpoint {
+                Some(endpoint) => Broker::start(name, endpoint, env, config, budget, metrics).await?,
+                None if provider.routes_itself_to_broker() => Some(Broker::bind(name, config, budget, metrics).await?),
+                None => None,
+            };
+            if let Some(broker) = started {
+                let _ = self.broker.set(broker);
+            }
+        }
+        match (self.broker.get(), &endpoint) {
+            (Some(broker), Some(endpoint)) => broker.route(endpoint, env),
+            (Some(broker), None) => {
+                let routed = self
+                    .request
+                    .provider_run
+                    .route_to_broker(env, broker.base_url(), broker.placeholder())
+                    .await?;
+                if let Some(api) = routed {
+                    broker.arm(api, config, "the CLI's configuration")?;
+                }
+            }
+            (None, _) => {}
+        }
+        let brokered = self.broker.get().is_some_and(Broker::is_armed);
+        if !brokered && !self.request.budget.is_unlimited() {
+            self.emit(EventKind::warn(
+                "this run's credential does not go through the model-API broker, so the job's limits cannot be kept",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A run the broker stopped for the budget ends as `budget_exceeded`, whatever the CLI made of the refusal.
+    fn budget_outcome(&self, outcome: Outcome) -> Outcome {
+        let Some(exceeded) = self.broker.get().and_then(Broker::exceeded) else {
+            return outcome;
+        };
+        let mut failure = exceeded.failure();
+        failure.session_id = match &outcome {
+            Outcome::Completed(run) => run.session_id.clone(),
+            Outcome::Failed(f) => f.session_id.clone(),
+        };
+        Outcome::Failed(failure)
+    }
+
+    fn metered_usage(&self) -> Option<Usage> {
+        self.broker.get().filter(|b| b.is_armed()).map(Broker::usage)
     }
 
     fn session_store(&self) -> Option<SessionStore> {
@@ -388,7 +504,10 @@ struct TurnInput<'a> {
 }
 
 fn interrupted_turn() -> Failure {
-    Failure::new(ErrorCode::Interrupted, "the turn was interrupted by a new message")
+    Failure::new(
+        ErrorCode::Interrupted,
+        "the turn was interrupted (a message sent with interrupt, or POST /jobs/{jobId}/interrupt)",
+    )
 }
 
 fn cancelled(reason: CancelReason) -> Failure {

@@ -5,6 +5,7 @@ pub mod acp_server;
 pub mod approvals;
 pub mod auth;
 pub mod availability;
+pub mod broker;
 pub mod client;
 pub mod conversation;
 pub mod dashboard;

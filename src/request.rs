@@ -13,6 +13,7 @@ mod github;
 
 use crate::{
     approvals::{ApprovalsSpec, Policy},
+    broker::Budget,
     error::ApiError,
     ids::{BranchName, JobId, SessionId},
     provider::{AcpSupport, McpPolicy, ProviderKind, ProviderRequest, ProviderRun},
@@ -59,6 +60,24 @@ pub(crate) struct RawRequest {
     approvals: Option<ApprovalsSpec>,
     /// Keeps the job open after its turn for follow-up messages until it is closed (docs/conversations.md).
     conversation: Option<ConversationSpec>,
+    /// The job's budget: at a limit the worker's model-API broker refuses the next model call and the job ends
+    /// with `budget_exceeded`. A limit left out is the worker's (`LIMIT_*`), if it has one.
+    limits: Option<LimitsSpec>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Tokens of every model call together: input, output, cache reads and cache writes.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
+    pub max_tokens: Option<u32>,
+    /// Dollars, at the worker's price table.
+    #[schema(exclusive_minimum = 0)]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 2147483647, value_type = Option<i32>)]
+    pub max_model_calls: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -178,6 +197,8 @@ pub struct JobRequest {
     pub acp: Option<Policy>,
     /// Set for a conversation job: how long it waits for the next message after a turn.
     pub conversation: Option<Duration>,
+    /// The request's `limits` over the worker's defaults; enforced by the job's model-API broker.
+    pub budget: Budget,
 }
 
 impl JobRequest {
@@ -268,6 +289,12 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         Some(w) => workspace(&w)?,
         None => PathBuf::from(job_id.as_str()),
     };
+    let budget = raw
+        .limits
+        .map(|l| validate_limits(l, provider, settings))
+        .transpose()?
+        .unwrap_or_default()
+        .or(settings.limits);
     let timeout = match raw.timeout_seconds {
         Some(0) => {
             return Err(ApiError::invalid("timeoutSeconds", "timeoutSeconds must be at least 1"));
@@ -302,6 +329,42 @@ fn validate(raw: RawRequest, settings: &Settings) -> Result<JobRequest, ApiError
         database,
         callback,
         acp,
+        budget,
+    })
+}
+
+fn validate_limits(limits: LimitsSpec, provider: ProviderKind, settings: &Settings) -> Result<Budget, ApiError> {
+    for (field, value) in [
+        ("maxTokens", limits.max_tokens),
+        ("maxModelCalls", limits.max_model_calls),
+    ] {
+        if value == Some(0) {
+            return Err(ApiError::invalid(
+                format!("limits.{field}"),
+                format!("limits.{field} must be at least 1"),
+            ));
+        }
+    }
+    if limits.max_cost_usd.is_some_and(|c| !c.is_finite() || c <= 0.0) {
+        return Err(ApiError::invalid(
+            "limits.maxCostUsd",
+            "limits.maxCostUsd must be a number of dollars greater than 0",
+        ));
+    }
+    // Only the broker sees the model calls; without it a limit would silently limit nothing.
+    if settings.broker.is_none() || !provider.provider().brokerable() {
+        return Err(ApiError::invalid(
+            "limits",
+            format!(
+                "limits: {provider} does not run through the worker's model-API broker here (BROKER=off, or a \
+                 provider without a model API endpoint), so no limit could be kept"
+            ),
+        ));
+    }
+    Ok(Budget {
+        max_tokens: limits.max_tokens.map(u64::from),
+        max_cost_usd: limits.max_cost_usd,
+        max_model_calls: limits.max_model_calls.map(u64::from),
     })
 }
 

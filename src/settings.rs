@@ -6,10 +6,12 @@ use std::{
     collections::HashMap,
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use crate::{
+    broker::{BrokerConfig, Budget, Prices},
     provider::ProviderKind,
     secret::{Secret, tokens_in_json},
 };
@@ -82,6 +84,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Credentials the worker holds in its own environment for the providers; redacted like request secrets.
     pub provider_secrets: Vec<Secret>,
+    /// `BROKER` (on by default): each job's CLI reaches its model API through a broker of the job's own and never
+    /// holds the key (docs/providers.md#the-model-api-broker). None (`BROKER=off`): the key goes to the CLI.
+    pub broker: Option<BrokerConfig>,
+    /// `LIMIT_MAX_TOKENS`, `LIMIT_MAX_COST_USD`, `LIMIT_MAX_MODEL_CALLS`: the budget of a request without `limits`.
+    pub limits: Budget,
 }
 
 impl Settings {
@@ -177,6 +184,12 @@ impl Settings {
                 }
             },
             provider_secrets: provider_secrets(&env),
+            broker: broker(&env)?,
+            limits: Budget {
+                max_tokens: env.optional_positive("LIMIT_MAX_TOKENS")?,
+                max_cost_usd: env.optional_dollars("LIMIT_MAX_COST_USD")?,
+                max_model_calls: env.optional_positive("LIMIT_MAX_MODEL_CALLS")?,
+            },
         })
     }
 
@@ -240,6 +253,32 @@ fn provider_secrets(env: &Env<'_>) -> Vec<Secret> {
         }
     }
     secrets
+}
+
+/// The brokers' settings, or None with `BROKER=off`. Each provider endpoint's upstream setting is read once and
+/// checked as an http(s) URL; a `PRICES_FILE` that cannot be read or parsed stops start-up.
+fn broker(env: &Env<'_>) -> Result<Option<BrokerConfig>, SettingsError> {
+    // Every variable is read whether or not the broker is on, so that a bad value is found at once.
+    let on = env.flag("BROKER", true)?;
+    let allow_insecure_upstream = env.flag("BROKER_ALLOW_INSECURE_UPSTREAM", false)?;
+    let mut upstreams = HashMap::new();
+    for var in ProviderKind::all().filter_map(|kind| kind.provider().model_endpoint()?.upstream_var) {
+        if let Some(url) = env.base_url(var)? {
+            upstreams.insert(var, url);
+        }
+    }
+    let prices = match env.string("PRICES_FILE") {
+        None => Prices::default(),
+        Some(path) => std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|json| Prices::with_overrides(&json))
+            .map_err(|e| invalid("PRICES_FILE", format!("{path}: {e}")))?,
+    };
+    Ok(on.then(|| BrokerConfig {
+        allow_insecure_upstream,
+        upstreams,
+        prices: Arc::new(prices),
+    }))
 }
 
 pub(crate) fn invalid(var: &'static str, message: impl Into<String>) -> SettingsError {
@@ -308,6 +347,29 @@ impl Env<'_> {
             Some("1" | "true" | "yes" | "on") => Ok(true),
             Some("0" | "false" | "no" | "off") => Ok(false),
             Some(other) => Err(invalid(var, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn optional_positive(&self, var: &'static str) -> Result<Option<u64>, SettingsError> {
+        match self.string(var) {
+            None => Ok(None),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(invalid(var, format!("{raw:?} is not a whole number greater than 0"))),
+            },
+        }
+    }
+
+    fn optional_dollars(&self, var: &'static str) -> Result<Option<f64>, SettingsError> {
+        match self.string(var) {
+            None => Ok(None),
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 => Ok(Some(x)),
+                _ => Err(invalid(
+                    var,
+                    format!("{raw:?} is not an amount of dollars greater than 0"),
+                )),
+            },
         }
     }
 

@@ -23,6 +23,11 @@ impl Application {
     pub fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let settings = Arc::new(settings);
+        if settings.broker.is_some()
+            && let Err(e) = crate::broker::seal_worker_process()
+        {
+            tracing::warn!(error = %e, "could not keep the CLIs out of the worker's memory (PR_SET_DUMPABLE)");
+        }
         let worker = Worker::new(settings.clone(), tokio::runtime::Handle::current());
         let data = web::Data::new(worker.clone());
         let body_timeout = settings.body_timeout;

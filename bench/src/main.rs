@@ -3,13 +3,22 @@
 
 mod abuse;
 mod acp;
+mod broker;
 mod compare;
 mod gateway;
+// The suite's git server and the HTTP reader it uses, shared with the integration tests rather than copied.
+#[allow(dead_code)]
+#[path = "../../tests/api/support/git_server.rs"]
+mod git_server;
+#[allow(dead_code)]
+#[path = "../../tests/api/support/http.rs"]
+mod http;
 mod proc_stats;
 mod sse_client;
 mod store;
 mod supervisor;
 mod worker;
+mod worktree;
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +86,14 @@ async fn main() {
     }
     if want("gateway-store") {
         store::store(&mut rows).await;
+    }
+    // Not part of the default run: it makes a repository of 20,000 files and clones it a dozen times.
+    if only.as_deref() == Some("worktree") {
+        worktree::worktree(&mut rows).await;
+    }
+    // Not part of the default run: it measures the model-API broker in process, not the worker.
+    if only.as_deref() == Some("broker") {
+        broker::broker(&mut rows).await;
     }
     // Not part of the default run: it opens thousands of connections and takes a minute or more.
     if only.as_deref() == Some("abuse") {

@@ -696,6 +696,7 @@ fn usage(result: &Value) -> Usage {
         ]),
         cache_read_tokens: read(&["cachedReadTokens", "cache_read_tokens", "cachedContentTokenCount"]),
         cache_creation_tokens: read(&["cachedWriteTokens", "cache_creation_tokens"]),
+        ..Usage::default()
     }
 }
 

@@ -219,6 +219,26 @@ on("permission_resolved", (v, e) => {
   box.querySelector(".question-note").textContent = "Settled · " + text;
 });
 
+on("turn_started", (v, e) => {
+  v.talk.hidden = v.terminal !== null;
+  v.append(el("li", "ev ev-turn", "Turn " + e.turn + " · " + oneLine(e.text || "", 200)));
+});
+
+on("turn_completed", (v, e) => {
+  const parts = ["Turn " + e.turn + " done"];
+  if (typeof e.durationMs === "number") parts.push(formatDuration(e.durationMs));
+  const cost = formatCost(e.costUsd);
+  if (cost) parts.push(cost);
+  if (e.changes && typeof e.changes.filesChanged === "number") parts.push(e.changes.filesChanged + " files changed");
+  v.line("ev-turn-end", parts.join(" · "));
+  v.talkText.focus();
+});
+
+on("turn_failed", (v, e) => {
+  const what = e.code === "interrupted" ? "interrupted" : "failed (" + e.code + ")";
+  v.line("ev-warn", "Turn " + e.turn + " " + what + ": " + (e.message || ""));
+});
+
 on("completed", (v, e) => {
   v.terminal = e;
   v.endedAt = Date.now();

@@ -80,7 +80,8 @@ class JobView {
     this.list = el("ol", "events");
     this.summary = el("div", "job-summary");
     this.summary.hidden = true;
-    this.root.append(head, this.note, this.list, this.summary);
+    this.talk = this.buildTalk();
+    this.root.append(head, this.note, this.list, this.talk, this.summary);
     $("job-views").append(this.root);
 
     this.tab = el("button", "tab");
@@ -99,6 +100,82 @@ class JobView {
     $("job-tabs").append(this.tab);
   }
 
+  // The message box under a conversation: shown from its first turn until its end.
+  buildTalk() {
+    const form = el("form", "talk");
+    form.hidden = true;
+    const text = el("textarea");
+    text.rows = 2;
+    text.placeholder = "Next message (Enter sends; it runs when the current turn ends)";
+    const send = el("button", "primary", "Send");
+    send.type = "submit";
+    const steer = el("button", "", "Send and interrupt");
+    steer.type = "button";
+    steer.title = "Stop the running turn; this message starts the next one at once";
+    const stop = el("button", "", "Interrupt");
+    stop.type = "button";
+    stop.title = "Stop the running turn; the conversation waits for a message";
+    const end = el("button", "", "Close conversation");
+    end.type = "button";
+    end.title = "Push and open the pull request if asked, then end the job";
+    const note = el("span", "note talk-note");
+    const actions = el("div", "actions");
+    actions.append(send, steer, stop, end, note);
+    form.append(text, actions);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.sendMessage(false);
+    });
+    text.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey) {
+        e.preventDefault();
+        this.sendMessage(false);
+      }
+    });
+    steer.addEventListener("click", () => this.sendMessage(true));
+    stop.addEventListener("click", () => this.conversationStep("interrupt", null, "Interrupting…"));
+    end.addEventListener("click", () => this.conversationStep("close", null, "Closing…"));
+    this.talkText = text;
+    this.talkNote = note;
+    return form;
+  }
+
+  async sendMessage(interrupt) {
+    const text = this.talkText.value.trim();
+    if (!text) {
+      this.talkNote.textContent = "Write a message first.";
+      return this.talkText.focus();
+    }
+    const sent = await this.conversationStep("messages", { text, interrupt }, "Sending…");
+    if (sent) {
+      this.talkText.value = "";
+      this.talkNote.textContent = "Queued as turn " + sent.turn;
+    }
+  }
+
+  // POST /jobs/{jobId}/<step>; the stream shows what it did. Returns the answer's JSON when it was taken.
+  async conversationStep(step, body, pending) {
+    this.talkNote.textContent = pending;
+    const options = { method: "POST" };
+    if (body) {
+      options.headers = { "Content-Type": "application/json" };
+      options.body = JSON.stringify(body);
+    }
+    try {
+      const response = await apiFetch("/jobs/" + encodeURIComponent(this.jobId) + "/" + step, options);
+      if (!response.ok) {
+        this.talkNote.textContent = await errorText(response);
+        return null;
+      }
+      const answer = await response.json();
+      if (step !== "messages") this.talkNote.textContent = step === "close" ? "Closing: the last turn finishes, then the job ends" : "Interrupted";
+      return answer;
+    } catch (err) {
+      this.talkNote.textContent = "Could not send: " + err;
+      return null;
+    }
+  }
+
   setState(state) {
     this.state = state;
     this.badge.textContent = state;
@@ -106,6 +183,7 @@ class JobView {
     this.tabDot.className = "dot state-" + state;
     this.root.dataset.state = state;
     this.cancelButton.hidden = this.terminal !== null || state === "refused" || state === "ended";
+    if (this.talk && (this.terminal !== null || state === "refused" || state === "ended")) this.talk.hidden = true;
   }
 
   // A click on an option: POST the answer; the stream's permission_resolved settles the box.

@@ -46,6 +46,7 @@ function setupForm() {
       if (branch) body.github.branch = branch;
     }
     if ($("ask").checked) body.approvals = { mode: "client" };
+    if ($("talk").checked) body.conversation = {};
     formNote("");
     runJob(body, oneLine(prompt, 28));
   });

@@ -172,6 +172,11 @@ fn commit_work_tree(
     let (mut files, mut bytes) = (0u64, 0u64);
     for entry in statuses.iter() {
         let relative = PathBuf::from(std::ffi::OsStr::from_bytes(entry.path_bytes()));
+        // A tracked file whose folder the agent replaced with a symlink would be read through it, from wherever it
+        // points: the link itself is carried (as its own entry), never what is behind it.
+        if behind_a_symlink(&workdir, &relative) {
+            continue;
+        }
         let path = workdir.join(&relative);
         // Deleted files are absent from the snapshot; a folder here is a nested repository, which is not carried.
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -252,6 +257,18 @@ fn commit_work_tree(
         files,
         bytes,
     }))
+}
+
+/// Whether a folder on the way to `relative` is a symlink (or no folder at all).
+fn behind_a_symlink(workdir: &Path, relative: &Path) -> bool {
+    let mut at = workdir.to_path_buf();
+    let Some(parent) = relative.parent() else {
+        return false;
+    };
+    parent.components().any(|component| {
+        at.push(component);
+        !std::fs::symlink_metadata(&at).is_ok_and(|meta| meta.is_dir())
+    })
 }
 
 /// Streams the file into the object database, so a large file is never held in memory whole.

@@ -128,7 +128,7 @@ impl Pipeline<'_> {
     }
 
     /// Failures that another message cannot mend end the conversation with them: a stop from outside, the
-    /// timeouts, a CLI that is missing or refuses the credential, and the worker's own faults.
+    /// timeouts, a CLI that is missing or refuses the credential, a spent budget, and the worker's own faults.
     fn ends_conversation(&self, failure: &Failure) -> bool {
         self.job.cancel_reason().is_some()
             || matches!(
@@ -140,6 +140,7 @@ impl Pipeline<'_> {
                     | ErrorCode::ProviderNotInstalled
                     | ErrorCode::AuthFailed
                     | ErrorCode::Internal
+                    | ErrorCode::BudgetExceeded
             )
     }
 
@@ -191,5 +192,7 @@ fn add(totals: &mut RunSummary, run: RunSummary) {
         output_tokens: totals.usage.output_tokens + run.usage.output_tokens,
         cache_read_tokens: totals.usage.cache_read_tokens + run.usage.cache_read_tokens,
         cache_creation_tokens: totals.usage.cache_creation_tokens + run.usage.cache_creation_tokens,
+        // The CLI's figures, turn by turn; the broker's own count of the whole job replaces them in `completed`.
+        ..Usage::default()
     };
 }

@@ -19,6 +19,7 @@ use super::{
     mcp::{self, McpServer, McpServers},
 };
 use crate::{
+    broker::ModelEndpoint,
     error::ApiError,
     event::{ErrorCode, Failure},
 };
@@ -37,6 +38,7 @@ const VARIABLES: Variables = Variables {
     // Where the worker's own credentials come from (the CLI gets them as its credentials file instead), the
     // worker's MCP policy, which its `MCP_` prefix would otherwise pass on, and where the ACP adapter is.
     withheld: &[
+        UPSTREAM_VAR,
         "CLAUDE_CODE_CREDENTIALS_JSON",
         "CLAUDE_CODE_CREDENTIALS_SECRET",
         "MCP_ALLOWED_COMMANDS",
@@ -49,6 +51,9 @@ const VARIABLES: Variables = Variables {
         "CLAUDE_CODE_CREDENTIALS_JSON",
     ],
 };
+
+/// The real Anthropic API behind the broker, when it is not the CLI's own `ANTHROPIC_BASE_URL`.
+const UPSTREAM_VAR: &str = "ANTHROPIC_UPSTREAM_URL";
 
 impl Provider for ClaudeCode {
     fn name(&self) -> &'static str {
@@ -68,6 +73,18 @@ impl Provider for ClaudeCode {
 
     fn acp(&self) -> AcpSupport {
         AcpSupport::Optional
+    }
+
+    /// An API key goes out as `x-api-key`, a token (`ANTHROPIC_AUTH_TOKEN`, OAuth) as a bearer token: the
+    /// placeholder stays in the variable the key was in, so the CLI sends it the same way. A credentials file
+    /// is not brokered: the CLI refreshes it itself.
+    fn model_endpoint(&self) -> Option<ModelEndpoint> {
+        Some(ModelEndpoint {
+            base_url_var: "ANTHROPIC_BASE_URL",
+            key_vars: &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"],
+            upstream_var: Some(UPSTREAM_VAR),
+            default_upstream: Some("https://api.anthropic.com"),
+        })
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {

@@ -2,8 +2,9 @@
 //! its home. Every run gets
 //! a `CODEX_HOME` of its own inside the job's private folder, holding the operator's `config.toml` (model
 //! providers, endpoints), the run's credentials and the session's rollout file. The JSONL parser lives in
-//! `parser`.
+//! `parser`; how a run is pointed at the model-API broker in `broker`.
 
+mod broker;
 mod parser;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use super::{
     private_files::write_private,
 };
 use crate::{
+    broker::ModelApi,
     error::ApiError,
     event::{ErrorCode, Failure},
     secret::{Secret, tokens_in_json},
@@ -64,6 +66,11 @@ impl Provider for Codex {
 
     fn acp(&self) -> AcpSupport {
         AcpSupport::Optional
+    }
+
+    /// Its endpoint is in the run's `config.toml` (`broker`).
+    fn routes_itself_to_broker(&self) -> bool {
+        true
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -249,6 +256,19 @@ impl ProviderRun for CodexRun {
             mcp_servers: self.mcp_servers.to_acp(),
             cleanup: Cleanup::default(),
         })
+    }
+
+    async fn route_to_broker(
+        &self,
+        env: &mut Vec<(String, String)>,
+        base_url: &str,
+        placeholder: &str,
+    ) -> Result<Option<ModelApi>, Failure> {
+        // A request's auth.json (a ChatGPT sign-in) is a file the CLI reads and refreshes itself.
+        if matches!(self.credential, Some(Credential::AuthJson { .. })) {
+            return Ok(None);
+        }
+        broker::route(env, base_url, placeholder).await
     }
 
     /// The run's whole `sessions` folder: its `CODEX_HOME` is fresh, so the folder holds this one thread's rollout

@@ -15,6 +15,7 @@ use super::{
     private_files::Cleanup,
 };
 use crate::{
+    broker::{ModelApi, ModelEndpoint},
     error::ApiError,
     event::Failure,
     process::{CommandPlan, OutputParser},
@@ -39,6 +40,23 @@ pub trait Provider: Sync {
     /// Whether it can run over the Agent Client Protocol (`approvals`, docs/approvals.md).
     fn acp(&self) -> AcpSupport {
         AcpSupport::No
+    }
+
+    /// How its CLI reaches its model API, so that the worker's broker can stand in between and keep the key
+    /// (docs/providers.md#the-model-api-broker). None: the CLI cannot be given another endpoint, and keeps its key.
+    fn model_endpoint(&self) -> Option<ModelEndpoint> {
+        None
+    }
+
+    /// Its CLI's model endpoint lives in the run's configuration files, not in variables: each run points it at
+    /// the broker itself (`ProviderRun::route_to_broker`).
+    fn routes_itself_to_broker(&self) -> bool {
+        false
+    }
+
+    /// Whether its runs can go through the worker's model-API broker at all.
+    fn brokerable(&self) -> bool {
+        self.model_endpoint().is_some() || self.routes_itself_to_broker()
     }
 }
 
@@ -113,6 +131,18 @@ pub trait ProviderRun: Send + Sync + fmt::Debug {
     /// session in files of its own need nothing.
     async fn export_session(&self, _ctx: &RunContext<'_>, _session_id: &str) -> std::io::Result<()> {
         Ok(())
+    }
+
+    /// For a provider that `routes_itself_to_broker`, after `prepare`: points the prepared run (its environment
+    /// `env`, the files it names) at the broker at `base_url`, with `placeholder` wherever the real key was, and
+    /// returns what it took out. None: this run keeps its path (no key, a sign-in, a built-in endpoint).
+    async fn route_to_broker(
+        &self,
+        _env: &mut Vec<(String, String)>,
+        _base_url: &str,
+        _placeholder: &str,
+    ) -> Result<Option<ModelApi>, Failure> {
+        Ok(None)
     }
 }
 

@@ -16,6 +16,7 @@ use super::{
     mcp::{self, McpServer, McpServers, McpTransport},
 };
 use crate::{
+    broker::ModelEndpoint,
     error::ApiError,
     event::{ErrorCode, Failure},
     secret::Secret,
@@ -54,6 +55,17 @@ impl Provider for Copilot {
 
     fn acp(&self) -> AcpSupport {
         AcpSupport::Optional
+    }
+
+    /// Bring-your-own-key only: the operator's `COPILOT_PROVIDER_BASE_URL` is the upstream and its key stays
+    /// with the worker. Signed in to GitHub, the CLI talks to GitHub's service with the GitHub token, as before.
+    fn model_endpoint(&self) -> Option<ModelEndpoint> {
+        Some(ModelEndpoint {
+            base_url_var: "COPILOT_PROVIDER_BASE_URL",
+            key_vars: &["COPILOT_PROVIDER_API_KEY"],
+            upstream_var: None,
+            default_upstream: None,
+        })
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {

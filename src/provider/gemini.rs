@@ -16,6 +16,7 @@ use super::{
 };
 use serde_json::{Value, json};
 use crate::{
+    broker::ModelEndpoint,
     error::ApiError,
     event::{ErrorCode, Failure},
     secret::Secret,
@@ -35,9 +36,12 @@ const VARIABLES: Variables = Variables {
     names: &["GOOGLE_GEMINI_BASE_URL"],
     prefixes: &["GEMINI_"],
     // They configure the worker's settings file and the image's entrypoint (a file holding the key), not the CLI.
-    withheld: &[MAX_ATTEMPTS_VAR, "GEMINI_API_KEY_SECRET"],
+    withheld: &[MAX_ATTEMPTS_VAR, "GEMINI_API_KEY_SECRET", UPSTREAM_VAR],
     secrets: &[KEY_VAR],
 };
+
+/// The real Gemini API behind the broker, when it is not the CLI's own `GOOGLE_GEMINI_BASE_URL`.
+const UPSTREAM_VAR: &str = "GEMINI_UPSTREAM_URL";
 
 impl Provider for Gemini {
     fn name(&self) -> &'static str {
@@ -57,6 +61,16 @@ impl Provider for Gemini {
 
     fn acp(&self) -> AcpSupport {
         AcpSupport::Optional
+    }
+
+    /// The CLI sends its key as `x-goog-api-key`.
+    fn model_endpoint(&self) -> Option<ModelEndpoint> {
+        Some(ModelEndpoint {
+            base_url_var: "GOOGLE_GEMINI_BASE_URL",
+            key_vars: &[KEY_VAR],
+            upstream_var: Some(UPSTREAM_VAR),
+            default_upstream: Some("https://generativelanguage.googleapis.com"),
+        })
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {

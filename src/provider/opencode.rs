@@ -1,6 +1,6 @@
 //! opencode: its variables, its options and command line, where the request's key goes, the private home each
 //! job gets, and its sessions carried through export and import. The JSON-lines parser lives in `parser`; the
-//! export and import commands in `session`.
+//! export and import commands in `session`; how a run is pointed at the model-API broker in `broker`.
 //!
 //! Provider and model come from the operator's configuration (`OPENCODE_CONFIG_CONTENT`, passed through) or
 //! `providerOptions.model` (`provider/model`). The request's token is the API key of that model's provider: it
@@ -8,6 +8,7 @@
 //! to the provider's key variable (`ANTHROPIC_API_KEY`, …) and which works for custom providers too, so the
 //! worker needs no table of variable names.
 
+mod broker;
 mod parser;
 mod session;
 
@@ -26,6 +27,7 @@ use super::{
     private_files::write_private,
 };
 use crate::{
+    broker::ModelApi,
     error::ApiError,
     event::{ErrorCode, Failure},
     secret::Secret,
@@ -95,6 +97,11 @@ impl Provider for Opencode {
 
     fn variables(&self) -> Variables {
         VARIABLES
+    }
+
+    /// Its endpoint is in the operator's `OPENCODE_CONFIG_CONTENT` (`broker`).
+    fn routes_itself_to_broker(&self) -> bool {
+        true
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -351,6 +358,15 @@ impl ProviderRun for OpencodeRun {
             // Everything written is inside the job's private folder, which goes with the job.
             cleanup: Cleanup::default(),
         })
+    }
+
+    async fn route_to_broker(
+        &self,
+        env: &mut Vec<(String, String)>,
+        base_url: &str,
+        placeholder: &str,
+    ) -> Result<Option<ModelApi>, Failure> {
+        Ok(broker::route(env, self.options.model.as_ref(), base_url, placeholder))
     }
 
     /// Each job has a database of its own, gone with the job, so a session is resumable only through the

@@ -383,3 +383,58 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn limits_are_checked_by_name_and_fall_back_to_the_workers() {
+    for (limits, field) in [
+        (serde_json::json!({"maxTokens": 0}), "limits.maxTokens"),
+        (serde_json::json!({"maxTokens": -5}), "limits.maxTokens"),
+        (serde_json::json!({"maxTokens": 1.5}), "limits.maxTokens"),
+        (serde_json::json!({"maxModelCalls": 0}), "limits.maxModelCalls"),
+        (serde_json::json!({"maxCostUsd": 0}), "limits.maxCostUsd"),
+        (serde_json::json!({"maxCostUsd": -1.0}), "limits.maxCostUsd"),
+        (serde_json::json!({"maxCalls": 3}), "limits.maxCalls"),
+    ] {
+        let mut v = minimal();
+        v["limits"] = limits.clone();
+        assert_eq!(field_of(parse_json(v).unwrap_err()), field, "{limits}");
+    }
+
+    let defaults = Settings::from_lookup(|name| match name {
+        "LIMIT_MAX_TOKENS" => Some("1000".into()),
+        "LIMIT_MAX_MODEL_CALLS" => Some("9".into()),
+        _ => None,
+    })
+    .unwrap();
+    let mut v = minimal();
+    v["limits"] = serde_json::json!({"maxTokens": 50, "maxCostUsd": 0.25});
+    let r = parse(v.to_string().as_bytes(), &defaults).unwrap();
+    assert_eq!(
+        r.budget,
+        Budget {
+            max_tokens: Some(50),
+            max_cost_usd: Some(0.25),
+            max_model_calls: Some(9)
+        }
+    );
+    assert_eq!(
+        parse(minimal().to_string().as_bytes(), &defaults)
+            .unwrap()
+            .budget
+            .max_tokens,
+        Some(1000)
+    );
+}
+
+#[test]
+fn limits_need_a_brokered_provider() {
+    let mut v = minimal();
+    v["codingAssistantProvider"] = "cursor".into();
+    v["limits"] = serde_json::json!({"maxTokens": 50});
+    assert_eq!(field_of(parse_json(v).unwrap_err()), "limits");
+
+    let off = Settings::from_lookup(|name| (name == "BROKER").then(|| "off".into())).unwrap();
+    let mut v = minimal();
+    v["limits"] = serde_json::json!({"maxModelCalls": 2});
+    assert_eq!(field_of(parse(v.to_string().as_bytes(), &off).unwrap_err()), "limits");
+}

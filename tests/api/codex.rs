@@ -68,7 +68,8 @@ async fn the_real_codex_cli_writes_a_file_and_the_stream_tells_the_whole_story()
     assert_eq!(done["result"], "I wrote hello.txt.");
     assert_eq!(
         done["usage"],
-        json!({"inputTokens": 160, "outputTokens": 20, "cacheReadTokens": 40, "cacheCreationTokens": 0}),
+        json!({"inputTokens": 160, "outputTokens": 20, "cacheReadTokens": 40, "cacheCreationTokens": 0,
+            "metered": true, "modelCalls": 2}),
         "two model calls of 100 input tokens (20 cached) and 10 output tokens each"
     );
     let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");

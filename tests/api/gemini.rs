@@ -93,6 +93,8 @@ async fn the_real_gemini_cli_writes_a_file_and_the_stream_tells_the_whole_story(
             "outputTokens": 2 * ANSWER_TOKENS,
             "cacheReadTokens": 2 * CACHED_TOKENS,
             "cacheCreationTokens": 0,
+            "metered": true,
+            "modelCalls": 2,
         })
     );
     let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");
@@ -221,6 +223,9 @@ echo '{"type":"result","status":"success","stats":{"input_tokens":3,"output_toke
         ("GEMINI_MAX_ATTEMPTS", "2"),
         ("GH_TOKEN", "gh-token-CANARY-7d1e"),
         ("GITHUB_TOKEN", "github-token-CANARY-90ab"),
+        // The key and the endpoint as they reach a CLI that holds its key; through the broker the CLI has a
+        // placeholder and the broker's address instead (tests/api/broker.rs).
+        ("BROKER", "off"),
     ]);
     let mut body = gemini_job("secret plan");
     body["workspace"] = json!("plan");

@@ -3,6 +3,7 @@
 mod acp_server;
 mod approvals;
 mod approvals_real;
+mod broker;
 mod claude_code;
 mod codex;
 mod concurrency;

@@ -115,12 +115,16 @@ async fn the_real_opencode_cli_writes_a_file_with_the_request_key_and_talks_to_n
     assert_eq!(&done["sessionId"], session);
     assert_eq!(done["result"], "I wrote hello.txt.");
     assert_eq!(done["numTurns"], 2);
-    // Two model calls; opencode counts cached prompt tokens apart from the rest.
+    // The worker's meter counts every call that reached the model API: the two of the conversation and opencode's
+    // title request, which the CLI's own figures leave out. Cached prompt tokens are counted apart.
     let uncached = mock_chat::PROMPT_TOKENS - mock_chat::CACHED_TOKENS;
+    let calls = mock.requests().len() as u64;
+    assert_eq!(calls, 3, "a title request and two turns of the conversation");
     assert_eq!(
         done["usage"],
-        json!({"inputTokens": 2 * uncached, "outputTokens": 2 * mock_chat::COMPLETION_TOKENS,
-            "cacheReadTokens": 2 * mock_chat::CACHED_TOKENS, "cacheCreationTokens": 0})
+        json!({"inputTokens": calls * uncached, "outputTokens": calls * mock_chat::COMPLETION_TOKENS,
+            "cacheReadTokens": calls * mock_chat::CACHED_TOKENS, "cacheCreationTokens": 0,
+            "metered": true, "modelCalls": calls})
     );
     let written = std::fs::read_to_string(worker.workspace_dir.join("e2e/hello.txt")).expect("the CLI wrote the file");
     assert_eq!(written, "hello from opencode\n");

@@ -17,10 +17,13 @@ echo "raw line with $ANTHROPIC_API_KEY"
 echo "stderr with $ANTHROPIC_API_KEY" >&2
 echo '{RESULT_LINE}'"#
     ));
+    // The path of a CLI that holds its key (`BROKER=off`, or a provider the broker cannot serve): what it prints
+    // of the key is redacted. With the broker the CLI never has the key at all (tests/api/broker.rs).
     let mut worker = TestWorker::spawn(&[
         ("CLAUDE_BIN", cli.bin()),
         ("WORKER_API_TOKEN", API_TOKEN),
         ("EXIT_AFTER_JOB", "false"),
+        ("BROKER", "off"),
     ]);
 
     // An error body for a request carrying the token does not echo it.
@@ -103,7 +106,10 @@ async fn oauth_tokens_are_routed_to_the_oauth_variable() {
     body["codingAssistantAccessToken"] = json!("sk-ant-oat01-CANARY-oauth-token");
     worker.execute(&body).await.collect().await;
     let env = std::fs::read_to_string(cli.file("env.txt")).unwrap();
-    assert!(env.contains("CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-CANARY-oauth-token"));
+    // The broker's placeholder stands in the OAuth variable, so the CLI sends it as a bearer token, where the
+    // broker puts the real one.
+    assert!(env.contains("CLAUDE_CODE_OAUTH_TOKEN=uwb-"), "{env}");
+    assert!(!env.contains("CANARY"), "{env}");
     assert!(!env.contains("ANTHROPIC_API_KEY="));
 }
 

@@ -42,7 +42,9 @@ fn hooked_job(recorder: &Recorder, job_id: &str) -> Value {
 
 /// Runs a job to its end (the worker exits after the drain) and returns its events and the webhook requests.
 async fn run(cli: &FakeCli, recorder: &Recorder, body: &Value) -> (Vec<SseEvent>, Vec<Recorded>) {
-    let mut worker = hooked_worker(cli, recorder, &[]);
+    // The fake CLIs print the key they hold, to show that it is redacted on its way to persistence and the
+    // webhook: the path of a CLI without the model-API broker.
+    let mut worker = hooked_worker(cli, recorder, &[("BROKER", "off")]);
     let events = worker.execute(body).await.collect().await;
     assert!(worker.exit_status().await.success());
     let logs = worker.logs();

@@ -265,3 +265,40 @@ async fn a_work_tree_above_the_bound_is_not_saved_and_the_job_says_so() {
             })
     );
 }
+
+#[tokio::test]
+async fn a_stored_work_tree_above_a_lowered_bound_is_not_restored_and_the_job_says_so() {
+    let mock = (CLAUDE_CODE.mock)(Reply::WriteFile {
+        file_name: "notes.txt".into(),
+        content: "more than sixteen bytes of notes\n".into(),
+        final_text: "Noted.".into(),
+    });
+    let store = TempDir::new().unwrap();
+    let store_dir = store.path().to_str().unwrap();
+    let a = (CLAUDE_CODE.worker)(mock.as_ref(), &[("SESSION_STORE_DIR", store_dir)]);
+    let done = completed(
+        "claude-code",
+        &a.execute(&(CLAUDE_CODE.job)("Write notes.txt")).await.collect().await,
+    );
+    let session = done["sessionId"].as_str().unwrap().to_string();
+
+    mock.set_reply(Reply::Text("Noted.".into()));
+    let b = (CLAUDE_CODE.worker)(
+        mock.as_ref(),
+        &[("SESSION_STORE_DIR", store_dir), ("SESSION_SNAPSHOT_MAX_BYTES", "16")],
+    );
+    let mut resume = (CLAUDE_CODE.job)("Go on.");
+    resume["resumeSessionId"] = json!(session);
+    resume["workspace"] = json!("job2");
+    let events = b.execute(&resume).await.collect().await;
+
+    completed("claude-code", &events);
+    assert!(
+        messages(&events)
+            .iter()
+            .any(|m| m.contains("was not restored") && m.contains("SESSION_SNAPSHOT_MAX_BYTES")),
+        "{:?}",
+        messages(&events)
+    );
+    assert!(!b.workspace_dir.join("job2").join("notes.txt").exists());
+}

@@ -50,6 +50,18 @@ async fn tiles_in(browser: &mut Browser, state: &str, n: usize) {
         .await;
 }
 
+/// The worker's own page, once it shows the worker idle.
+async fn open_idle_worker(browser: &mut Browser, worker: &TestWorker) {
+    browser.goto(&worker.url("/")).await;
+    browser
+        .wait_js(
+            "the worker's card",
+            "return document.getElementById('worker-card').textContent.includes('idle')",
+            vec![],
+        )
+        .await;
+}
+
 /// The view of a job by id: `[data-job-id=…]` with the id quoted for CSS.
 fn job(id: &str) -> String {
     format!(".job[data-job-id={}]", json!(id))
@@ -352,14 +364,7 @@ async fn a_question_of_the_agent_is_answered_with_a_button() {
         ("KEEP_WORKSPACE", "1"),
         ("WORKER_ID", "worker-1"),
     ]);
-    browser.goto(&worker.url("/")).await;
-    browser
-        .wait_js(
-            "the worker's card",
-            "return document.getElementById('worker-card').textContent.includes('idle')",
-            vec![],
-        )
-        .await;
+    open_idle_worker(&mut browser, &worker).await;
     browser.type_into("#prompt", "write hello.txt").await;
     browser
         .js(
@@ -407,6 +412,90 @@ async fn a_question_of_the_agent_is_answered_with_a_button() {
         .await;
     assert_eq!(settled, json!([true, "allow", "Settled · answered: allow", true]));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "hello\n");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "the browser console has errors: {errors:#?}");
+    browser.close().await;
+}
+
+/// A conversation from the page: the first prompt from the form, a follow-up from the message box, a message that
+/// interrupts the turn the agent is stuck in, and the close; each turn shows, and the box goes with the job's end.
+#[tokio::test]
+async fn a_conversation_is_held_from_the_message_box_under_the_job() {
+    let Some(mut browser) = Browser::start("conversation").await else {
+        return;
+    };
+    // Answers each message with "You said: <message>"; a message that says "slow" keeps the turn busy until it is
+    // interrupted.
+    let cli = FakeCli::new(&format!(
+        "read -r PROMPT\n\
+         echo '{INIT_LINE}'\n\
+         echo '{{\"type\":\"assistant\",\"message\":{{\"id\":\"m1\",\"content\":[{{\"type\":\"text\",\"text\":\"You said: '\"$PROMPT\"'\"}}]}}}}'\n\
+         case \"$PROMPT\" in *slow*) while true; do sleep 0.05; done;; esac\n\
+         echo '{{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"Answered '\"$PROMPT\"'\",\"num_turns\":1,\"duration_ms\":5,\"total_cost_usd\":0.01,\"session_id\":\"fake-session\",\"usage\":{{\"input_tokens\":1,\"output_tokens\":1}}}}'"
+    ));
+    let worker = TestWorker::spawn(&[
+        ("CLAUDE_BIN", cli.bin()),
+        ("EXIT_AFTER_JOB", "false"),
+        ("KILL_GRACE_SECONDS", "1"),
+        ("WORKER_ID", "worker-1"),
+    ]);
+    open_idle_worker(&mut browser, &worker).await;
+    browser.type_into("#prompt", "first").await;
+    browser
+        .js("document.getElementById('talk').checked = true", vec![])
+        .await;
+    browser.click("#run-button").await;
+    let has_line = "return [...document.querySelectorAll('.job .ev')].some(e => e.textContent.includes(arguments[0]))";
+    browser
+        .wait_js("turn 1 done", has_line, vec![json!("Turn 1 done")])
+        .await;
+    let visible = browser
+        .js("return !document.querySelector('.job .talk').hidden", vec![])
+        .await;
+    assert_eq!(visible, json!(true), "the message box shows under a conversation");
+
+    browser.type_into(".job .talk textarea", "be slow").await;
+    browser.click(".job .talk button[type=submit]").await;
+    browser
+        .wait_js("turn 2 running", has_line, vec![json!("You said: be slow")])
+        .await;
+    browser.type_into(".job .talk textarea", "third").await;
+    browser
+        .js(
+            "[...document.querySelectorAll('.job .talk button')].find(b => b.textContent === 'Send and interrupt').click()",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_js("turn 2 interrupted", has_line, vec![json!("Turn 2 interrupted")])
+        .await;
+    browser
+        .wait_js("turn 3 done", has_line, vec![json!("Turn 3 done")])
+        .await;
+    browser.screenshot("conversation").await;
+
+    browser
+        .js(
+            "[...document.querySelectorAll('.job .talk button')].find(b => b.textContent === 'Close conversation').click()",
+            vec![],
+        )
+        .await;
+    browser
+        .wait_js(
+            "completed",
+            "const j = document.querySelector('.job'); return j && j.dataset.state === 'completed'",
+            vec![],
+        )
+        .await;
+    let after = browser
+        .js(
+            "return [document.querySelector('.job .talk').hidden, document.querySelector('.job .job-summary').textContent]",
+            vec![],
+        )
+        .await;
+    assert_eq!(after[0], json!(true), "the message box goes with the job's end");
+    // The CLI counts one turn for each run it finished: the interrupted one reported none.
+    assert!(after[1].as_str().unwrap().contains("2 turns"), "{after}");
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "the browser console has errors: {errors:#?}");
     browser.close().await;

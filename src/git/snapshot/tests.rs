@@ -137,6 +137,39 @@ fn a_clone_comes_back_byte_for_byte_as_uncommitted_changes_without_its_ignored_f
 }
 
 #[test]
+fn a_folder_replaced_by_a_symlink_is_carried_as_the_link_and_nothing_behind_it_is_read() {
+    let (origin, job1, base) = origin_and_clone();
+    let outside = TempDir::new().unwrap();
+    write(outside.path(), "gone-too.txt", b"a secret of the worker's\n");
+    std::fs::remove_dir_all(job1.path().join("dir")).unwrap();
+    symlink(outside.path(), job1.path().join("dir")).unwrap();
+    let store = TempDir::new().unwrap();
+    let pack = store.path().join("objects.pack");
+
+    let Saved::Written(snapshot) = save_clone(job1.path(), Some(base), &AUTHOR, 1 << 20, &pack).unwrap() else {
+        panic!("not saved")
+    };
+
+    let repo = Repository::open(job1.path()).unwrap();
+    let tree = repo.find_commit(snapshot.commit).unwrap().tree().unwrap();
+    let entry = tree.get_path(Path::new("dir")).unwrap();
+    assert_eq!(
+        entry.filemode(),
+        i32::from(git2::FileMode::Link),
+        "the folder is now the link"
+    );
+    assert!(
+        tree.get_path(Path::new("dir/gone-too.txt")).is_err(),
+        "nothing read through the link"
+    );
+    let job2 = TempDir::new().unwrap();
+    std::fs::remove_dir(job2.path()).unwrap();
+    Repository::clone(origin.path().to_str().unwrap(), job2.path()).unwrap();
+    restore_clone(job2.path(), &pack, Some(base), snapshot.commit).unwrap();
+    assert_eq!(std::fs::read_link(job2.path().join("dir")).unwrap(), outside.path());
+}
+
+#[test]
 fn the_pack_holds_only_what_the_base_lacks() {
     let (_origin, job1, base) = origin_and_clone();
     write(job1.path(), "added.txt", b"added\n");

@@ -248,7 +248,8 @@ impl OutputParser for ClaudeCodeParser {
                     output_tokens: usage.output_tokens,
                     cache_read_tokens: usage.cache_read_input_tokens,
                     cache_creation_tokens: usage.cache_creation_input_tokens,
-                },
+..Usage::default()
+},
             });
         }
         let text = result

@@ -255,7 +255,8 @@ impl OutputParser for CodexParser {
                         output_tokens: usage.output_tokens,
                         cache_read_tokens: usage.cached_input_tokens,
                         cache_creation_tokens: usage.cache_write_input_tokens,
-                    },
+..Usage::default()
+},
                 });
             }
             (None, Some(_)) => Failure::new(

@@ -278,7 +278,8 @@ impl OutputParser for CursorParser {
                     output_tokens: usage.output_tokens,
                     cache_read_tokens: usage.cache_read_tokens,
                     cache_creation_tokens: usage.cache_write_tokens,
-                },
+..Usage::default()
+},
             });
         }
         let text = result.result.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| {

@@ -92,7 +92,8 @@ impl Stats {
             output_tokens: self.output_tokens,
             cache_read_tokens: self.cached,
             cache_creation_tokens: 0,
-        }
+..Usage::default()
+}
     }
 }
 

@@ -50,6 +50,8 @@ const AUX_TEXT: &str = "OK";
 struct State {
     reply: Reply,
     requests: Vec<Value>,
+    /// The credential of each `POST /v1/messages`, as sent: `x-api-key`, else the `Authorization` header.
+    credentials: Vec<String>,
     /// Makes ids unique across the mock's life: the CLI keys its transcript on message and tool_use ids.
     counter: u64,
 }
@@ -69,6 +71,7 @@ impl MockAnthropic {
         let shared = Shared::new(State {
             reply,
             requests: Vec::new(),
+            credentials: Vec::new(),
             counter: 0,
         });
         let server = MockServer::start("mock-anthropic", shared.clone(), |cfg| {
@@ -89,13 +92,18 @@ impl MockAnthropic {
         self.shared.lock().requests.clone()
     }
 
+    /// The credential each `POST /v1/messages` carried (`x-api-key`, else `Authorization`), in order.
+    pub fn credentials(&self) -> Vec<String> {
+        self.shared.lock().credentials.clone()
+    }
+
     /// Changes the behaviour for the following requests, e.g. between two jobs of one test.
     pub fn set_reply(&self, reply: Reply) {
         self.shared.lock().reply = reply;
     }
 }
 
-async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
+async fn messages(shared: web::Data<Shared>, req: actix_web::HttpRequest, body: web::Bytes) -> HttpResponse {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error_response(400, "mock: request body is not JSON");
     };
@@ -103,8 +111,14 @@ async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         return error_response(400, "mock: request body is not a JSON object");
     }
     let (reply, n) = {
+        let credential = ["x-api-key", "authorization"]
+            .iter()
+            .find_map(|name| req.headers().get(*name)?.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let mut state = shared.lock();
         state.requests.push(request.clone());
+        state.credentials.push(credential);
         state.counter += 1;
         (state.reply.clone(), state.counter)
     };
@@ -123,11 +137,15 @@ async fn messages(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
         Reply::RunCommand { final_text, .. } if last_message_has_tool_result(&request) => {
             (vec![Block::Text(final_text)], "end_turn")
         }
-        // Claude Code's shell tool, run in its working directory.
+        // The shell tool, run in the CLI's working directory: Claude Code's `Bash`, Copilot's `bash`.
         Reply::RunCommand { cmd, .. } => (
             vec![Block::ToolUse {
                 id: format!("toolu_mock_{n}"),
-                name: "Bash".into(),
+                name: if offers_tool(&request, "bash") && !offers_tool(&request, "Bash") {
+                    "bash".into()
+                } else {
+                    "Bash".into()
+                },
                 input: json!({ "command": cmd, "description": "Run the scripted command" }),
             }],
             "tool_use",

@@ -129,7 +129,13 @@ async fn completions(shared: web::Data<Shared>, req: HttpRequest, body: web::Byt
         Reply::Status(code) => return error_response(code, &format!("mock: scripted status {code}")),
         _ if !is_conversation(&request) => vec![Delta::Text(TITLE.to_string())],
         Reply::Stall => return super::reply::stall().await,
-        unscripted @ Reply::RunCommand { .. } => return error_response(500, &unscripted.unscripted()),
+        Reply::RunCommand { final_text, .. } if last_role(&request) == Some("tool") => vec![Delta::Text(final_text)],
+        // opencode's shell tool, run in its working directory.
+        Reply::RunCommand { cmd, .. } => vec![Delta::ToolCall {
+            id: format!("call_mock_{n}"),
+            name: "bash".into(),
+            arguments: json!({ "command": cmd, "description": "Run the scripted command" }).to_string(),
+        }],
         Reply::Text(text) => vec![Delta::Text(text)],
         Reply::ThinkingThenText { thinking, text } => vec![Delta::Reasoning(thinking), Delta::Text(text)],
         Reply::CallMcpTool { final_text, .. } if last_role(&request) == Some("tool") => vec![Delta::Text(final_text)],

@@ -122,11 +122,17 @@ async fn model_call(shared: web::Data<Shared>, req: HttpRequest, body: web::Byte
     let parts = match reply {
         Reply::Status(_) => unreachable!("answered above"),
         Reply::Stall => return super::reply::stall().await,
-        unscripted @ (Reply::RunCommand { .. } | Reply::ThinkingThenText { .. }) => {
+        unscripted @ Reply::ThinkingThenText { .. } => {
             return error_response(500, &unscripted.unscripted());
         }
         Reply::Text(text) => vec![json!({ "text": text })],
         _ if !method.ends_with(":streamGenerateContent") => vec![json!({ "text": "OK" })],
+        Reply::RunCommand { final_text, .. } if last_content_has_function_response(&request) => {
+            vec![json!({ "text": final_text })]
+        }
+        // Gemini CLI's shell tool, run in its working directory.
+        Reply::RunCommand { cmd, .. } => vec![json!({ "functionCall": { "name": "run_shell_command",
+            "args": { "command": cmd, "description": "Run the scripted command" } } })],
         Reply::WriteFile {
             file_name,
             content,

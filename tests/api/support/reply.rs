@@ -16,7 +16,7 @@ pub enum Reply {
         final_text: String,
     },
     /// First request of a turn: a shell command running `cmd`; the request carrying its output: `final_text`
-    /// (the OpenAI Responses and Anthropic mocks only).
+    /// (every mock).
     RunCommand { cmd: String, final_text: String },
     /// Every conversation request: the model's reasoning, then the text (not the Gemini mock).
     ThinkingThenText { thinking: String, text: String },

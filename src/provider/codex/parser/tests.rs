@@ -56,8 +56,9 @@ fn a_recorded_file_write_tells_the_whole_story_with_usage() {
             input_tokens: 160,
             output_tokens: 20,
             cache_read_tokens: 40,
-            cache_creation_tokens: 0
-        }
+            cache_creation_tokens: 0,
+..Usage::default()
+}
     );
 }
 

@@ -138,8 +138,9 @@ fn a_successful_result_completes_with_usage() {
             input_tokens: 10,
             output_tokens: 20,
             cache_read_tokens: 3,
-            cache_creation_tokens: 4
-        }
+            cache_creation_tokens: 4,
+..Usage::default()
+}
     );
 }
 

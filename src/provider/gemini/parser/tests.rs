@@ -58,8 +58,9 @@ fn a_recorded_file_write_tells_the_whole_story() {
             input_tokens: 180,
             output_tokens: 40,
             cache_read_tokens: 20,
-            cache_creation_tokens: 0
-        }
+            cache_creation_tokens: 0,
+..Usage::default()
+}
     );
 }
 

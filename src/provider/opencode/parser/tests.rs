@@ -62,8 +62,9 @@ fn a_recorded_file_write_tells_the_whole_story() {
             input_tokens: 120,
             output_tokens: 40,
             cache_read_tokens: 80,
-            cache_creation_tokens: 0
-        }
+            cache_creation_tokens: 0,
+..Usage::default()
+}
     );
 }
 
