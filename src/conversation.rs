@@ -22,6 +22,7 @@ struct State {
     withdrawn: Vec<u64>,
     /// Stops the running turn; a new one for each turn, so an interrupt never reaches the turn after it.
     interrupt: CancellationToken,
+    turns_begun: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +63,7 @@ impl Conversation {
                 closing: false,
                 withdrawn: Vec::new(),
                 interrupt: CancellationToken::new(),
+                turns_begun: 0,
             }),
             changed: Notify::new(),
         }
@@ -113,10 +115,14 @@ impl Conversation {
         self.lock().closing
     }
 
-    /// The token that an interrupt cancels, fresh for the turn about to start.
+    /// The token that an interrupt cancels, fresh for each turn after the first. The first turn keeps the one it
+    /// was born with: an interrupt sent while the job was still cloning stops the turn it was meant for.
     pub fn begin_turn(&self) -> CancellationToken {
         let mut state = self.lock();
-        state.interrupt = CancellationToken::new();
+        if state.turns_begun > 0 {
+            state.interrupt = CancellationToken::new();
+        }
+        state.turns_begun += 1;
         state.interrupt.clone()
     }
 
@@ -217,6 +223,17 @@ mod tests {
         c.close();
         assert_eq!(c.next().await, Next::Close { idle: false });
         assert_eq!(c.interrupt(), Err(Ended));
+    }
+
+    #[test]
+    fn an_interrupt_before_the_first_turn_began_stops_that_turn() {
+        let c = Conversation::new(Duration::from_secs(60));
+        assert_eq!(c.interrupt(), Ok(vec![]));
+        assert!(
+            c.begin_turn().is_cancelled(),
+            "the first turn was interrupted while the job cloned"
+        );
+        assert!(!c.begin_turn().is_cancelled());
     }
 
     #[tokio::test(start_paused = true)]
