@@ -235,7 +235,42 @@ pub fn github_from_snapshot(url: &str, branch: Option<&str>, settings: &Settings
 }
 
 pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
-    validate(crate::error::json_object(body)?, settings)
+    let raw = crate::error::json_object(body)?;
+    objects_only(body)?;
+    validate(raw, settings)
+}
+
+/// The request's nested objects, which serde would also read from a JSON array (by position): `"limits": [null]`
+/// must be refused, not taken as "no limits".
+const OBJECTS: [&str; 9] = [
+    "/github",
+    "/github/push",
+    "/github/push/pullRequest",
+    "/database",
+    "/callback",
+    "/providerOptions",
+    "/approvals",
+    "/conversation",
+    "/limits",
+];
+
+fn objects_only(body: &[u8]) -> Result<(), ApiError> {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Ok(());
+    };
+    for pointer in OBJECTS {
+        match value.pointer(pointer) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => {
+                let field = pointer.trim_start_matches('/').replace('/', ".");
+                return Err(ApiError::InvalidJson {
+                    message: format!("{field}: must be a JSON object"),
+                    field: Some(field),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn required(field: &str, value: &str) -> Result<(), ApiError> {

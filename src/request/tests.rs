@@ -438,3 +438,21 @@ fn limits_need_a_brokered_provider() {
     v["limits"] = serde_json::json!({"maxModelCalls": 2});
     assert_eq!(field_of(parse(v.to_string().as_bytes(), &off).unwrap_err()), "limits");
 }
+
+#[test]
+fn a_nested_object_sent_as_an_array_is_refused_by_name() {
+    for (field, value) in [
+        ("limits", serde_json::json!([null, null])),
+        ("conversation", serde_json::json!([])),
+        ("approvals", serde_json::json!(["client"])),
+    ] {
+        let mut body = minimal();
+        body[field] = value;
+        let err = parse_json(body).unwrap_err();
+        assert!(matches!(err, ApiError::InvalidJson { .. }), "{field}: {err:?}");
+        assert_eq!(field_of(err), field);
+    }
+    let mut body = minimal();
+    body["github"] = serde_json::json!({"repoUrl": "https://github.com/o/r", "push": {"branch": "b", "pullRequest": [null]}});
+    assert_eq!(field_of(parse_json(body).unwrap_err()), "github.push.pullRequest");
+}
