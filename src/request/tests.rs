@@ -453,6 +453,7 @@ fn a_nested_object_sent_as_an_array_is_refused_by_name() {
         assert_eq!(field_of(err), field);
     }
     let mut body = minimal();
-    body["github"] = serde_json::json!({"repoUrl": "https://github.com/o/r", "push": {"branch": "b", "pullRequest": [null]}});
+    body["github"] =
+        serde_json::json!({"repoUrl": "https://github.com/o/r", "push": {"branch": "b", "pullRequest": [null]}});
     assert_eq!(field_of(parse_json(body).unwrap_err()), "github.push.pullRequest");
 }
