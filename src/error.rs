@@ -200,6 +200,11 @@ impl ApiError {
 /// A request body that must be a JSON object of type `T`: not JSON, or not an object, is 400 naming no field; a
 /// document that does not fit `T` is answered as `from_json` says.
 pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    object_of(&json_body(body)?)
+}
+
+/// The body as a JSON object, not yet typed: for a caller that checks more of the document than its type can.
+pub fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson {
         message: format!("body is not valid JSON: {e}"),
         field: None,
@@ -210,6 +215,11 @@ pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
             field: None,
         });
     }
+    Ok(value)
+}
+
+/// `json_body`'s document as `T`, answered as `from_json` says when it does not fit.
+pub fn object_of<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| ApiError::from_json(e, ""))
 }
 

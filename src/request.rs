@@ -235,8 +235,9 @@ pub fn github_from_snapshot(url: &str, branch: Option<&str>, settings: &Settings
 }
 
 pub fn parse(body: &[u8], settings: &Settings) -> Result<JobRequest, ApiError> {
-    let raw = crate::error::json_object(body)?;
-    objects_only(body)?;
+    let value = crate::error::json_body(body)?;
+    let raw = crate::error::object_of(&value)?;
+    objects_only(&value)?;
     validate(raw, settings)
 }
 
@@ -254,10 +255,7 @@ const OBJECTS: [&str; 9] = [
     "/limits",
 ];
 
-fn objects_only(body: &[u8]) -> Result<(), ApiError> {
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        return Ok(());
-    };
+fn objects_only(value: &Value) -> Result<(), ApiError> {
     for pointer in OBJECTS {
         match value.pointer(pointer) {
             None | Some(Value::Null) | Some(Value::Object(_)) => {}
