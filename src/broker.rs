@@ -109,6 +109,34 @@ struct Target {
     upstream: String,
 }
 
+/// Where a provider that points its CLI at the broker itself (`ProviderRun::route_to_broker`) sends it: the
+/// broker's address and placeholder, and the operator's upstream settings for an endpoint the CLI has built in.
+pub struct BrokerAddress<'a> {
+    pub base_url: &'a str,
+    pub placeholder: &'a str,
+    upstreams: &'a HashMap<&'static str, String>,
+}
+
+impl BrokerAddress<'_> {
+    /// The operator's upstream setting `var` (`OPENAI_UPSTREAM_URL`), if set.
+    pub fn upstream(&self, var: &str) -> Option<&str> {
+        self.upstreams.get(var).map(String::as_str)
+    }
+
+    #[cfg(test)]
+    pub fn for_tests<'a>(
+        base_url: &'a str,
+        placeholder: &'a str,
+        upstreams: &'a HashMap<&'static str, String>,
+    ) -> BrokerAddress<'a> {
+        BrokerAddress {
+            base_url,
+            placeholder,
+            upstreams,
+        }
+    }
+}
+
 /// What a provider that points its CLI at the broker itself (`ProviderRun::route_to_broker`) took out of the
 /// run: the real credential and the API it belongs to.
 pub struct ModelApi {
@@ -233,6 +261,15 @@ impl Broker {
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// What a provider that routes itself needs to point its CLI here.
+    pub fn address<'a>(&'a self, config: &'a BrokerConfig) -> BrokerAddress<'a> {
+        BrokerAddress {
+            base_url: &self.base_url,
+            placeholder: &self.shared.placeholder,
+            upstreams: &config.upstreams,
+        }
     }
 
     pub fn placeholder(&self) -> &str {

@@ -406,7 +406,7 @@ impl Pipeline<'_> {
                 let routed = self
                     .request
                     .provider_run
-                    .route_to_broker(env, broker.base_url(), broker.placeholder())
+                    .route_to_broker(env, &broker.address(config))
                     .await?;
                 if let Some(api) = routed {
                     broker.arm(api, config, "the CLI's configuration")?;

@@ -262,7 +262,7 @@ fn broker(env: &Env<'_>) -> Result<Option<BrokerConfig>, SettingsError> {
     let on = env.flag("BROKER", true)?;
     let allow_insecure_upstream = env.flag("BROKER_ALLOW_INSECURE_UPSTREAM", false)?;
     let mut upstreams = HashMap::new();
-    for var in ProviderKind::all().filter_map(|kind| kind.provider().model_endpoint()?.upstream_var) {
+    for var in ProviderKind::all().flat_map(|kind| kind.provider().upstream_vars()) {
         if let Some(url) = env.base_url(var)? {
             upstreams.insert(var, url);
         }

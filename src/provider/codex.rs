@@ -21,7 +21,7 @@ use super::{
     private_files::write_private,
 };
 use crate::{
-    broker::ModelApi,
+    broker::{BrokerAddress, ModelApi},
     error::ApiError,
     event::{ErrorCode, Failure},
     secret::{Secret, tokens_in_json},
@@ -71,6 +71,11 @@ impl Provider for Codex {
     /// Its endpoint is in the run's `config.toml` (`broker`).
     fn routes_itself_to_broker(&self) -> bool {
         true
+    }
+
+    /// For the built-in `openai` provider, which has no `base_url` of the operator's to stand for it.
+    fn upstream_vars(&self) -> Vec<&'static str> {
+        vec![broker::UPSTREAM_VAR]
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -261,14 +266,10 @@ impl ProviderRun for CodexRun {
     async fn route_to_broker(
         &self,
         env: &mut Vec<(String, String)>,
-        base_url: &str,
-        placeholder: &str,
+        broker: &BrokerAddress<'_>,
     ) -> Result<Option<ModelApi>, Failure> {
-        // A request's auth.json (a ChatGPT sign-in) is a file the CLI reads and refreshes itself.
-        if matches!(self.credential, Some(Credential::AuthJson { .. })) {
-            return Ok(None);
-        }
-        broker::route(env, base_url, placeholder).await
+        // A ChatGPT sign-in in auth.json is not routed there: its tokens are the CLI's to refresh.
+        broker::route(env, broker).await
     }
 
     /// The run's whole `sessions` folder: its `CODEX_HOME` is fresh, so the folder holds this one thread's rollout

@@ -15,7 +15,7 @@ use super::{
     private_files::Cleanup,
 };
 use crate::{
-    broker::{ModelApi, ModelEndpoint},
+    broker::{BrokerAddress, ModelApi, ModelEndpoint},
     error::ApiError,
     event::Failure,
     process::{CommandPlan, OutputParser},
@@ -52,6 +52,12 @@ pub trait Provider: Sync {
     /// the broker itself (`ProviderRun::route_to_broker`).
     fn routes_itself_to_broker(&self) -> bool {
         false
+    }
+
+    /// The worker's settings that name the real model APIs behind its broker (`ANTHROPIC_UPSTREAM_URL`): read
+    /// and checked at start, withheld from every CLI.
+    fn upstream_vars(&self) -> Vec<&'static str> {
+        self.model_endpoint().and_then(|e| e.upstream_var).into_iter().collect()
     }
 
     /// Whether its runs can go through the worker's model-API broker at all.
@@ -134,13 +140,12 @@ pub trait ProviderRun: Send + Sync + fmt::Debug {
     }
 
     /// For a provider that `routes_itself_to_broker`, after `prepare`: points the prepared run (its environment
-    /// `env`, the files it names) at the broker at `base_url`, with `placeholder` wherever the real key was, and
-    /// returns what it took out. None: this run keeps its path (no key, a sign-in, a built-in endpoint).
+    /// `env`, the files it names) at the broker's `base_url`, with its `placeholder` wherever the real key was,
+    /// and returns what it took out. None: this run keeps its path (no key, a sign-in).
     async fn route_to_broker(
         &self,
         _env: &mut Vec<(String, String)>,
-        _base_url: &str,
-        _placeholder: &str,
+        _broker: &BrokerAddress<'_>,
     ) -> Result<Option<ModelApi>, Failure> {
         Ok(None)
     }

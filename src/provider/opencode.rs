@@ -27,7 +27,7 @@ use super::{
     private_files::write_private,
 };
 use crate::{
-    broker::ModelApi,
+    broker::{BrokerAddress, ModelApi},
     error::ApiError,
     event::{ErrorCode, Failure},
     secret::Secret,
@@ -102,6 +102,11 @@ impl Provider for Opencode {
     /// Its endpoint is in the operator's `OPENCODE_CONFIG_CONTENT` (`broker`).
     fn routes_itself_to_broker(&self) -> bool {
         true
+    }
+
+    /// For its built-in providers, which have no `baseURL` of the operator's to stand for them.
+    fn upstream_vars(&self) -> Vec<&'static str> {
+        broker::upstream_vars()
     }
 
     fn configure(&self, mut request: ProviderRequest) -> Result<Box<dyn ProviderRun>, ApiError> {
@@ -363,10 +368,9 @@ impl ProviderRun for OpencodeRun {
     async fn route_to_broker(
         &self,
         env: &mut Vec<(String, String)>,
-        base_url: &str,
-        placeholder: &str,
+        broker: &BrokerAddress<'_>,
     ) -> Result<Option<ModelApi>, Failure> {
-        Ok(broker::route(env, self.options.model.as_ref(), base_url, placeholder))
+        Ok(broker::route(env, self.options.model.as_ref(), broker))
     }
 
     /// Each job has a database of its own, gone with the job, so a session is resumable only through the

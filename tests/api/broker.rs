@@ -11,7 +11,7 @@ use crate::{
     gemini::{gemini_job, gemini_worker},
     opencode::{opencode_job, opencode_worker},
     support::{
-        client, job,
+        TestWorker, client, job,
         mock_anthropic::{MockAnthropic, Reply},
         mock_chat::{self, MockChat},
         mock_gemini::{self, MockGemini},
@@ -470,4 +470,107 @@ async fn a_spent_budget_ends_a_conversation_at_its_next_turn() {
         1,
         "the second turn's call never reached the mock"
     );
+}
+
+#[tokio::test]
+async fn max_cost_reached_after_a_call_ends_the_job_with_the_dollars_used() {
+    let mock = MockAnthropic::start(Reply::RunCommand {
+        cmd: "echo one more call".into(),
+        final_text: "never sent".into(),
+    });
+    // A dollar a token for the test's model: one call of the mock (10 input, 5 output tokens) costs $15.
+    let prices = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        prices.path(),
+        r#"{"claude-budget-test": {"input": 1000000, "output": 1000000}}"#,
+    )
+    .unwrap();
+    let worker = claude_worker(&mock, &[("PRICES_FILE", prices.path().to_str().unwrap())]);
+    let mut body = job("Spend dollars");
+    body["providerOptions"] = json!({"model": "claude-budget-test"});
+    body["limits"] = json!({"maxCostUsd": 10});
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_well_formed(&events, 0);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["code"], "budget_exceeded", "{end}");
+    assert_eq!(end["limit"], "maxCostUsd");
+    assert_eq!(end["used"]["costUsd"], 15.0, "{end}");
+    assert_eq!(end["used"]["tokens"], 15);
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "the call after the limit never reached the mock"
+    );
+    assert_eq!(mock.requests()[0]["model"], "claude-budget-test");
+}
+
+#[tokio::test]
+async fn codex_with_its_built_in_openai_provider_holds_only_a_placeholder() {
+    let mock = MockOpenAi::start(mock_openai::Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
+    // No model provider in a config.toml: the built-in `openai` one, with the worker's key, and the mock standing
+    // for the OpenAI API.
+    let key = "sk-proj-CANARY-builtin-6a02f1";
+    let upstream = mock.base_url();
+    let worker = TestWorker::spawn(&[
+        ("CODEX_BIN", crate::support::codex_bin().as_str()),
+        ("CODEX_API_KEY", key),
+        ("OPENAI_UPSTREAM_URL", upstream.as_str()),
+    ]);
+    let mut body = codex_job("What can you see?");
+    body.as_object_mut().unwrap().remove("codingAssistantAccessToken");
+    body["providerOptions"] = json!({"model": "gpt-5.5"});
+
+    let (events, seen) = snoop(&worker, &body).await;
+
+    let done = &events.last().unwrap().data;
+    assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    assert!(
+        var(&seen, "CODEX_API_KEY").is_some_and(|k| k.starts_with("uwb-")),
+        "{seen}"
+    );
+    let calls = mock.authorizations();
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|a| *a == format!("Bearer {key}")), "{calls:?}");
+    assert_eq!(done["usage"]["metered"], true, "{done}");
+    assert_eq!(done["usage"]["modelCalls"], calls.len() as u64);
+}
+
+#[tokio::test]
+async fn opencode_with_a_built_in_provider_holds_only_a_placeholder() {
+    let mock = MockAnthropic::start(Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
+    // No provider in a configuration: opencode's own `anthropic`, with the worker's key, and the mock standing for
+    // the Anthropic API.
+    let upstream = mock.base_url();
+    let worker = TestWorker::spawn(&[
+        ("OPENCODE_BIN", crate::support::opencode_bin().as_str()),
+        ("ANTHROPIC_API_KEY", WORKER_KEY),
+        ("ANTHROPIC_UPSTREAM_URL", upstream.as_str()),
+        ("npm_config_registry", "http://127.0.0.1:9"),
+    ]);
+    let mut body = opencode_job("What can you see?");
+    body["providerOptions"] = json!({"model": "anthropic/claude-sonnet-4-5"});
+
+    let (events, seen) = snoop(&worker, &body).await;
+
+    let done = &events.last().unwrap().data;
+    assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    assert!(
+        var(&seen, "ANTHROPIC_API_KEY").is_some_and(|k| k.starts_with("uwb-")),
+        "{seen}"
+    );
+    assert!(!mock.credentials().is_empty());
+    assert!(
+        mock.credentials().iter().all(|c| c == WORKER_KEY),
+        "{:?}",
+        mock.credentials()
+    );
+    assert_eq!(done["usage"]["modelCalls"], mock.requests().len() as u64);
 }
