@@ -4,8 +4,10 @@
 #
 #   CLAUDE_CODE_CREDENTIALS_JSON    Claude credentials JSON in the environment (compose / .env)
 #   CLAUDE_CODE_CREDENTIALS_SECRET  a file holding it, e.g. /run/secrets/claude_credentials (swarm)
-#      → $CLAUDE_CONFIG_DIR/.credentials.json, mode 0600. The CLI refreshes OAuth tokens in that file, so it must be
-#        a private copy, not the read-only secret. An existing file is kept: it may hold a refreshed token.
+#      → with BROKER=off: $CLAUDE_CONFIG_DIR/.credentials.json, mode 0600. The CLI refreshes OAuth tokens in that
+#        file, so it must be a private copy, not the read-only secret. An existing file is kept: it may hold a
+#        refreshed token. With the broker on (the default) the worker reads them itself: an access token that
+#        outlives a job is then never a file the agent could read.
 #   CURSOR_API_KEY_SECRET           file → CURSOR_API_KEY        (default /run/secrets/cursor_api_key)
 #   COPILOT_GITHUB_TOKEN_SECRET     file → COPILOT_GITHUB_TOKEN  (default /run/secrets/copilot_github_token)
 #   OPENAI_API_KEY_SECRET           file → OPENAI_API_KEY        (default /run/secrets/openai_api_key; Codex)
@@ -16,7 +18,11 @@ umask 077
 
 config_dir="${CLAUDE_CONFIG_DIR:-$HOME/.claude}"
 credentials="$config_dir/.credentials.json"
-if [ ! -s "$credentials" ]; then
+case "$(printf '%s' "${BROKER:-on}" | tr '[:upper:]' '[:lower:]')" in
+  0|false|no|off) broker=off ;;
+  *) broker=on ;;
+esac
+if [ "$broker" = off ] && [ ! -s "$credentials" ]; then
   if [ -n "${CLAUDE_CODE_CREDENTIALS_JSON:-}" ]; then
     mkdir -p "$config_dir"
     printf '%s' "$CLAUDE_CODE_CREDENTIALS_JSON" > "$credentials.tmp"
@@ -34,8 +40,10 @@ if [ ! -s "$credentials" ]; then
   fi
 fi
 # The worker would write the same file itself; once it exists the variable has done its job and stays out of the
-# worker's (and so every child's) environment.
-unset CLAUDE_CODE_CREDENTIALS_JSON
+# worker's environment (the worker withholds it from every child either way).
+if [ "$broker" = off ]; then
+  unset CLAUDE_CODE_CREDENTIALS_JSON
+fi
 
 # token_from_file VAR FILE: exports VAR from FILE unless VAR is already set.
 token_from_file() {

@@ -228,6 +228,12 @@ impl Pipeline<'_> {
             private_dir,
             prompt: turn.prompt,
             resume_session_id: turn.resume,
+            broker_until: self
+                .worker
+                .settings
+                .broker
+                .as_ref()
+                .map(|_| std::time::SystemTime::now() + deadline.saturating_duration_since(Instant::now())),
         };
         // A later turn goes on with what the earlier one left on this replica.
         let restored = if turn.first {

@@ -241,7 +241,7 @@ impl ProviderRun for ClaudeRun {
     }
 
     async fn prepare(&self, ctx: &RunContext<'_>) -> Result<PreparedRun, Failure> {
-        let (env, cleanup) = self.env().await?;
+        let (env, cleanup) = self.env(ctx).await?;
         let mcp_config = self.write_mcp_config(ctx).await?;
         Ok(PreparedRun {
             plan: ctx.plan(self.args(ctx, mcp_config.as_deref()), env),
@@ -253,7 +253,7 @@ impl ProviderRun for ClaudeRun {
     /// Through the ACP adapter (`CLAUDE_ACP_BIN`), which drives this worker's Claude Code CLI
     /// (`CLAUDE_CODE_EXECUTABLE`) with the same variables and credentials, and asks before tools run.
     async fn prepare_acp(&self, ctx: &RunContext<'_>) -> Result<AcpPrepared, Failure> {
-        let (mut env, cleanup) = self.env().await?;
+        let (mut env, cleanup) = self.env(ctx).await?;
         let cli = crate::process::resolve(ctx.binary).unwrap_or_else(|| ctx.binary.to_path_buf());
         set_env(&mut env, "CLAUDE_CODE_EXECUTABLE", cli.to_string_lossy());
         if let Some(model) = &self.options.model {
@@ -288,7 +288,7 @@ const ACP_ADAPTER: Binary = Binary {
 
 impl ClaudeRun {
     /// The CLI's variables with its config folder and the request's credentials routed into it.
-    async fn env(&self) -> Result<(Vec<(String, String)>, Cleanup), Failure> {
+    async fn env(&self, ctx: &RunContext<'_>) -> Result<(Vec<(String, String)>, Cleanup), Failure> {
         let mut env = child_env(&VARIABLES);
         let config_dir = config_dir(&env);
         tokio::fs::create_dir_all(&config_dir).await.map_err(|e| {
@@ -298,7 +298,7 @@ impl ClaudeRun {
             )
         })?;
         set_env(&mut env, "CLAUDE_CONFIG_DIR", config_dir.to_string_lossy());
-        let cleanup = credentials::route(self.credential.as_ref(), &mut env, &config_dir).await?;
+        let cleanup = credentials::route(self.credential.as_ref(), &mut env, &config_dir, ctx.broker_until).await?;
         Ok((env, cleanup))
     }
 }
@@ -381,6 +381,7 @@ mod tests {
             private_dir: Path::new("/p"),
             prompt: "hi",
             resume_session_id: Some("s-1"),
+            broker_until: None,
         };
         assert_eq!(
             run.args(&ctx, Some(Path::new("/p/mcp-config.json"))).join(" "),
@@ -405,6 +406,7 @@ mod tests {
             private_dir: dir.path(),
             prompt: "hi",
             resume_session_id: None,
+            broker_until: None,
         };
 
         let path = run.write_mcp_config(&ctx).await.unwrap().unwrap();

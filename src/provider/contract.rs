@@ -163,6 +163,10 @@ pub struct RunContext<'a> {
     pub private_dir: &'a Path,
     pub prompt: &'a str,
     pub resume_session_id: Option<&'a str>,
+    /// With the model-API broker on: until when a credential the broker holds for the run must stay valid (the
+    /// job's deadline). A credential that expires sooner is one the CLI must be able to refresh itself, so it
+    /// keeps today's path. None: no broker.
+    pub broker_until: Option<std::time::SystemTime>,
 }
 
 impl RunContext<'_> {

@@ -212,6 +212,7 @@ mod tests {
             private_dir: Path::new("/p"),
             prompt: "hi",
             resume_session_id: resume,
+            broker_until: None,
         }
     }
 

@@ -305,6 +305,7 @@ mod tests {
             private_dir: dir.path(),
             prompt: "",
             resume_session_id: None,
+            broker_until: None,
         };
 
         let path = write_config(&ctx, "mcp.json", &json!({"mcpServers": {}}))

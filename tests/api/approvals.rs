@@ -257,10 +257,12 @@ async fn without_an_answer_on_timeout_applies() {
 async fn waiting_for_an_answer_is_not_idleness() {
     let agent = ScriptedAgent::new();
     let mut env = agent.env();
-    env.push(("IDLE_TIMEOUT_SECONDS", "0.3"));
+    // Long enough for the agent to start and ask on a loaded machine (the limit also covers the time before its
+    // first message); the question then waits well past it.
+    env.push(("IDLE_TIMEOUT_SECONDS", "1.5"));
     let worker = TestWorker::spawn(&env);
     // The question waits well past the idle limit; then its timeout allows the write.
-    let approvals = json!({"mode": "client", "timeoutSeconds": 2, "onTimeout": "allow"});
+    let approvals = json!({"mode": "client", "timeoutSeconds": 4, "onTimeout": "allow"});
     let events = worker.execute(&approval_job("idle-1", approvals)).await.collect().await;
     assert_well_formed(&events, 0);
     assert_eq!(one(&events, "permission_resolved").data["by"], "timeout");

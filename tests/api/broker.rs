@@ -574,3 +574,39 @@ async fn opencode_with_a_built_in_provider_holds_only_a_placeholder() {
     );
     assert_eq!(done["usage"]["modelCalls"], mock.requests().len() as u64);
 }
+
+#[tokio::test]
+async fn a_claude_credentials_object_that_outlives_the_job_is_brokered_and_never_a_file() {
+    let mock = MockAnthropic::start(Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
+    let worker = claude_worker(&mock, &[]);
+    let in_a_day = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    let expires_at = in_a_day.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut body = job("What can you see?");
+    body["codingAssistantAccessToken"] = json!({"claudeAiOauth": {
+        "accessToken": "sk-ant-oat01-CANARY-access-51c2", "refreshToken": "sk-ant-ort01-CANARY-refresh-0f3e",
+        "expiresAt": expires_at, "scopes": ["user:inference"]}});
+
+    let (events, seen) = snoop(&worker, &body).await;
+
+    assert_eq!(
+        events.last().unwrap().kind(),
+        "completed",
+        "{}",
+        events.last().unwrap().data
+    );
+    // Claude Code keeps its OAuth variable out of its shell; had it not, the shell would see the placeholder.
+    assert!(
+        var(&seen, "CLAUDE_CODE_OAUTH_TOKEN").is_none_or(|t| t.starts_with("uwb-")),
+        "{seen}"
+    );
+    assert!(!seen.contains("claudeAiOauth"), "no credentials file to read: {seen}");
+    let sent = mock.credentials();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|c| c == "Bearer sk-ant-oat01-CANARY-access-51c2"),
+        "{sent:?}"
+    );
+}

@@ -137,3 +137,25 @@ async fn a_credentials_json_is_written_private_and_removed_after_the_job() {
         "request credentials do not outlive the job"
     );
 }
+
+#[tokio::test]
+async fn a_credentials_json_that_outlives_the_job_reaches_the_cli_only_as_the_placeholder() {
+    let cli = FakeCli::new(&format!(
+        "env > \"$DIR/env.txt\"\nls -a \"$CLAUDE_CONFIG_DIR\" > \"$DIR/files\"\necho '{INIT_LINE}'\necho '{RESULT_LINE}'"
+    ));
+    let worker = TestWorker::spawn(&[("CLAUDE_BIN", cli.bin()), ("ANTHROPIC_API_KEY", "")]);
+    let in_a_day = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+    let expires_at = in_a_day.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut body = job("x");
+    body["codingAssistantAccessToken"] = json!({"claudeAiOauth": {"accessToken": "sk-ant-oat01-CANARY-json",
+        "refreshToken": "sk-ant-ort01-CANARY-json", "expiresAt": expires_at}});
+
+    let events = worker.execute(&body).await.collect().await;
+
+    assert_eq!(events.last().unwrap().kind(), "completed");
+    let env = std::fs::read_to_string(cli.file("env.txt")).unwrap();
+    assert!(env.contains("CLAUDE_CODE_OAUTH_TOKEN=uwb-"), "{env}");
+    assert!(!env.contains("CANARY"), "{env}");
+    let files = std::fs::read_to_string(cli.file("files")).unwrap();
+    assert!(!files.contains(".credentials.json"), "{files}");
+}

@@ -6,7 +6,7 @@ use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 
 use super::http::{Attempts, Mesh, execute_with_retry, job, wait_healthy};
-use super::support::{Fleet, PATIENCE, canary_credentials, events_since_now, run};
+use super::support::{Fleet, PATIENCE, assert_brokered_credentials, canary_credentials, events_since_now, run};
 
 const PORT: &str = "15081";
 const PROJECT: &str = "fleetcompose";
@@ -62,7 +62,7 @@ async fn compose_restarts_the_worker_after_each_job() {
     let mut stream = execute_with_retry(&Mesh::new(vec![base.clone()]), &job("tag=c1"), &mut attempts).await;
     let (name, data) = stream.terminal().await;
     assert_eq!(name, "completed", "{data}");
-    assert!(fleet.wait_for_control("creds-c1").await.contains(&canary));
+    assert_brokered_credentials(&fleet, "c1", &canary).await;
 
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;

@@ -28,6 +28,9 @@ async fn worker_runs_unprivileged_and_leaves_no_zombie() {
             // Stays up after the job, so what the job left behind can be looked at.
             "EXIT_AFTER_JOB=false".into(),
             format!("CLAUDE_CODE_CREDENTIALS_JSON={credentials}"),
+            // The entrypoint's own path: it writes the credentials file (the broker's is the compose and Swarm
+            // tests').
+            "BROKER=off".into(),
         ]),
         exposed_ports: Some(vec!["5000/tcp".into()]),
         host_config: Some(HostConfig {
@@ -110,7 +113,8 @@ async fn worker_runs_unprivileged_and_leaves_no_zombie() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    // Credentials given in the environment land in the CLI's private credentials file and not its environment.
+    // Without the broker, credentials given in the environment land in the CLI's private credentials file and not
+    // its environment.
     assert!(fleet.wait_for_control("creds-z1").await.contains(&canary));
     assert_eq!(fleet.wait_for_control("mode-z1").await.trim(), "600 worker");
     assert!(

@@ -238,6 +238,17 @@ pub fn canary_credentials() -> (String, String) {
     (canary, json)
 }
 
+/// With the broker on, credentials given to the worker as a `claudeAiOauth` object whose token outlives the job
+/// reach the fake CLI of job `tag` only as the broker's placeholder: no credentials file, no token in its
+/// environment.
+pub async fn assert_brokered_credentials(fleet: &Fleet, tag: &str, canary: &str) {
+    let file = fleet.wait_for_control(&format!("creds-{tag}")).await;
+    assert!(!file.contains(canary), "a credentials file holds the token: {file}");
+    let env = fleet.wait_for_control(&format!("env-{tag}")).await;
+    assert!(env.contains("CLAUDE_CODE_OAUTH_TOKEN=uwb-"), "{env}");
+    assert!(!env.contains(canary), "the CLI's environment holds the canary");
+}
+
 pub fn uuid_like() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

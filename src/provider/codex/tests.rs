@@ -13,6 +13,7 @@ fn ctx<'a>(private_dir: &'a Path, resume: Option<&'a str>) -> RunContext<'a> {
         private_dir,
         prompt: "hi",
         resume_session_id: resume,
+        broker_until: None,
     }
 }
 
