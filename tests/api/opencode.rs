@@ -192,6 +192,9 @@ async fn the_request_key_reaches_only_the_cli_as_its_models_provider_credential(
         ),
         ("GH_TOKEN", "gh-token-canary-3c9d"),
         ("WORKER_API_TOKEN", "worker-api-canary-19fe"),
+        // The path without the broker, where the CLI holds the key and the stream must be redacted; with it, the
+        // CLI gets the placeholder (tests/api/broker.rs).
+        ("BROKER", "off"),
     ]);
     let mut body = opencode_job("secret plan");
     body["codingAssistantAccessToken"] = json!("sk-request-CANARY-b7e2");
