@@ -64,6 +64,14 @@ if ! docker secret inspect "$STORE_PASSWORD_SECRET_NAME" >/dev/null 2>&1; then
   echo "created secret $STORE_PASSWORD_SECRET_NAME"
 fi
 
+# The key that seals the waiting requests (credentials included) in the store: made once per stack, read by every
+# gateway, kept like the password because sealed requests may wait in the store across a deploy.
+export STORE_KEY_SECRET_NAME="${STACK_NAME//[^a-zA-Z0-9]/_}_store_key"
+if ! docker secret inspect "$STORE_KEY_SECRET_NAME" >/dev/null 2>&1; then
+  head -c 32 /dev/urandom | base64 | tr -d '\n' | docker secret create "$STORE_KEY_SECRET_NAME" - >/dev/null
+  echo "created secret $STORE_KEY_SECRET_NAME"
+fi
+
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   # shellcheck disable=SC2086
   DOCKER_BUILDKIT=1 docker build ${DOCKER_BUILD_ARGS:-} -t "$WORKER_IMAGE" .

@@ -3,9 +3,9 @@
 //! policies that validation applies, `LOG_FORMAT` …) comes from the worker's own `Settings`, so that the gateway
 //! validates a request exactly as the workers behind it will.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use super::store::StoreConfig;
+use super::store::{RequestSeal, StoreConfig};
 use crate::{
     secret::Secret,
     settings::{Env, Settings, SettingsError, invalid},
@@ -80,6 +80,8 @@ fn store_config(env: &Env<'_>) -> Result<StoreConfig, SettingsError> {
             Some(Secret::new(text.trim()))
         }
     };
+    // Read whatever the store, so that a bad value is found at once; only a shared store keeps requests to seal.
+    let seal = store_seal(env)?;
     match env.string(VAR).as_deref() {
         None | Some("memory") => Ok(StoreConfig::Memory),
         Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
@@ -90,6 +92,7 @@ fn store_config(env: &Env<'_>) -> Result<StoreConfig, SettingsError> {
             Ok(StoreConfig::Redis {
                 url: url.to_string(),
                 password,
+                seal,
             })
         }
         Some(_) => Err(invalid(
@@ -97,6 +100,23 @@ fn store_config(env: &Env<'_>) -> Result<StoreConfig, SettingsError> {
             "expected memory, redis://[user:password@]host:port[/db] or rediss://…",
         )),
     }
+}
+
+/// `GATEWAY_STORE_KEY`, or the file `GATEWAY_STORE_KEY_FILE` names (a Swarm secret): what seals the waiting
+/// requests in a shared store. Every gateway of the fleet needs the same one.
+fn store_seal(env: &Env<'_>) -> Result<Option<Arc<RequestSeal>>, SettingsError> {
+    let (var, secret) = match (env.string("GATEWAY_STORE_KEY"), env.string("GATEWAY_STORE_KEY_FILE")) {
+        (Some(key), _) => ("GATEWAY_STORE_KEY", Secret::new(key.trim())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid("GATEWAY_STORE_KEY_FILE", format!("cannot read {path}: {e}")))?;
+            ("GATEWAY_STORE_KEY_FILE", Secret::new(text.trim()))
+        }
+        (None, None) => return Ok(None),
+    };
+    RequestSeal::new(&secret)
+        .map(|seal| Some(Arc::new(seal)))
+        .map_err(|e| invalid(var, e))
 }
 
 const DEFAULT_WORKER_PORT: u16 = 5000;
@@ -144,6 +164,22 @@ mod tests {
 
     fn settings(vars: &[(&str, &str)]) -> Result<GatewaySettings, SettingsError> {
         GatewaySettings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn a_store_key_seals_a_redis_store_and_a_short_one_stops_start_up() {
+        let workers = ("GATEWAY_WORKERS", "http://127.0.0.1:9");
+        let redis = ("GATEWAY_STORE", "redis://127.0.0.1:6379");
+        let key = ("GATEWAY_STORE_KEY", "a-fleet-store-key-of-more-than-32-characters");
+        let s = settings(&[workers, redis, key]).unwrap();
+        assert!(matches!(s.store, StoreConfig::Redis { seal: Some(_), .. }));
+        let s = settings(&[workers, redis]).unwrap();
+        assert!(matches!(s.store, StoreConfig::Redis { seal: None, .. }));
+
+        let error = settings(&[workers, ("GATEWAY_STORE_KEY", "short")]).unwrap_err();
+        assert_eq!(error.var, "GATEWAY_STORE_KEY");
+        let error = settings(&[workers, ("GATEWAY_STORE_KEY_FILE", "/nonexistent/store-key")]).unwrap_err();
+        assert_eq!(error.var, "GATEWAY_STORE_KEY_FILE");
     }
 
     #[test]

@@ -30,6 +30,12 @@ impl GatewayApp {
         let port = listener.local_addr()?.port();
         let metrics = GatewayMetrics::default();
         let store = store::open(&settings.store, settings.job_memory, settings.log_max_bytes)?;
+        if let store::StoreConfig::Redis { seal: None, .. } = &settings.store {
+            tracing::warn!(
+                "waiting requests, credentials included, are kept in Redis as sent: set GATEWAY_STORE_KEY (the same \
+                 on every gateway) to seal them"
+            );
+        }
         let store = Arc::new(store::Metered::new(store, &metrics));
         let gateway = Arc::new(Gateway {
             store,

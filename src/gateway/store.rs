@@ -4,6 +4,7 @@
 
 mod memory;
 mod redis;
+mod seal;
 
 use std::{
     fmt,
@@ -14,7 +15,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-pub use self::{memory::MemoryStore, redis::RedisStore};
+pub use self::{
+    memory::MemoryStore,
+    redis::RedisStore,
+    seal::{MIN_SECRET_LEN, RequestSeal},
+};
 
 /// Where a job stands, fleet-wide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -225,6 +230,8 @@ pub enum StoreConfig {
         url: String,
         /// From `GATEWAY_STORE_PASSWORD_FILE`; wins over one in the URL.
         password: Option<crate::secret::Secret>,
+        /// From `GATEWAY_STORE_KEY` / `GATEWAY_STORE_KEY_FILE`: the waiting requests are sealed with it.
+        seal: Option<std::sync::Arc<RequestSeal>>,
     },
 }
 
@@ -243,9 +250,13 @@ impl fmt::Debug for StoreConfig {
 pub fn open(config: &StoreConfig, memory: Duration, log_max_bytes: usize) -> Result<Box<dyn Store>, StoreError> {
     Ok(match config {
         StoreConfig::Memory => Box::new(MemoryStore::new(memory, log_max_bytes)),
-        StoreConfig::Redis { url, password } => {
-            Box::new(RedisStore::new(url, password.as_ref(), memory, log_max_bytes)?)
-        }
+        StoreConfig::Redis { url, password, seal } => Box::new(RedisStore::new(
+            url,
+            password.as_ref(),
+            seal.clone(),
+            memory,
+            log_max_bytes,
+        )?),
     })
 }
 

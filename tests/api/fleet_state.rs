@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use redis as redis_client;
+use serde_json::{Value, json};
 
 use crate::support::{
     PATIENCE, SseStream, TestWorker, client,
@@ -23,10 +24,16 @@ struct TwoGateways {
 
 impl TwoGateways {
     async fn start(workers: usize) -> Option<TwoGateways> {
+        Self::start_with(workers, &[]).await
+    }
+
+    /// With `env` for both gateways besides the store.
+    async fn start_with(workers: usize, env: &[(&str, &str)]) -> Option<TwoGateways> {
         let redis = RedisServer::start()?;
         let fleet = LocalFleet::start(workers, &[]);
         let url = redis.url();
-        let store = [("GATEWAY_STORE", url.as_str())];
+        let mut store = vec![("GATEWAY_STORE", url.as_str())];
+        store.extend_from_slice(env);
         let a = fleet.gateway(&store);
         let b = fleet.gateway(&store);
         wait_idle_workers(&a, workers).await;
@@ -635,5 +642,67 @@ async fn a_gateway_stopped_with_sigterm_leaves_its_waiting_jobs_in_the_line_for_
         Some("completed"),
         "{:?}",
         ids(&events)
+    );
+}
+
+/// The raw bytes Redis holds under `key`.
+async fn raw(redis: &RedisServer, key: &str) -> Option<Vec<u8>> {
+    let client = redis_client::Client::open(redis.url()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis");
+    redis_client::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("GET")
+}
+
+#[tokio::test]
+async fn a_waiting_request_is_sealed_in_redis_and_the_other_gateway_opens_it() {
+    let key = "a-fleet-store-key-of-more-than-32-characters";
+    let TwoGateways { redis, fleet, a, b } = match TwoGateways::start_with(1, &[("GATEWAY_STORE_KEY", key)]).await {
+        Some(started) => started,
+        None => return,
+    };
+    let busy = start_job(&a, "running").await;
+    fleet.wait_started("running").await;
+    let mut body = named_job("waiting");
+    body["codingAssistantAccessToken"] = json!("sk-ant-api03-CANARY-waiting-3f9a");
+    let resp = client().post(a.url("/execute")).json(&body).send().await.unwrap();
+    let mut waiting = SseStream::new(resp);
+    assert_eq!(waiting.next_event().await.unwrap().kind(), "queued");
+
+    let stored = raw(&redis, "uw:job:waiting:request")
+        .await
+        .expect("the request is in the store");
+    assert!(
+        stored.starts_with(b"uw-sealed-1:"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
+    assert!(
+        !stored.windows(6).any(|w| w == b"CANARY") && !stored.windows(10).any(|w| w == b"userReques"),
+        "the request is readable in the store"
+    );
+
+    // Its gateway dies; the other one, with the same key, opens the request and runs the job.
+    drop((busy, waiting));
+    drop(a);
+    let mut follower = SseStream::new(reconnect(&b, "waiting", None).await);
+    fleet.release("running");
+    fleet.wait_started("waiting").await;
+    fleet.release("waiting");
+    let events = follower.collect().await;
+    assert_eq!(
+        events.last().map(SseEvent::kind),
+        Some("completed"),
+        "{:?}",
+        ids(&events)
+    );
+    assert!(
+        raw(&redis, "uw:job:waiting:request").await.is_none(),
+        "gone once the job started"
     );
 }

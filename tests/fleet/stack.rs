@@ -226,6 +226,7 @@ impl Stack {
             vec![
                 format!("{}_claude_credentials", self.name),
                 format!("{}_store_password", self.name),
+                format!("{}_store_key", self.name),
             ],
         )]);
         let secrets = fleet

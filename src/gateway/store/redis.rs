@@ -7,7 +7,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -19,7 +19,10 @@ use redis::{
     streams::StreamReadReply,
 };
 
-use super::{JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, Waiting, after_id, now_ms};
+use super::{
+    JobPhase, JobRecord, ListFilter, Read, Store, StoreError, StoredEvent, Waiting, after_id, now_ms,
+    seal::{self, RequestSeal},
+};
 use crate::secret::Secret;
 
 /// A job that never reaches its end is still forgotten eventually.
@@ -139,6 +142,8 @@ pub struct RedisStore {
     enqueue: Script,
     read_line: Script,
     claim: Script,
+    /// Seals the waiting requests (their credentials) while they lie in Redis; None: kept as sent.
+    seal: Option<Arc<RequestSeal>>,
     memory: Duration,
     log_max_bytes: usize,
     /// What this gateway appended per job (id and size), to trim a stream past `GATEWAY_LOG_MAX_BYTES`: the
@@ -201,6 +206,7 @@ impl RedisStore {
     pub fn new(
         url: &str,
         password: Option<&Secret>,
+        seal: Option<Arc<RequestSeal>>,
         memory: Duration,
         log_max_bytes: usize,
     ) -> Result<Self, StoreError> {
@@ -226,6 +232,7 @@ impl RedisStore {
             enqueue: Script::new(&format!("{ENQUEUE}{READ_LINE}")),
             read_line: Script::new(READ_LINE),
             claim: Script::new(CLAIM),
+            seal,
             memory,
             log_max_bytes,
             sizes: Mutex::new(HashMap::new()),
@@ -599,6 +606,10 @@ impl Store for RedisStore {
         max: usize,
         ttl: Duration,
     ) -> Result<Option<Vec<Waiting>>, StoreError> {
+        let request = match &self.seal {
+            Some(seal) => seal.seal(job_id, request)?,
+            None => request.clone(),
+        };
         let mut call = self.enqueue.key(LINE);
         call.key(LINE_SINCE).key(LINE_CLAIMED).key(request_key(job_id));
         // Lua numbers are doubles: an unbounded line is any bound above what a list can hold.
@@ -657,7 +668,18 @@ impl Store for RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(store_error)?;
-        Ok(raw.map(Bytes::from))
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        match seal::open(self.seal.as_deref(), job_id, Bytes::from(raw)) {
+            Ok(request) => Ok(Some(request)),
+            // No retry can open it: the job is lost to this gateway as if its request had expired, and the
+            // operator learns why.
+            Err(e) => {
+                tracing::error!(job_id, error = %e, "a waiting request in the store cannot be opened");
+                Ok(None)
+            }
+        }
     }
 
     async fn request_cancel(&self, job_id: &str) -> Result<(), StoreError> {

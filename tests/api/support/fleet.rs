@@ -71,6 +71,10 @@ impl LocalFleet {
             && !env.iter().any(|(k, _)| *k == "GATEWAY_STORE")
         {
             env.push(("GATEWAY_STORE", url));
+            // The requests of waiting jobs are sealed in the store, as the Swarm stack has them.
+            if !env.iter().any(|(k, _)| k.starts_with("GATEWAY_STORE_KEY")) {
+                env.push(("GATEWAY_STORE_KEY", STORE_KEY));
+            }
         }
         gateway(&self.addresses(), &env)
     }
@@ -92,6 +96,9 @@ pub fn gateway(workers: &str, env: &[(&str, &str)]) -> TestWorker {
     }
     TestWorker::spawn_with_args(&["gateway"], &vars)
 }
+
+/// What the gateways of a fleet with a Redis store seal the waiting requests with.
+pub const STORE_KEY: &str = "the-test-fleets-store-key-of-40-characters";
 
 pub fn named_job(prompt: &str) -> Value {
     json!({ "userRequest": prompt, "codingAssistantProvider": "claude-code", "jobId": prompt })
