@@ -36,7 +36,11 @@ impl GatewayApp {
                  on every gateway) to seal them"
             );
         }
-        let store = Arc::new(store::Metered::new(store, &metrics));
+        let store = Arc::new(store::Metered::new(
+            store,
+            metrics.store_errors.clone(),
+            metrics.store_seconds.clone(),
+        ));
         let gateway = Arc::new(Gateway {
             store,
             owner: uuid::Uuid::new_v4().to_string(),

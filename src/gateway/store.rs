@@ -285,11 +285,17 @@ pub struct Metered {
 }
 
 impl Metered {
-    pub fn new(inner: Box<dyn Store>, metrics: &super::metrics::GatewayMetrics) -> Self {
+    /// `errors` and `seconds` are the gateway's store metrics, passed as handles so that the store needs nothing of
+    /// the module that draws the fleet's metrics.
+    pub fn new(
+        inner: Box<dyn Store>,
+        errors: prometheus_client::metrics::counter::Counter,
+        seconds: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
         Metered {
             inner,
-            errors: metrics.store_errors.clone(),
-            seconds: metrics.store_seconds.clone(),
+            errors,
+            seconds,
             up: std::sync::atomic::AtomicBool::new(true),
         }
     }
