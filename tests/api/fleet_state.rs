@@ -205,6 +205,7 @@ async fn two_gateways_sharing_redis_replay_a_job_after_its_worker_exited() {
         .unwrap();
     assert_eq!(health["store"]["kind"], "redis");
     assert_eq!(health["store"]["up"], true);
+    assert_eq!(health["store"]["sealed"], false, "no key given: {health}");
 
     let whole = whole_job(&fleet, &a, "r1").await;
     wait_finished(&b, "r1").await;
@@ -666,6 +667,8 @@ async fn a_waiting_request_is_sealed_in_redis_and_the_other_gateway_opens_it() {
         Some(started) => started,
         None => return,
     };
+    let health = a.get_json("/health").await;
+    assert_eq!(health["store"]["sealed"], true, "{health}");
     let busy = start_job(&a, "running").await;
     fleet.wait_started("running").await;
     let mut body = named_job("waiting");

@@ -85,7 +85,8 @@ async fn stack_gateways_serve_nine_clients_on_three_workers_without_a_429() {
             .unwrap();
         assert_eq!(
             health["store"],
-            serde_json::json!({"kind": "redis", "up": true}),
+            // Sealed: the stack's key secret reached every gateway.
+            serde_json::json!({"kind": "redis", "up": true, "sealed": true}),
             "{health}"
         );
         let list: serde_json::Value = client
