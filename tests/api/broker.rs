@@ -610,3 +610,35 @@ async fn a_claude_credentials_object_that_outlives_the_job_is_brokered_and_never
         "{sent:?}"
     );
 }
+
+#[tokio::test]
+async fn opencode_with_openrouter_holds_only_a_placeholder() {
+    let mock = MockChat::start(mock_chat::Reply::RunCommand {
+        cmd: SNOOP.into(),
+        final_text: "Looked around.".into(),
+    });
+    // opencode's own `openrouter` provider, with the worker's key, and the mock standing for OpenRouter's API.
+    let upstream = mock.base_url();
+    let worker = TestWorker::spawn(&[
+        ("OPENCODE_BIN", crate::support::opencode_bin().as_str()),
+        ("OPENROUTER_API_KEY", "sk-or-v1-CANARY-worker-8c1e"),
+        ("OPENROUTER_UPSTREAM_URL", upstream.as_str()),
+        ("npm_config_registry", "http://127.0.0.1:9"),
+    ]);
+    let mut body = opencode_job("What can you see?");
+    body["providerOptions"] = json!({"model": "openrouter/anthropic/claude-sonnet-4.5"});
+
+    let (events, seen) = snoop(&worker, &body).await;
+
+    let done = &events.last().unwrap().data;
+    assert_eq!(events.last().unwrap().kind(), "completed", "{done}");
+    assert!(
+        var(&seen, "OPENROUTER_API_KEY").is_some_and(|k| k.starts_with("uwb-")),
+        "{seen}"
+    );
+    let keys = mock.authorizations();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == "Bearer sk-or-v1-CANARY-worker-8c1e"),
+        "{keys:?}"
+    );
+}

@@ -2,12 +2,12 @@
 //! operator's `OPENCODE_CONFIG_CONTENT`; the run's copy of that variable names the broker instead, and the key
 //! (the request's or the worker's stored credential, the provider's `apiKey` in the config, or the provider's
 //! key variable) becomes the placeholder wherever it was. A provider from opencode's built-in list that the
-//! configuration gives no `baseURL` (`anthropic`, `openai`, `google`) gets one: the broker, standing for the
+//! configuration gives no `baseURL` (`anthropic`, `openai`, `google`, `openrouter`) gets one: the broker, standing for the
 //! vendor's API or the operator's upstream setting.
 
 use serde_json::{Value, json};
 
-use super::{AUTH_CONTENT, CONFIG_CONTENT, ModelRef};
+use super::{AUTH_CONTENT, CONFIG_CONTENT, KEY_VARS, ModelRef};
 use crate::{
     broker::{BrokerAddress, ModelApi},
     provider::env::get_env,
@@ -18,8 +18,9 @@ struct BuiltIn {
     id: &'static str,
     /// Where opencode reads its key when no stored credential names the provider.
     key_var: &'static str,
-    /// The operator's setting for the real API, in the form of the base URL variable it stands for.
-    upstream_var: &'static str,
+    /// The operator's setting for the real API, in the form of the base URL variable it stands for. None: the
+    /// vendor's API, unless the configuration names another `baseURL` (then it is not the built-in path at all).
+    upstream_var: Option<&'static str>,
     /// The vendor's API, in that same form.
     default_upstream: &'static str,
     /// What opencode's own default `baseURL` has after that form: the path the broker's address needs so that
@@ -27,33 +28,40 @@ struct BuiltIn {
     suffix: &'static str,
 }
 
-const BUILT_IN: [BuiltIn; 3] = [
+const BUILT_IN: [BuiltIn; 4] = [
     BuiltIn {
         id: "anthropic",
         key_var: "ANTHROPIC_API_KEY",
-        upstream_var: "ANTHROPIC_UPSTREAM_URL",
+        upstream_var: Some("ANTHROPIC_UPSTREAM_URL"),
         default_upstream: "https://api.anthropic.com",
         suffix: "/v1",
     },
     BuiltIn {
         id: "openai",
         key_var: "OPENAI_API_KEY",
-        upstream_var: "OPENAI_UPSTREAM_URL",
+        upstream_var: Some("OPENAI_UPSTREAM_URL"),
         default_upstream: "https://api.openai.com/v1",
         suffix: "",
     },
     BuiltIn {
         id: "google",
         key_var: "GOOGLE_GENERATIVE_AI_API_KEY",
-        upstream_var: "GEMINI_UPSTREAM_URL",
+        upstream_var: Some("GEMINI_UPSTREAM_URL"),
         default_upstream: "https://generativelanguage.googleapis.com",
         suffix: "/v1beta",
+    },
+    BuiltIn {
+        id: "openrouter",
+        key_var: "OPENROUTER_API_KEY",
+        upstream_var: Some("OPENROUTER_UPSTREAM_URL"),
+        default_upstream: "https://openrouter.ai/api/v1",
+        suffix: "",
     },
 ];
 
 /// The upstream settings opencode's built-in providers use.
 pub(super) fn upstream_vars() -> Vec<&'static str> {
-    BUILT_IN.iter().map(|b| b.upstream_var).collect()
+    BUILT_IN.iter().filter_map(|b| b.upstream_var).collect()
 }
 
 /// Points `env` at the broker; `model` is the request's `providerOptions.model`, if any. None, and `env`
@@ -80,7 +88,8 @@ pub(super) fn route(env: &mut Vec<(String, String)>, model: Option<&ModelRef>, b
         Some(upstream) => (upstream.to_string(), broker.base_url.to_string()),
         None => {
             let built_in = BUILT_IN.iter().find(|b| b.id == provider)?;
-            let upstream = broker.upstream(built_in.upstream_var).unwrap_or(built_in.default_upstream);
+            let configured = built_in.upstream_var.and_then(|var| broker.upstream(var));
+            let upstream = configured.unwrap_or(built_in.default_upstream);
             (upstream.to_string(), format!("{}{}", broker.base_url, built_in.suffix))
         }
     };
@@ -109,6 +118,9 @@ pub(super) fn route(env: &mut Vec<(String, String)>, model: Option<&ModelRef>, b
     if routed.iter().any(|(_, v)| v.contains(&credential) || v.contains(escaped)) {
         return None;
     }
+    // The worker's keys for other providers reach opencode through the same variables; this run calls only the
+    // broker, so none of them stays for the agent to read.
+    routed.retain(|(key, value)| !KEY_VARS.contains(&key.as_str()) || value == broker.placeholder);
     *env = routed;
     Some(ModelApi { credential, upstream })
 }
@@ -201,6 +213,24 @@ mod tests {
         assert_eq!(config["provider"]["google"]["options"]["baseURL"], "http://127.0.0.1:5555/v1beta");
         assert_eq!(config["share"], "disabled", "the rest of the configuration stays");
         assert!(!format!("{env:?}").contains("AIza-real"));
+    }
+
+    #[test]
+    fn openrouter_goes_to_its_own_api() {
+        let mut env = vec![("OPENROUTER_API_KEY".to_string(), "sk-or-real-1234".to_string())];
+        let model = ModelRef::parse("openrouter/anthropic/claude-sonnet-4.5").unwrap();
+        let api = route(&mut env, Some(&model), &at(&HashMap::new())).unwrap();
+        assert_eq!(api.upstream, "https://openrouter.ai/api/v1");
+        assert_eq!(get_env(&env, "OPENROUTER_API_KEY"), Some("uwb-p"));
+
+        // The worker's key for another provider is not passed along.
+        let mut env = vec![
+            ("OPENROUTER_API_KEY".to_string(), "sk-or-real-1234".to_string()),
+            ("ANTHROPIC_API_KEY".to_string(), "sk-ant-other-5678".to_string()),
+        ];
+        route(&mut env, Some(&model), &at(&HashMap::new())).unwrap();
+        assert_eq!(get_env(&env, "OPENROUTER_API_KEY"), Some("uwb-p"));
+        assert_eq!(get_env(&env, "ANTHROPIC_API_KEY"), None);
     }
 
     #[test]
