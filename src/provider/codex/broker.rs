@@ -100,7 +100,7 @@ pub(super) async fn route(env: &mut Vec<(String, String)>, broker: &BrokerAddres
 
 /// A provider of the operator's `config.toml`: its `base_url` is the upstream, its `env_key` holds the key.
 async fn custom(
-    env: &mut [(String, String)],
+    env: &mut Vec<(String, String)>,
     path: &Path,
     rewritten: Rewritten,
     placeholder: &str,
@@ -166,13 +166,15 @@ async fn built_in(
     Ok(Some(ModelApi { credential, upstream }))
 }
 
-/// The key went in under several names (`CODEX_API_KEY` too); none of them may keep it.
-fn replace_everywhere(env: &mut [(String, String)], credential: &str, placeholder: &str) {
+/// The key went in under several names (`CODEX_API_KEY` too); none of them may keep it. A key variable that holds
+/// another key (the worker's OpenAI key beside a gateway provider's own) is dropped: the run calls only the broker.
+fn replace_everywhere(env: &mut Vec<(String, String)>, credential: &str, placeholder: &str) {
     for (_, v) in env.iter_mut() {
         if *v == credential {
             *v = placeholder.to_string();
         }
     }
+    env.retain(|(k, v)| !KEY_VARS.contains(&k.as_str()) || v == placeholder);
 }
 #[cfg(test)]
 mod tests {
@@ -234,6 +236,27 @@ env_key = "OPENAI_API_KEY"
         assert_eq!(get_env(&env, "OPENAI_API_KEY"), Some("uwb-placeholder"));
         let written = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
         assert!(written.contains("http://127.0.0.1:5555") && !written.contains("4000"));
+    }
+
+    #[tokio::test]
+    async fn an_openai_key_beside_a_gateway_providers_own_is_not_passed() {
+        let home = tempfile::tempdir().unwrap();
+        let config = CONFIG.replace("OPENAI_API_KEY", "CODEX_GATEWAY_KEY");
+        std::fs::write(home.path().join("config.toml"), config).unwrap();
+        let mut env = vec![
+            ("CODEX_HOME".to_string(), home.path().display().to_string()),
+            ("CODEX_GATEWAY_KEY".to_string(), "gw-real-key-1234".to_string()),
+            ("OPENAI_API_KEY".to_string(), "sk-openai-real-5678".to_string()),
+            ("CODEX_API_KEY".to_string(), "sk-openai-real-5678".to_string()),
+        ];
+        let upstreams = HashMap::new();
+        let broker = BrokerAddress::for_tests("http://127.0.0.1:5555", "uwb-p", &upstreams);
+
+        let api = route(&mut env, &broker).await.unwrap().unwrap();
+
+        assert_eq!(api.credential, "gw-real-key-1234");
+        assert_eq!(get_env(&env, "CODEX_GATEWAY_KEY"), Some("uwb-p"));
+        assert!(!format!("{env:?}").contains("real"), "{env:?}");
     }
 
     #[tokio::test]
