@@ -24,36 +24,21 @@ use agent_client_protocol::{
 };
 use serde_json::{Value, json};
 
+use crate::client::{Credentials, JobTarget};
 use remote::Remote;
 use session::Session;
 
 /// The options of `acp`; the subcommand's help text is in `main.rs`.
 #[derive(Debug, clap::Args)]
 pub struct AcpArgs {
-    /// Worker or fleet address.
-    #[arg(long, env = "UNIFIED_WORKER_URL", default_value = "http://127.0.0.1:5000")]
-    pub url: String,
-    /// The provider's name (the worker's /health lists them).
-    #[arg(long, default_value = "claude-code")]
-    pub provider: String,
-    /// GitHub repository each session clones (token from $GITHUB_TOKEN when set).
-    #[arg(long)]
-    pub repo: Option<String>,
-    /// Branch to check out (default: the remote's default branch).
-    #[arg(long, requires = "repo")]
-    pub branch: Option<String>,
+    #[command(flatten)]
+    pub target: JobTarget,
     /// At the close of a session's job, push its changes to branch PREFIX<job id> (e.g. `agent/`).
     #[arg(long, value_name = "PREFIX", requires = "repo")]
     pub push_prefix: Option<String>,
     /// Also open a pull request for each pushed branch.
     #[arg(long = "pr", requires = "push_prefix")]
     pub pull_request: bool,
-    /// Send the value of this environment variable as the provider credential.
-    #[arg(long, value_name = "VAR")]
-    pub token_env: Option<String>,
-    /// Model to ask the provider for.
-    #[arg(long)]
-    pub model: Option<String>,
     /// Whether the agent asks the editor before it acts (`--approvals false`: it acts without asking).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub approvals: bool,
@@ -69,35 +54,23 @@ pub struct AcpArgs {
 
 /// What every job of the bridge is asked with; the credentials are read once, at start.
 pub struct Settings {
-    provider: String,
-    repo: Option<String>,
-    branch: Option<String>,
-    model: Option<String>,
+    target: JobTarget,
+    credentials: Credentials,
     push_prefix: Option<String>,
     pull_request: bool,
     approvals: bool,
     idle_seconds: u64,
-    credential: Option<String>,
-    github_token: Option<String>,
 }
 
 impl Settings {
     fn from_args(args: &AcpArgs) -> Result<Settings, String> {
-        let credential = match &args.token_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| format!("--token-env: ${var} is not set"))?),
-            None => None,
-        };
         Ok(Settings {
-            provider: args.provider.clone(),
-            repo: args.repo.clone(),
-            branch: args.branch.clone(),
-            model: args.model.clone(),
+            target: args.target.clone(),
+            credentials: args.target.credentials()?,
             push_prefix: args.push_prefix.clone(),
             pull_request: args.pull_request,
             approvals: args.approvals,
             idle_seconds: args.idle_seconds,
-            credential,
-            github_token: std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()),
         })
     }
 
@@ -105,34 +78,18 @@ impl Settings {
     fn request(&self, text: &str, job_id: &str) -> Value {
         let mut body = json!({
             "userRequest": text,
-            "codingAssistantProvider": self.provider,
             "jobId": job_id,
             "conversation": {"idleSeconds": self.idle_seconds},
         });
-        if let Some(credential) = &self.credential {
-            body["codingAssistantAccessToken"] = json!(credential);
-        }
-        if let Some(model) = &self.model {
-            body["providerOptions"] = json!({"model": model});
-        }
-        if let Some(repo) = &self.repo {
-            let mut github = json!({"repoUrl": repo});
-            if let Some(branch) = &self.branch {
-                github["branch"] = json!(branch);
+        self.target.fill(&mut body, &self.credentials);
+        if let Some(prefix) = &self.push_prefix {
+            // `--push-prefix` needs `--repo`, so `github` is there. A branch per job: a resumed job commits the
+            // whole tree on the base again, which the last job's branch would refuse (the worker never forces).
+            let mut push = json!({"branch": format!("{prefix}{job_id}")});
+            if self.pull_request {
+                push["pullRequest"] = json!({});
             }
-            if let Some(token) = &self.github_token {
-                github["accessToken"] = json!(token);
-            }
-            if let Some(prefix) = &self.push_prefix {
-                // A branch per job: a resumed job commits the whole tree on the base again, which the last job's
-                // branch would refuse (the worker never forces).
-                let mut push = json!({"branch": format!("{prefix}{job_id}")});
-                if self.pull_request {
-                    push["pullRequest"] = json!({});
-                }
-                github["push"] = push;
-            }
-            body["github"] = github;
+            body["github"]["push"] = push;
         }
         if self.approvals {
             // No timeout of the bridge's own: the worker's default applies, as when the editor's user walks away.
@@ -170,7 +127,7 @@ pub async fn run(args: AcpArgs) -> i32 {
     let token = std::env::var("WORKER_API_TOKEN").ok().filter(|t| !t.is_empty());
     let bridge = Arc::new(Bridge {
         settings,
-        remote: Remote::new(&args.url, token, Duration::from_secs(args.max_wait)),
+        remote: Remote::new(&args.target.url, token, Duration::from_secs(args.max_wait)),
         sessions: Mutex::new(HashMap::new()),
     });
     let served = serve(bridge.clone()).await;

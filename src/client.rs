@@ -13,7 +13,7 @@ mod session;
 use std::io::{IsTerminal, Read};
 
 use approvals::Answering;
-pub use args::ExecArgs;
+pub use args::{Credentials, ExecArgs, JobTarget};
 
 pub const EXIT_COMPLETED: i32 = 0;
 pub const EXIT_JOB_ERROR: i32 = 1;

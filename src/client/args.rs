@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// The options of `exec`; the subcommand's help text is in `main.rs`.
-#[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("approval_mode").multiple(true))]
-pub struct ExecArgs {
+/// What `exec` and `acp` both ask a job for: the worker, the provider with its model and credential, the
+/// repository.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobTarget {
     /// Worker or fleet address.
     #[arg(long, env = "UNIFIED_WORKER_URL", default_value = "http://127.0.0.1:5000")]
     pub url: String,
@@ -21,6 +21,61 @@ pub struct ExecArgs {
     /// Branch to check out (default: the remote's default branch).
     #[arg(long, requires = "repo")]
     pub branch: Option<String>,
+    /// Send the value of this environment variable as the provider credential.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Model to ask the provider for.
+    #[arg(long)]
+    pub model: Option<String>,
+}
+
+/// The credentials a `JobTarget` names, read from the environment.
+#[derive(Debug)]
+pub struct Credentials {
+    provider: Option<String>,
+    github: Option<String>,
+}
+
+impl JobTarget {
+    pub fn credentials(&self) -> Result<Credentials, String> {
+        let provider = match &self.token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| format!("--token-env: ${var} is not set"))?),
+            None => None,
+        };
+        Ok(Credentials {
+            provider,
+            github: std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// The request's provider, credential, model and `github` fields; what `github.push` holds is each client's own.
+    pub fn fill(&self, body: &mut Value, credentials: &Credentials) {
+        body["codingAssistantProvider"] = json!(self.provider);
+        if let Some(credential) = &credentials.provider {
+            body["codingAssistantAccessToken"] = json!(credential);
+        }
+        if let Some(model) = &self.model {
+            body["providerOptions"] = json!({ "model": model });
+        }
+        if let Some(repo) = &self.repo {
+            let mut github = json!({ "repoUrl": repo });
+            if let Some(branch) = &self.branch {
+                github["branch"] = json!(branch);
+            }
+            if let Some(token) = &credentials.github {
+                github["accessToken"] = json!(token);
+            }
+            body["github"] = github;
+        }
+    }
+}
+
+/// The options of `exec`; the subcommand's help text is in `main.rs`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("approval_mode").multiple(true))]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub target: JobTarget,
     /// Continue this provider session.
     #[arg(long)]
     pub resume: Option<String>,
@@ -30,15 +85,9 @@ pub struct ExecArgs {
     /// Also open a pull request for the pushed branch.
     #[arg(long = "pr", requires = "push_branch")]
     pub pull_request: bool,
-    /// Send the value of this environment variable as the provider credential.
-    #[arg(long, value_name = "VAR")]
-    pub token_env: Option<String>,
     /// Sub-folder of the worker's WORKSPACE_DIR to run in.
     #[arg(long)]
     pub workspace: Option<String>,
-    /// Model to ask the provider for.
-    #[arg(long)]
-    pub model: Option<String>,
     /// How long to wait for a free worker, in seconds.
     #[arg(long = "max-wait", value_name = "SECONDS", default_value = "600", value_parser = seconds)]
     pub max_wait: Duration,
@@ -102,7 +151,7 @@ fn seconds(raw: &str) -> Result<Duration, String> {
 impl ExecArgs {
     /// What the parser leaves to do: the URL without a trailing slash, `-` as "read stdin".
     pub fn normalize(mut self) -> Self {
-        self.url = self.url.trim_end_matches('/').to_string();
+        self.target.url = self.target.url.trim_end_matches('/').to_string();
         if self.prompt.as_deref() == Some("-") {
             self.prompt = None;
         }
@@ -127,42 +176,23 @@ impl ExecArgs {
     pub fn request_body(&self) -> Result<Value, String> {
         let mut body = json!({
             "userRequest": self.prompt.clone().unwrap_or_default(),
-            "codingAssistantProvider": self.provider,
             "jobId": self.job_id,
         });
-        if let Some(var) = &self.token_env {
-            let token = std::env::var(var).map_err(|_| format!("--token-env: ${var} is not set"))?;
-            body["codingAssistantAccessToken"] = json!(token);
-        }
+        self.target.fill(&mut body, &self.target.credentials()?);
         if let Some(id) = &self.resume {
             body["resumeSessionId"] = json!(id);
         }
         if let Some(workspace) = &self.workspace {
             body["workspace"] = json!(workspace);
         }
-        if let Some(model) = &self.model {
-            body["providerOptions"] = json!({ "model": model });
-        }
-        if let Some(repo) = &self.repo {
-            let mut github = json!({ "repoUrl": repo });
-            if let Some(branch) = &self.branch {
-                github["branch"] = json!(branch);
+        if let Some(push) = &self.push_branch {
+            // `--push-branch` needs `--repo`, so `github` is there. The commit message and the pull request title
+            // are left to the worker's defaults (the prompt's first line with text on it).
+            let mut push = json!({ "branch": push });
+            if self.pull_request {
+                push["pullRequest"] = json!({});
             }
-            if let Ok(token) = std::env::var("GITHUB_TOKEN")
-                && !token.is_empty()
-            {
-                github["accessToken"] = json!(token);
-            }
-            if let Some(push) = &self.push_branch {
-                // The commit message and the pull request title are left to the worker's defaults (the prompt's
-                // first line with text on it).
-                let mut push = json!({ "branch": push });
-                if self.pull_request {
-                    push["pullRequest"] = json!({});
-                }
-                github["push"] = push;
-            }
-            body["github"] = github;
+            body["github"]["push"] = push;
         }
         if self.chat {
             body["conversation"] = match self.idle {
@@ -275,7 +305,7 @@ mod tests {
         assert!(parse(&["--pr", "x"]).unwrap_err().contains("--push-branch"));
         assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
         assert!(parse(&["--max-wait", "soon", "x"]).unwrap_err().contains("seconds"));
-        assert_eq!(parse(&["--url", "http://h:1/", "-"]).unwrap().url, "http://h:1");
+        assert_eq!(parse(&["--url", "http://h:1/", "-"]).unwrap().target.url, "http://h:1");
         assert_eq!(parse(&["-"]).unwrap().prompt, None);
         assert!(parse(&["a", "b"]).is_err());
         assert!(parse(&["--url"]).is_err());

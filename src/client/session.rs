@@ -72,7 +72,7 @@ impl Session {
     pub fn answering(mut self, answering: Answering) -> Self {
         let answerer = Answerer {
             client: self.client.clone(),
-            url: self.args.url.clone(),
+            url: self.args.target.url.clone(),
             job_id: self.args.job_id.clone(),
             api_token: self.args.api_token.clone(),
         };
@@ -135,7 +135,7 @@ impl Session {
         let mut backoff = unreachable_backoff();
         loop {
             let req = self
-                .authorized(self.client.post(format!("{}/execute", self.args.url)))
+                .authorized(self.client.post(format!("{}/execute", self.args.target.url)))
                 .json(body);
             let wait = match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -180,7 +180,7 @@ impl Session {
                     let wait = backoff.delay(None);
                     self.renderer.notice(&format!(
                         "cannot reach {} ({}); retrying in {:.1}s",
-                        self.args.url,
+                        self.args.target.url,
                         outbound::root_cause(&e),
                         wait.as_secs_f64()
                     ));
@@ -204,7 +204,7 @@ impl Session {
         let deadline = Instant::now() + self.args.max_wait;
         let mut backoff = unreachable_backoff();
         loop {
-            let url = format!("{}/jobs/{}/events", self.args.url, self.args.job_id);
+            let url = format!("{}/jobs/{}/events", self.args.target.url, self.args.job_id);
             let mut req = self.authorized(self.client.get(url));
             if let Some(seq) = self.last_seq {
                 req = req.header("Last-Event-ID", seq.to_string());
@@ -226,7 +226,7 @@ impl Session {
                     .notice(&format!("reattaching: worker answered {}", resp.status())),
                 Err(e) => self.renderer.notice(&format!(
                     "reattaching: cannot reach {} ({})",
-                    self.args.url,
+                    self.args.target.url,
                     outbound::root_cause(&e)
                 )),
             }
@@ -337,7 +337,7 @@ impl Session {
 
     /// `POST /jobs/{jobId}/<action>`; a refusal is shown, never fatal: the stream says what happened.
     async fn post_to_job(&self, action: &str, body: Option<&Value>) {
-        let url = format!("{}/jobs/{}/{action}", self.args.url, self.args.job_id);
+        let url = format!("{}/jobs/{}/{action}", self.args.target.url, self.args.job_id);
         let mut req = self.authorized(self.client.post(url));
         if let Some(body) = body {
             req = req.json(body);
@@ -354,7 +354,7 @@ impl Session {
             }
             Err(e) => self.renderer.notice(&format!(
                 "{action}: cannot reach {} ({})",
-                self.args.url,
+                self.args.target.url,
                 outbound::root_cause(&e)
             )),
         }
@@ -364,11 +364,11 @@ impl Session {
         if !self.args.cancel_on_exit {
             eprintln!(
                 "\ninterrupted; job {} keeps running on the worker (reattach with GET {}/jobs/{}/events)",
-                self.args.job_id, self.args.url, self.args.job_id
+                self.args.job_id, self.args.target.url, self.args.job_id
             );
             return EXIT_INTERRUPTED;
         }
-        let url = format!("{}/jobs/{}/cancel", self.args.url, self.args.job_id);
+        let url = format!("{}/jobs/{}/cancel", self.args.target.url, self.args.job_id);
         match self.authorized(self.client.post(url)).send().await {
             Ok(resp) if resp.status().is_success() => eprintln!("\ncancelled job {}", self.args.job_id),
             Ok(resp) => eprintln!(

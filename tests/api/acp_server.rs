@@ -115,6 +115,14 @@ impl Editor {
         id
     }
 
+    /// A session in `cwd` with no MCP servers; its id.
+    async fn new_session(&mut self, cwd: &std::path::Path) -> String {
+        self.ok("newSession", json!({"cwd": cwd, "mcpServers": []})).await["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_string()
+    }
+
     /// The option kinds the next permission requests are answered with.
     async fn will_answer(&mut self, kinds: &[&str]) {
         self.command(json!({ "answer": kinds })).await;
@@ -299,12 +307,7 @@ async fn an_editor_holds_a_session_on_the_fleet_and_loads_it_again_in_a_new_brid
     assert_eq!(init["agentCapabilities"]["loadSession"], true);
     assert_eq!(init["agentCapabilities"]["promptCapabilities"]["image"], false);
     let cwd = tempfile::TempDir::new().unwrap();
-    let session = editor
-        .ok("newSession", json!({"cwd": cwd.path(), "mcpServers": []}))
-        .await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = editor.new_session(cwd.path()).await;
 
     // Turn 1: allowed, the file is written; the cut connection costs the editor nothing.
     first_turn_writes_the_note(&mut editor, &session).await;
@@ -430,12 +433,7 @@ async fn an_editor_holds_a_session_on_a_single_worker() {
         .ok("initialize", json!({"protocolVersion": 1, "clientCapabilities": {}}))
         .await;
     let cwd = tempfile::TempDir::new().unwrap();
-    let session = editor
-        .ok("newSession", json!({"cwd": cwd.path(), "mcpServers": []}))
-        .await["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session = editor.new_session(cwd.path()).await;
 
     first_turn_writes_the_note(&mut editor, &session).await;
     let note = worker.workspace_dir.join(&session).join("note.txt");

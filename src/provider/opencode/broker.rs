@@ -83,22 +83,19 @@ pub(super) fn route(env: &mut Vec<(String, String)>, model: Option<&ModelRef>, b
             Some(_) => Some(String::new()),
             None => None,
         });
+    let built_in = BUILT_IN.iter().find(|b| b.id == provider);
     let options = config.get("provider").and_then(|p| p.get(&provider)).and_then(|p| p.get("options"));
     let (upstream, base_url) = match options.and_then(|o| o.get("baseURL")).and_then(Value::as_str) {
         Some(upstream) => (upstream.to_string(), broker.base_url.to_string()),
         None => {
-            let built_in = BUILT_IN.iter().find(|b| b.id == provider)?;
+            let built_in = built_in?;
             let configured = built_in.upstream_var.and_then(|var| broker.upstream(var));
             let upstream = configured.unwrap_or(built_in.default_upstream);
             (upstream.to_string(), format!("{}{}", broker.base_url, built_in.suffix))
         }
     };
     let from_config = options.and_then(|o| o.get("apiKey")).and_then(Value::as_str).map(String::from);
-    let from_var = BUILT_IN
-        .iter()
-        .find(|b| b.id == provider)
-        .and_then(|b| get_env(env, b.key_var))
-        .map(String::from);
+    let from_var = built_in.and_then(|b| get_env(env, b.key_var)).map(String::from);
     let credential = stored.or(from_config).or(from_var).filter(|c| !c.trim().is_empty())?;
 
     set_base_url(&mut config, &provider, base_url)?;
